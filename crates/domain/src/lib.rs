@@ -1,0 +1,5 @@
+#![doc = include_str!("../README.md")]
+
+mod snowflake;
+
+pub use snowflake::{NodeId, NodeIdError, SnowflakeGenerator, SnowflakeId};

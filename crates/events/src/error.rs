@@ -1,0 +1,19 @@
+use rdkafka::error::KafkaError;
+
+/// Why a Kafka operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// The client could not be created from the configuration (a typo in a setting, a missing
+    /// certificate file): fix the configuration.
+    #[error("invalid Kafka client configuration: {0}")]
+    Config(#[source] KafkaError),
+    /// The brokers did not answer in time or refused the request. Usually retryable.
+    #[error("Kafka broker unavailable: {0}")]
+    Unavailable(#[source] KafkaError),
+    /// The broker refused to create a topic.
+    #[error("cannot create topic {topic}: {reason}")]
+    TopicCreation { topic: String, reason: String },
+    /// The topic specification file is missing or malformed.
+    #[error("invalid topic specification: {0}")]
+    TopicSpec(String),
+}

@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+
+pub mod config;
+mod env;
+mod metrics_recorder;
+mod ops_server;
+mod service;
+mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{CommonConfig, ConsumerConfig};
+pub use env::{ConfigError, Env};
+pub use service::{ServiceContext, run_service};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,154 @@
+//! `run_service`: the life of a service process from configuration to exit code.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use events::Broker;
+use repo::Database;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{CommonConfig, telemetry_config};
+use crate::ops_server::{OpsServer, Readiness};
+use crate::telemetry::Telemetry;
+use crate::{Env, metrics_recorder, shutdown};
+
+/// What a service gets to do its work with.
+#[derive(Debug)]
+pub struct ServiceContext {
+    pub name: &'static str,
+    /// The process environment, for the service's own variables.
+    pub env: Env,
+    pub config: CommonConfig,
+    pub database: Database,
+    pub broker: Broker,
+    /// Cancelled on SIGTERM/SIGINT: stop taking new work, finish what is in flight, return.
+    pub shutdown: CancellationToken,
+}
+
+/// Runs a service: configuration, telemetry, connections, the operations server, the service's
+/// own future, and graceful shutdown on SIGTERM/SIGINT. Returns the process exit code: 0 after a
+/// clean shutdown, 1 when configuration, start-up or the service failed, or shutdown overran
+/// `SHUTDOWN_TIMEOUT`.
+pub fn run_service<F, Fut>(name: &'static str, service: F) -> ExitCode
+where
+    F: FnOnce(ServiceContext) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let env = Env::from_process();
+    let telemetry = match telemetry_config(&env, name)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| Telemetry::init(&config).map_err(anyhow::Error::from))
+    {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            // No logger yet: standard error is all there is.
+            eprintln!("{name}: cannot start telemetry: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the tokio runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(name, env, service));
+    // Blocking tasks (a metadata request to an absent broker) must not hold up the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+
+    let code = match outcome {
+        Ok(()) => {
+            tracing::info!(service = name, exit_code = 0, "shutdown complete");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(
+                service = name,
+                exit_code = 1,
+                error = format!("{error:#}"),
+                "service failed"
+            );
+            ExitCode::FAILURE
+        }
+    };
+    telemetry.shutdown();
+    code
+}
+
+async fn run<F, Fut>(name: &'static str, env: Env, service: F) -> anyhow::Result<()>
+where
+    F: FnOnce(ServiceContext) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let config = CommonConfig::from_env(&env, name).context("reading configuration")?;
+    let metrics = metrics_recorder::prometheus();
+    metrics_recorder::describe_service(name);
+
+    let database = Database::connect(&config.database).context("creating the database pool")?;
+    let broker = Broker::connect(&config.kafka).context("creating the Kafka client")?;
+    let readiness = Arc::new(Readiness::new(database.clone(), broker.clone()));
+    // Start serving before the dependencies answer: /healthz says the process is alive, and
+    // /readyz says 503 until they do, which is what an orchestrator needs to know.
+    let ops = OpsServer::start(config.ops_addr, readiness.clone(), metrics)
+        .with_context(|| format!("binding the operations server to {}", config.ops_addr))?;
+    match readiness.check().await {
+        (Ok(()), Ok(())) => {
+            tracing::info!(ops_addr = %config.ops_addr, "started; database and broker reachable");
+        }
+        (database, broker) => tracing::warn!(
+            ops_addr = %config.ops_addr,
+            database = ?database.err(),
+            broker = ?broker.err(),
+            "started, but not ready yet"
+        ),
+    }
+
+    let shutdown = CancellationToken::new();
+    let shutdown_timeout = config.shutdown_timeout;
+    let context = ServiceContext {
+        name,
+        env,
+        config,
+        database: database.clone(),
+        broker,
+        shutdown: shutdown.clone(),
+    };
+    let mut work = tokio::spawn(service(context));
+
+    let outcome = tokio::select! {
+        signal = shutdown::termination_signal() => {
+            tracing::info!(signal, "received {signal}, shutting down");
+            readiness.start_draining();
+            shutdown.cancel();
+            match tokio::time::timeout(shutdown_timeout, &mut work).await {
+                Ok(joined) => flatten(joined),
+                Err(_) => {
+                    work.abort();
+                    Err(anyhow::anyhow!("in-flight work did not finish within {shutdown_timeout:?}"))
+                }
+            }
+        }
+        joined = &mut work => {
+            let outcome = flatten(joined);
+            if outcome.is_ok() {
+                tracing::info!("service finished its work");
+            }
+            outcome
+        }
+    };
+    ops.stop().await;
+    database.close();
+    outcome
+}
+
+fn flatten(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    joined.map_err(|e| anyhow::anyhow!("service task panicked: {e}"))?
+}

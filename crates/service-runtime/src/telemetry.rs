@@ -1,0 +1,119 @@
+//! Logs and traces. Logs go to stdout, as text for people or as JSON for log collectors. When an
+//! OTLP endpoint is configured, spans are also exported to it over OTLP/HTTP, and the W3C trace
+//! context propagator is installed so `traceparent` headers link services' spans together.
+
+use std::str::FromStr;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, fmt};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err("expected text or json".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive such as `info,rdkafka=warn`.
+    pub log_filter: String,
+    /// Base URL of an OTLP/HTTP collector; spans go to `<endpoint>/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid RUST_LOG filter: {0}")]
+    Filter(String),
+    #[error("cannot build the OTLP exporter: {0}")]
+    Exporter(String),
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Keeps the exporter alive; `shutdown` flushes the spans still buffered.
+#[derive(Debug)]
+pub struct Telemetry {
+    tracer_provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Installs the global subscriber. Call it before starting the tokio runtime: the OTLP
+    /// exporter's blocking HTTP client must not be created or dropped inside async code.
+    pub fn init(config: &TelemetryConfig) -> Result<Self, TelemetryError> {
+        let filter = EnvFilter::try_new(&config.log_filter)
+            .map_err(|e| TelemetryError::Filter(e.to_string()))?;
+        let tracer_provider = config
+            .otlp_endpoint
+            .as_deref()
+            .map(|endpoint| tracer_provider(endpoint, &config.service_name))
+            .transpose()?;
+        let otel_layer = tracer_provider.as_ref().map(|provider| {
+            tracing_opentelemetry::layer().with_tracer(provider.tracer(config.service_name.clone()))
+        });
+        let json = config.log_format == LogFormat::Json;
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(json.then(|| {
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+            }))
+            .with((!json).then(fmt::layer))
+            .with(otel_layer)
+            .try_init()
+            .map_err(|_| TelemetryError::AlreadyInstalled)?;
+        Ok(Self { tracer_provider })
+    }
+
+    /// Flushes and stops span export.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.tracer_provider
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "could not flush the last spans");
+        }
+    }
+}
+
+fn tracer_provider(
+    endpoint: &str,
+    service_name: &str,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let exporter = SpanExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .build()
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service_name.to_owned())
+                .build(),
+        )
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    Ok(provider)
+}

@@ -1,0 +1,236 @@
+//! Runs a service binary the way Kubernetes does, for the services' own tests: start it with
+//! its environment, wait for `/readyz`, and stop it with SIGTERM.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+/// Variables every service needs, pointing at the test database and the local broker.
+pub fn base_env() -> Vec<(String, String)> {
+    vec![
+        ("DATABASE_URL".into(), repo::testing::test_database_url()),
+        (
+            "KAFKA_BROKERS".into(),
+            events::testing::test_kafka_config().brokers.join(","),
+        ),
+        ("LOG_FORMAT".into(), "json".into()),
+        ("RUST_LOG".into(), "info".into()),
+    ]
+}
+
+/// A free TCP port on 127.0.0.1, for a service to listen on.
+pub fn free_local_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address")
+}
+
+/// A service process started by a test.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    child: Child,
+    pub ops_addr: SocketAddr,
+    logs: Arc<Mutex<String>>,
+    http: reqwest::Client,
+}
+
+/// How a service process ended.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: ExitStatus,
+    /// From SIGTERM to exit.
+    pub took: Duration,
+    pub logs: String,
+}
+
+impl ServiceProcess {
+    /// Starts `binary` with `base_env`, `OPS_ADDR` on a free port, and `extra_env` on top.
+    pub fn spawn(binary: &str, extra_env: &[(&str, &str)]) -> Self {
+        let ops_addr = free_local_addr();
+        let mut command = Command::new(binary);
+        command
+            .envs(base_env())
+            .env("OPS_ADDR", ops_addr.to_string())
+            .envs(extra_env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let logs = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().expect("piped stdout"), logs.clone());
+        collect(child.stderr.take().expect("piped stderr"), logs.clone());
+        Self {
+            child,
+            ops_addr,
+            logs,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Everything the process has written so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("log lock").clone()
+    }
+
+    /// GETs `path` from the operations server: status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        self.get_url(&format!("http://{}{path}", self.ops_addr))
+            .await
+    }
+
+    /// GETs any URL: status and body.
+    pub async fn get_url(&self, url: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}\nlogs:\n{}", self.logs()));
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// Polls `url` until something answers HTTP there (a listener the service opens after its
+    /// operations server). Panics after a minute.
+    pub async fn wait_for_listener(&mut self, url: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err(error) = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        {
+            assert!(
+                Instant::now() < deadline,
+                "nothing answers at {url}: {error}\nlogs:\n{}",
+                self.logs()
+            );
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                panic!("the service exited with {status}\nlogs:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls `/readyz` until it answers 200. Panics with the logs if the process exits first or
+    /// is still not ready after a minute (a hang guard, not a performance limit).
+    pub async fn wait_ready(&mut self) {
+        let url = format!("http://{}/readyz", self.ops_addr);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                panic!(
+                    "the service exited with {status} before it was ready\nlogs:\n{}",
+                    self.logs()
+                );
+            }
+            let answer = self
+                .http
+                .get(&url)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            if matches!(&answer, Ok(response) if response.status().is_success()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready after 60s: {answer:?}\nlogs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit (at most a minute, as a hang guard).
+    pub async fn terminate(mut self) -> Exited {
+        let pid = self.child.id().expect("the service is still running");
+        let started = Instant::now();
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(kill.success(), "kill -TERM {pid} failed");
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "still running a minute after SIGTERM\nlogs:\n{}",
+                    self.logs()
+                )
+            })
+            .expect("wait for the child");
+        let took = started.elapsed();
+        // Let the log readers drain what the process wrote last.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Exited {
+            status,
+            took,
+            logs: self.logs(),
+        }
+    }
+}
+
+fn collect(stream: impl AsyncRead + Unpin + Send + 'static, logs: Arc<Mutex<String>>) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut logs = logs.lock().expect("log lock");
+            logs.push_str(&line);
+            logs.push('\n');
+        }
+    });
+}
+
+/// The life every service binary must get right: it starts, becomes ready (database and broker
+/// reachable), serves liveness and metrics, and on SIGTERM logs that it is shutting down and
+/// exits 0. Returns how it ended, for further checks.
+pub async fn assert_starts_serves_and_stops(binary: &str, service_name: &str) -> Exited {
+    let mut service = ServiceProcess::spawn(binary, &[]);
+    service.wait_ready().await;
+
+    let (status, body) = service.get("/healthz").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (status, body) = service.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).expect("readyz answers JSON");
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["database"]["status"], "up");
+    assert_eq!(ready["checks"]["broker"]["status"], "up");
+    let (status, metrics) = service.get("/metrics").await;
+    assert_eq!(status, 200);
+    let info = format!("service_info{{service=\"{service_name}\"");
+    assert!(metrics.contains(&info), "no {info} in /metrics:\n{metrics}");
+    assert!(
+        metrics.contains("service_dependency_up{dependency=\"database\"} 1"),
+        "{metrics}"
+    );
+
+    let exited = service.terminate().await;
+    assert_eq!(
+        exited.status.code(),
+        Some(0),
+        "exit status {}\nlogs:\n{}",
+        exited.status,
+        exited.logs
+    );
+    assert!(
+        exited.logs.contains("received SIGTERM, shutting down"),
+        "logs:\n{}",
+        exited.logs
+    );
+    assert!(
+        exited.logs.contains("shutdown complete"),
+        "logs:\n{}",
+        exited.logs
+    );
+    exited
+}

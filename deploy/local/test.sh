@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make test`: every check, against the real PostgreSQL and broker of the local stack.
+#   1. the stack (started here if it is not running, and stopped again afterwards if so)
+#   2. cargo fmt --check, clippy with -D warnings
+#   3. the whole test suite (unit tests, and integration tests on the real servers)
+#   4. a smoke run of `make dev` / `make stop`: all seven services ready, then a clean SIGTERM
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/services.sh"
+cd "$ROOT"
+
+broker_was_running=
+listening "$KAFKA_ADDR" && broker_was_running=1
+dev_was_running=
+for entry in "${SERVICES[@]}"; do
+    [ -f "$RUN_DIR/${entry%%:*}.pid" ] && dev_was_running=1
+done
+cleanup() {
+    # Leave the machine as we found it: stop the broker only if this run started it.
+    if [ -z "$broker_was_running" ]; then "$ROOT/deploy/local/stack.sh" down; fi
+}
+trap cleanup EXIT
+
+"$ROOT/deploy/local/stack.sh" up
+
+say "cargo fmt --check"
+cargo fmt --all --check
+
+say "cargo clippy -D warnings"
+cargo clippy --quiet --workspace --all-targets -- -D warnings
+
+say "cargo test"
+export TEST_DATABASE_URL KAFKA_BROKERS=$KAFKA_ADDR
+cargo test --workspace
+
+if [ -n "$dev_was_running" ]; then
+    say "make dev is running: skipping the dev/stop smoke run"
+else
+    say "smoke run: make dev, then make stop"
+    "$ROOT/deploy/local/dev.sh"
+    "$ROOT/deploy/local/stop.sh" --keep-stack
+fi
+say "all checks passed"

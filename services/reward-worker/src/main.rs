@@ -1,0 +1,23 @@
+//! Delivers earned rewards by email or webhook (seed 003).
+//!
+//! Consumer group `reward-workers` on `domain-events`. It starts, connects to PostgreSQL and the broker,
+//! serves the operations endpoints and stops cleanly; its message handling arrives with the
+//! waitlist issue.
+
+use std::process::ExitCode;
+
+use service_runtime::ConsumerConfig;
+
+fn main() -> ExitCode {
+    service_runtime::run_service("reward-worker", |ctx| async move {
+        let defaults = ConsumerConfig {
+            group_id: "reward-workers".into(),
+            topic: "domain-events".into(),
+            worker_pool_size: 10,
+        };
+        let consumer = ConsumerConfig::from_env(&ctx.env, defaults)?;
+        tracing::info!(?consumer, "configured");
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    })
+}
