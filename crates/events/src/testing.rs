@@ -58,11 +58,14 @@ impl TestTopic {
 
     /// Deletes the topic, so repeated test runs do not fill the broker.
     pub async fn delete(self) {
-        let admin = admin(&test_kafka_config());
-        let _ = admin
-            .delete_topics(&[&self.name], &AdminOptions::new())
-            .await;
+        delete_topic(&self.name).await;
     }
+}
+
+/// Deletes a topic a test created; a failure only leaves a stray topic behind.
+pub async fn delete_topic(name: &str) {
+    let admin = admin(&test_kafka_config());
+    let _ = admin.delete_topics(&[name], &AdminOptions::new()).await;
 }
 
 fn admin(config: &KafkaConfig) -> AdminClient<DefaultClientContext> {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
 
@@ -113,6 +114,12 @@ pub enum TopicOutcome {
         from: usize,
         to: usize,
     },
+    /// It has fewer partitions than declared, and the broker cannot add partitions (Apache Kafka
+    /// can; the local broker cannot). An operator must add them.
+    PartitionsNotAdded {
+        from: usize,
+        to: usize,
+    },
 }
 
 /// Creates every declared topic that does not exist, and adds partitions to existing topics
@@ -171,23 +178,15 @@ pub async fn ensure_topics(
         })
         .collect();
     if !grow.is_empty() {
-        let results = admin
-            .create_partitions(&grow, &options)
-            .await
-            .map_err(EventsError::Unavailable)?;
-        for result in results {
-            let name = result.map_err(|(topic, code)| EventsError::TopicCreation {
-                topic,
-                reason: format!("adding partitions: {code}"),
-            })?;
+        for (name, outcome) in add_partitions(&admin, &grow, &options).await? {
             let to = spec.topic(&name).map_or(0, |t| t.partitions.into());
-            outcomes.insert(
-                name.clone(),
-                TopicOutcome::PartitionsAdded {
-                    from: existing[&name],
-                    to,
-                },
-            );
+            let from = existing[&name];
+            let outcome = if outcome {
+                TopicOutcome::PartitionsAdded { from, to }
+            } else {
+                TopicOutcome::PartitionsNotAdded { from, to }
+            };
+            outcomes.insert(name, outcome);
         }
     }
 
@@ -199,6 +198,35 @@ pub async fn ensure_topics(
             (t.name.clone(), outcome)
         })
         .collect())
+}
+
+/// Adds partitions; per topic, whether the broker did (false when it does not support it).
+async fn add_partitions(
+    admin: &AdminClient<DefaultClientContext>,
+    grow: &[NewPartitions<'_>],
+    options: &AdminOptions,
+) -> Result<Vec<(String, bool)>, EventsError> {
+    let results = match admin.create_partitions(grow, options).await {
+        Ok(results) => results,
+        Err(KafkaError::AdminOp(RDKafkaErrorCode::UnsupportedFeature)) => {
+            return Ok(grow
+                .iter()
+                .map(|g| (g.topic_name.to_owned(), false))
+                .collect());
+        }
+        Err(error) => return Err(EventsError::Unavailable(error)),
+    };
+    results
+        .into_iter()
+        .map(|result| match result {
+            Ok(name) => Ok((name, true)),
+            Err((name, RDKafkaErrorCode::UnsupportedFeature)) => Ok((name, false)),
+            Err((topic, code)) => Err(EventsError::TopicCreation {
+                topic,
+                reason: format!("adding partitions: {code}"),
+            }),
+        })
+        .collect()
 }
 
 /// Topic name to partition count, for every topic in the cluster.

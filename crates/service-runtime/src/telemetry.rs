@@ -2,6 +2,7 @@
 //! OTLP endpoint is configured, spans are also exported to it over OTLP/HTTP, and the W3C trace
 //! context propagator is installed so `traceparent` headers link services' spans together.
 
+use std::io::IsTerminal;
 use std::str::FromStr;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -71,6 +72,8 @@ impl Telemetry {
             tracing_opentelemetry::layer().with_tracer(provider.tracer(config.service_name.clone()))
         });
         let json = config.log_format == LogFormat::Json;
+        // Colours for people at a terminal, not for log files.
+        let ansi = std::io::stdout().is_terminal();
         tracing_subscriber::registry()
             .with(filter)
             .with(json.then(|| {
@@ -79,7 +82,7 @@ impl Telemetry {
                     .flatten_event(true)
                     .with_current_span(false)
             }))
-            .with((!json).then(fmt::layer))
+            .with((!json).then(|| fmt::layer().with_ansi(ansi)))
             .with(otel_layer)
             .try_init()
             .map_err(|_| TelemetryError::AlreadyInstalled)?;
