@@ -20,6 +20,8 @@ ensure_build_tools() {
     command -v pkg-config >/dev/null || missing+=(pkg-config)
     dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
     dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
+    # diesel_cli (schema check) links libpq.
+    dpkg -s libpq-dev >/dev/null 2>&1 || missing+=(libpq-dev)
     [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
@@ -62,7 +64,8 @@ ensure_databases() {
         END IF;
     END \$\$;"
     local db
-    for db in platform platform_test; do
+    # platform: make dev; platform_test: the tests; platform_schema_check: check-schema.sh.
+    for db in platform platform_test platform_schema_check; do
         if [ -z "$(superuser_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
             say "creating database $db"
             superuser_psql -d postgres -c "CREATE DATABASE $db OWNER platform"
@@ -77,6 +80,15 @@ ensure_tansu() {
     say "installing tansu $TANSU_VERSION from crates.io (about 10 minutes on 2 cores, once)"
     # --locked is required: without it the dependency resolution breaks the build.
     cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
+}
+
+ensure_diesel_cli() {
+    if command -v diesel >/dev/null && diesel --version 2>/dev/null | grep -q "$DIESEL_CLI_VERSION"; then
+        return
+    fi
+    say "installing diesel_cli $DIESEL_CLI_VERSION from crates.io (about 3 minutes, once)"
+    cargo install diesel_cli --version "$DIESEL_CLI_VERSION" --locked \
+        --no-default-features --features postgres
 }
 
 start_broker() {
@@ -130,6 +142,7 @@ case "${1:-}" in
         ensure_build_tools
         ensure_postgres
         ensure_databases
+        ensure_diesel_cli
         start_broker
         say "creating topics from deploy/topics.toml"
         KAFKA_BROKERS=$KAFKA_ADDR RUST_LOG=warn platform_admin create-topics \

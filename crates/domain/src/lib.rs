@@ -1,5 +1,17 @@
 #![doc = include_str!("../README.md")]
 
+mod oauth;
 mod snowflake;
+mod users;
+mod values;
 
+pub use oauth::{
+    OAuth2AccessToken, OAuth2AuditLog, OAuth2AuthorizationCode, OAuth2Client, OAuth2RefreshToken,
+    OAuth2Scope, OAuth2UserConsent, OAuthAccount,
+};
 pub use snowflake::{NodeId, NodeIdError, SnowflakeGenerator, SnowflakeId};
+pub use users::{
+    CredentialHistory, NewUser, User, UserCredential, UserId, UserProfile, UserStatus,
+    UserWithCredential, VerificationStatus,
+};
+pub use values::{Email, Identifier, InvalidValue, Phone, TokenHash};

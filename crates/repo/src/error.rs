@@ -1,4 +1,6 @@
-/// Why a database call failed, sorted by what the caller should do about it.
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// Why the pool or a migration failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The database could not be reached, or no connection was free in time. Retryable.
@@ -6,7 +8,7 @@ pub enum DbError {
     Unavailable(String),
     /// The statement reached the database and failed there.
     #[error(transparent)]
-    Query(#[from] diesel::result::Error),
+    Query(#[from] DieselError),
     /// A migration could not be applied.
     #[error("migration failed: {0}")]
     Migration(String),
@@ -16,15 +18,92 @@ impl DbError {
     /// Whether trying again later may succeed (the database is down or overloaded), as opposed to
     /// a failure that will repeat (a constraint violation, bad SQL).
     pub fn is_retryable(&self) -> bool {
-        use diesel::result::{DatabaseErrorKind, Error};
         match self {
             Self::Unavailable(_) => true,
-            Self::Query(Error::DatabaseError(
-                DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection,
-                _,
-            )) => true,
-            Self::Query(Error::BrokenTransactionManager) => true,
-            Self::Query(_) | Self::Migration(_) => false,
+            Self::Query(error) => is_transient(error),
+            Self::Migration(_) => false,
+        }
+    }
+}
+
+fn is_transient(error: &DieselError) -> bool {
+    matches!(
+        error,
+        DieselError::DatabaseError(
+            DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection,
+            _
+        ) | DieselError::BrokenTransactionManager
+    )
+}
+
+/// Why a repository call failed, sorted by what the caller should do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepoError {
+    /// No such record (or it is soft-deleted, revoked, used or expired, where that hides it).
+    #[error("{entity} not found: {key}")]
+    NotFound { entity: &'static str, key: String },
+    /// The change would duplicate something unique (an email, a provider account, a client ID),
+    /// or conflicts with the record's state (a code already used).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The input refers to something that does not exist or breaks a rule of the data.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// PostgreSQL is unreachable or overloaded; trying again later may succeed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else the database said.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl RepoError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+
+    pub(crate) fn not_found(entity: &'static str, key: impl ToString) -> Self {
+        Self::NotFound {
+            entity,
+            key: key.to_string(),
+        }
+    }
+}
+
+impl From<DbError> for RepoError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(reason) => Self::Unavailable(reason),
+            DbError::Query(error) => error.into(),
+            DbError::Migration(reason) => Self::Database(reason),
+        }
+    }
+}
+
+impl From<DieselError> for RepoError {
+    fn from(error: DieselError) -> Self {
+        if is_transient(&error) {
+            return Self::Unavailable(error.to_string());
+        }
+        match error {
+            DieselError::DatabaseError(kind, info) => {
+                let what = info
+                    .constraint_name()
+                    .map_or_else(|| info.message().to_owned(), str::to_owned);
+                match kind {
+                    DatabaseErrorKind::UniqueViolation => {
+                        Self::Conflict(format!("duplicate ({what})"))
+                    }
+                    DatabaseErrorKind::ForeignKeyViolation => Self::InvalidInput(format!(
+                        "refers to a record that does not exist ({what})"
+                    )),
+                    DatabaseErrorKind::CheckViolation | DatabaseErrorKind::NotNullViolation => {
+                        Self::InvalidInput(format!("breaks a rule of the data ({what})"))
+                    }
+                    _ => Self::Database(info.message().to_owned()),
+                }
+            }
+            other => Self::Database(other.to_string()),
         }
     }
 }

@@ -4,9 +4,17 @@ mod config;
 mod database;
 mod error;
 pub mod migrations;
+pub mod node_lease;
+mod pg_user_repository;
+mod queries;
+mod rows;
+mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod user_repository;
 
 pub use config::DatabaseConfig;
 pub use database::{Database, DbConnection};
-pub use error::DbError;
+pub use error::{DbError, RepoError};
+pub use pg_user_repository::PgUserRepository;
+pub use user_repository::{RepoResult, UserRepository};

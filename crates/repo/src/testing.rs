@@ -27,6 +27,11 @@ impl TestDatabase {
     /// Creates the schema and migrates it. Panics with a clear message when PostgreSQL is not
     /// reachable: a test cannot do anything useful without it.
     pub async fn new() -> Self {
+        Self::with_pool_size(4).await
+    }
+
+    /// The same, with a pool of `pool_size` connections (1 to watch one connection's queries).
+    pub async fn with_pool_size(pool_size: usize) -> Self {
         let url = test_database_url();
         let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = AsyncPgConnection::establish(&url)
@@ -40,7 +45,7 @@ impl TestDatabase {
             .expect("create the test schema");
 
         let mut config = DatabaseConfig::new(url.clone(), "tests");
-        config.pool_size = 4;
+        config.pool_size = pool_size;
         config.search_path = Some(schema.clone());
         let database = Database::connect(&config).expect("build the test pool");
         migrations::run_pending(&database)

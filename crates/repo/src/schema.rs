@@ -1,0 +1,173 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    credential_history (id) {
+        id -> Int8,
+        user_id -> Int8,
+        password_hash -> Text,
+        replaced_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    oauth2_access_tokens (token_hash) {
+        token_hash -> Text,
+        client_id -> Text,
+        user_id -> Nullable<Int8>,
+        scopes -> Array<Nullable<Text>>,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    oauth2_audit_logs (id) {
+        id -> Int8,
+        event_type -> Text,
+        client_id -> Nullable<Text>,
+        user_id -> Nullable<Int8>,
+        ip_address -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        success -> Bool,
+        details -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    oauth2_authorization_codes (code_hash) {
+        code_hash -> Text,
+        client_id -> Text,
+        user_id -> Int8,
+        redirect_uri -> Text,
+        scopes -> Array<Nullable<Text>>,
+        code_challenge -> Nullable<Text>,
+        code_challenge_method -> Nullable<Text>,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    oauth2_clients (id) {
+        id -> Uuid,
+        client_id -> Text,
+        client_secret_hash -> Nullable<Text>,
+        name -> Text,
+        redirect_uris -> Array<Nullable<Text>>,
+        grant_types -> Array<Nullable<Text>>,
+        scopes -> Array<Nullable<Text>>,
+        owner_user_id -> Nullable<Int8>,
+        is_confidential -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    oauth2_refresh_tokens (token_hash) {
+        token_hash -> Text,
+        access_token_hash -> Nullable<Text>,
+        client_id -> Text,
+        user_id -> Int8,
+        scopes -> Array<Nullable<Text>>,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    oauth2_scopes (name) {
+        name -> Text,
+        description -> Text,
+        is_default -> Bool,
+    }
+}
+
+diesel::table! {
+    oauth2_user_consents (user_id, client_id) {
+        user_id -> Int8,
+        client_id -> Text,
+        scopes -> Array<Nullable<Text>>,
+        granted_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    oauth_accounts (id) {
+        id -> Uuid,
+        user_id -> Int8,
+        provider -> Text,
+        provider_uid -> Text,
+        email -> Nullable<Text>,
+        access_token_hash -> Nullable<Text>,
+        refresh_token_hash -> Nullable<Text>,
+        token_expires_at -> Nullable<Timestamptz>,
+        metadata -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    snowflake_node_leases (node_id) {
+        node_id -> Int2,
+        holder -> Text,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    user_credentials (user_id) {
+        user_id -> Int8,
+        password_hash -> Text,
+        is_verified -> Bool,
+        invalidated_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Int8,
+        email -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        is_email_verified -> Bool,
+        is_phone_verified -> Bool,
+        consent -> Bool,
+        status -> Text,
+        status_changed_at -> Timestamptz,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(credential_history -> users (user_id));
+diesel::joinable!(oauth2_access_tokens -> users (user_id));
+diesel::joinable!(oauth2_authorization_codes -> users (user_id));
+diesel::joinable!(oauth2_clients -> users (owner_user_id));
+diesel::joinable!(oauth2_refresh_tokens -> users (user_id));
+diesel::joinable!(oauth2_user_consents -> users (user_id));
+diesel::joinable!(oauth_accounts -> users (user_id));
+diesel::joinable!(user_credentials -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    credential_history,
+    oauth2_access_tokens,
+    oauth2_audit_logs,
+    oauth2_authorization_codes,
+    oauth2_clients,
+    oauth2_refresh_tokens,
+    oauth2_scopes,
+    oauth2_user_consents,
+    oauth_accounts,
+    snowflake_node_leases,
+    user_credentials,
+    users,
+);

@@ -1,0 +1,12 @@
+DROP TABLE snowflake_node_leases;
+DROP TABLE oauth2_audit_logs;
+DROP TABLE oauth2_scopes;
+DROP TABLE oauth2_user_consents;
+DROP TABLE oauth2_refresh_tokens;
+DROP TABLE oauth2_access_tokens;
+DROP TABLE oauth2_authorization_codes;
+DROP TABLE oauth2_clients;
+DROP TABLE oauth_accounts;
+DROP TABLE credential_history;
+DROP TABLE user_credentials;
+DROP TABLE users;
