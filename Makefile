@@ -1,5 +1,5 @@
 # The two commands of the README are `make dev` and `make test`; CI runs `make test`.
-.PHONY: dev test stop lint stack fmt
+.PHONY: dev test stop lint stack fmt bench
 
 ## dev: start PostgreSQL, the broker, topics, migrations and all seven services (logs in .stack/logs)
 dev:
@@ -25,3 +25,8 @@ stack:
 ## fmt: format the code
 fmt:
 	cargo fmt --all
+
+## bench: the benchmarks, in release mode, each beside its baseline measured in the same run
+bench:
+	@deploy/local/stack.sh up
+	cargo bench -p repo --bench create_users

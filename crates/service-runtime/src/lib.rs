@@ -6,6 +6,7 @@ mod metrics_recorder;
 mod ops_server;
 mod service;
 mod shutdown;
+pub mod snowflake_ids;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -64,13 +64,17 @@ credentials AS (
 )
 SELECT inserted.id IS NOT NULL AS created,
        inserted.created_at,
-       EXISTS (SELECT 1 FROM users u WHERE u.id = input.id) AS id_taken,
-       input.email IS NOT NULL AND EXISTS (
-           SELECT 1 FROM users u WHERE u.deleted_at IS NULL AND lower(u.email) = lower(input.email)
-       ) AS email_taken,
-       input.phone IS NOT NULL AND EXISTS (
-           SELECT 1 FROM users u WHERE u.deleted_at IS NULL AND u.phone = input.phone
-       ) AS phone_taken
+       -- Why a row was skipped: probed for skipped rows only.
+       CASE WHEN inserted.id IS NULL
+            THEN EXISTS (SELECT 1 FROM users u WHERE u.id = input.id)
+            ELSE FALSE END AS id_taken,
+       CASE WHEN inserted.id IS NULL AND input.email IS NOT NULL
+            THEN EXISTS (SELECT 1 FROM users u
+                         WHERE u.deleted_at IS NULL AND lower(u.email) = lower(input.email))
+            ELSE FALSE END AS email_taken,
+       CASE WHEN inserted.id IS NULL AND input.phone IS NOT NULL
+            THEN EXISTS (SELECT 1 FROM users u WHERE u.deleted_at IS NULL AND u.phone = input.phone)
+            ELSE FALSE END AS phone_taken
 FROM input LEFT JOIN inserted USING (id)
 ORDER BY input.ord";
 

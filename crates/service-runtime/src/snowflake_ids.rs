@@ -1,0 +1,139 @@
+//! Where a service's Snowflake IDs come from: `SNOWFLAKE_NODE_ID` when set (a fixed node ID per
+//! process, e.g. from a StatefulSet ordinal), otherwise a node ID leased from PostgreSQL, renewed
+//! in the background and released on shutdown, so that `kubectl scale` never gives two replicas
+//! the same node ID.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `SNOWFLAKE_NODE_ID` | unset (lease one) | fixed node ID, 0 to 1023 |
+//! | `SNOWFLAKE_LEASE_TTL` | `30s` | how long a lease lasts without renewal |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use domain::{NodeId, SnowflakeGenerator};
+use repo::node_lease::NodeLease;
+use repo::{Database, RepoError};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::Env;
+
+/// The service's ID generator, and the lease behind it if there is one.
+#[derive(Debug)]
+pub struct SnowflakeIds {
+    generator: Arc<SnowflakeGenerator>,
+    lease: Option<LeaseKeeper>,
+}
+
+#[derive(Debug)]
+struct LeaseKeeper {
+    stop: CancellationToken,
+    task: JoinHandle<NodeLease>,
+}
+
+impl SnowflakeIds {
+    /// Takes `SNOWFLAKE_NODE_ID`, or leases a node ID as `holder`. Should the lease be lost (not
+    /// renewed for a whole TTL, or taken over), `on_lost` is cancelled: the service must stop
+    /// rather than risk generating IDs another process also generates.
+    pub async fn start(
+        env: &Env,
+        database: &Database,
+        holder: &str,
+        on_lost: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        if let Some(node_id) = env.optional("SNOWFLAKE_NODE_ID") {
+            let node_id: NodeId = node_id.parse().context("SNOWFLAKE_NODE_ID")?;
+            tracing::info!(
+                node_id = node_id.get(),
+                "Snowflake node ID from SNOWFLAKE_NODE_ID"
+            );
+            return Ok(Self {
+                generator: Arc::new(SnowflakeGenerator::new(node_id)),
+                lease: None,
+            });
+        }
+        let ttl = env.duration("SNOWFLAKE_LEASE_TTL", Duration::from_secs(30))?;
+        let lease = NodeLease::acquire(database, holder, ttl)
+            .await
+            .context("leasing a Snowflake node ID")?;
+        tracing::info!(
+            node_id = lease.node_id().get(),
+            ?ttl,
+            "leased a Snowflake node ID"
+        );
+        let generator = Arc::new(SnowflakeGenerator::new(lease.node_id()));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(keep_renewed(lease, stop.clone(), on_lost));
+        Ok(Self {
+            generator,
+            lease: Some(LeaseKeeper { stop, task }),
+        })
+    }
+
+    pub fn generator(&self) -> Arc<SnowflakeGenerator> {
+        self.generator.clone()
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.generator.node_id()
+    }
+
+    /// Stops renewing and releases the lease, freeing the node ID at once.
+    pub async fn stop(self) {
+        let Some(keeper) = self.lease else { return };
+        keeper.stop.cancel();
+        match keeper.task.await {
+            Ok(lease) => {
+                let node_id = lease.node_id();
+                match lease.release().await {
+                    Ok(()) => {
+                        tracing::info!(node_id = node_id.get(), "released the Snowflake node ID");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not release the Snowflake node ID; it expires on its own");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the lease renewal task failed");
+            }
+        }
+    }
+}
+
+/// Renews every third of the TTL. A failed renewal is retried at the next tick, until a whole
+/// TTL has passed since the last success: then, or at once when another process holds the
+/// lease, the lease counts as lost.
+async fn keep_renewed(
+    lease: NodeLease,
+    stop: CancellationToken,
+    on_lost: CancellationToken,
+) -> NodeLease {
+    let every = lease.ttl() / 3;
+    let mut renewed_at = Instant::now();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return lease,
+            () = tokio::time::sleep(every) => {}
+        }
+        match lease.renew().await {
+            Ok(()) => renewed_at = Instant::now(),
+            Err(RepoError::Conflict(reason)) => {
+                tracing::error!(node_id = lease.node_id().get(), %reason, "Snowflake node lease lost; stopping");
+                on_lost.cancel();
+                return lease;
+            }
+            Err(error) if renewed_at.elapsed() >= lease.ttl() => {
+                tracing::error!(%error, "could not renew the Snowflake node lease for a whole TTL; stopping");
+                on_lost.cancel();
+                return lease;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not renew the Snowflake node lease; will retry");
+            }
+        }
+    }
+}

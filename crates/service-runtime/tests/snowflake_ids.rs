@@ -1,0 +1,77 @@
+//! Node IDs at start-up: fixed from SNOWFLAKE_NODE_ID, or leased, released on stop, and a lost
+//! lease stops the service.
+
+use std::time::Duration;
+
+use diesel_async::SimpleAsyncConnection;
+use repo::testing::TestDatabase;
+use service_runtime::snowflake_ids::SnowflakeIds;
+use service_runtime::{CancellationToken, Env};
+
+async fn lease_rows(db: &TestDatabase) -> i64 {
+    use diesel_async::RunQueryDsl;
+    let mut conn = db.database().connection().await.unwrap();
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "count(*) FROM snowflake_node_leases",
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixed_node_id_takes_no_lease() {
+    let db = TestDatabase::new().await;
+    let env = Env::from_pairs([("SNOWFLAKE_NODE_ID", "42")]);
+    let ids = SnowflakeIds::start(&env, db.database(), "svc", CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(ids.node_id().get(), 42);
+    assert_eq!(ids.generator().generate().node_id().get(), 42);
+    assert_eq!(lease_rows(&db).await, 0);
+
+    let bad = Env::from_pairs([("SNOWFLAKE_NODE_ID", "4096")]);
+    let error = SnowflakeIds::start(&bad, db.database(), "svc", CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("SNOWFLAKE_NODE_ID"),
+        "{error:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_lease_different_ids_and_release_them_on_stop() {
+    let db = TestDatabase::new().await;
+    let env = Env::default();
+    let a = SnowflakeIds::start(&env, db.database(), "svc-a", CancellationToken::new())
+        .await
+        .unwrap();
+    let b = SnowflakeIds::start(&env, db.database(), "svc-b", CancellationToken::new())
+        .await
+        .unwrap();
+    assert_ne!(a.node_id(), b.node_id());
+    assert_eq!(lease_rows(&db).await, 2);
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(lease_rows(&db).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_taken_over_stops_the_service() {
+    let db = TestDatabase::new().await;
+    let env = Env::from_pairs([("SNOWFLAKE_LEASE_TTL", "600ms")]);
+    let lost = CancellationToken::new();
+    let ids = SnowflakeIds::start(&env, db.database(), "svc", lost.clone())
+        .await
+        .unwrap();
+    // Another process takes the node ID (as if this one had stalled past its TTL).
+    let mut conn = db.database().connection().await.unwrap();
+    conn.batch_execute("UPDATE snowflake_node_leases SET holder = 'someone-else'")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), lost.cancelled())
+        .await
+        .expect("the service is told to stop");
+    ids.stop().await;
+}
