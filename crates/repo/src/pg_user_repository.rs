@@ -40,15 +40,6 @@ fn only(updated: u64, user_id: UserId) -> RepoResult<()> {
     }
 }
 
-const EMAIL: fn(bool) -> VerificationChange = |v| VerificationChange {
-    email: Some(v),
-    phone: None,
-};
-const PHONE: fn(bool) -> VerificationChange = |v| VerificationChange {
-    email: None,
-    phone: Some(v),
-};
-
 #[async_trait]
 impl UserRepository for PgUserRepository {
     async fn create_users(&self, new_users: &[NewUser]) -> RepoResult<Vec<RepoResult<User>>> {
@@ -164,8 +155,12 @@ impl UserRepository for PgUserRepository {
         user_id: UserId,
         verified: bool,
     ) -> RepoResult<()> {
-        let updated =
-            users::set_verification(&mut *self.conn().await?, &[user_id], EMAIL(verified)).await?;
+        let updated = users::set_verification(
+            &mut *self.conn().await?,
+            &[user_id],
+            VerificationChange::email(verified),
+        )
+        .await?;
         only(updated, user_id)
     }
 
@@ -174,7 +169,12 @@ impl UserRepository for PgUserRepository {
         user_ids: &[UserId],
         verified: bool,
     ) -> RepoResult<u64> {
-        users::set_verification(&mut *self.conn().await?, user_ids, EMAIL(verified)).await
+        users::set_verification(
+            &mut *self.conn().await?,
+            user_ids,
+            VerificationChange::email(verified),
+        )
+        .await
     }
 
     async fn update_phone_verification_status(
@@ -182,8 +182,12 @@ impl UserRepository for PgUserRepository {
         user_id: UserId,
         verified: bool,
     ) -> RepoResult<()> {
-        let updated =
-            users::set_verification(&mut *self.conn().await?, &[user_id], PHONE(verified)).await?;
+        let updated = users::set_verification(
+            &mut *self.conn().await?,
+            &[user_id],
+            VerificationChange::phone(verified),
+        )
+        .await?;
         only(updated, user_id)
     }
 
@@ -192,7 +196,12 @@ impl UserRepository for PgUserRepository {
         user_ids: &[UserId],
         verified: bool,
     ) -> RepoResult<u64> {
-        users::set_verification(&mut *self.conn().await?, user_ids, PHONE(verified)).await
+        users::set_verification(
+            &mut *self.conn().await?,
+            user_ids,
+            VerificationChange::phone(verified),
+        )
+        .await
     }
 
     async fn update_both_verification_statuses(

@@ -26,6 +26,26 @@ fn live() -> Live {
     users::deleted_at.is_null()
 }
 
+type LiveUser =
+    diesel::dsl::Filter<diesel::dsl::Filter<users::table, diesel::dsl::Eq<users::id, i64>>, Live>;
+type LiveUsers = diesel::dsl::Filter<
+    diesel::dsl::Filter<users::table, diesel::dsl::EqAny<users::id, Vec<i64>>>,
+    Live,
+>;
+
+/// The user with this ID, unless soft-deleted.
+fn live_user(id: UserId) -> LiveUser {
+    users::table
+        .filter(users::id.eq(id.as_i64()))
+        .filter(live())
+}
+
+/// The users with these IDs, except soft-deleted ones.
+fn live_users(ids: &[UserId]) -> LiveUsers {
+    let ids: Vec<i64> = ids.iter().map(|id| id.as_i64()).collect();
+    users::table.filter(users::id.eq_any(ids)).filter(live())
+}
+
 /// One result row of the batch insert: whether the input row was created and, if not, what it
 /// collided with before the statement ran.
 #[derive(QueryableByName)]
@@ -208,10 +228,7 @@ pub(crate) async fn users_by_ids(
     conn: &mut AsyncPgConnection,
     ids: &[UserId],
 ) -> RepoResult<Vec<User>> {
-    let ids: Vec<i64> = ids.iter().map(|id| id.as_i64()).collect();
-    let rows = users::table
-        .filter(users::id.eq_any(ids))
-        .filter(live())
+    let rows = live_users(ids)
         .order(users::id)
         .select(UserRow::as_select())
         .load(conn)
@@ -309,17 +326,13 @@ pub(crate) async fn update_email(
     id: UserId,
     email: &Email,
 ) -> RepoResult<()> {
-    let updated = diesel::update(
-        users::table
-            .filter(users::id.eq(id.as_i64()))
-            .filter(live()),
-    )
-    .set((
-        users::email.eq(email.as_str()),
-        users::is_email_verified.eq(false),
-    ))
-    .execute(conn)
-    .await?;
+    let updated = diesel::update(live_user(id))
+        .set((
+            users::email.eq(email.as_str()),
+            users::is_email_verified.eq(false),
+        ))
+        .execute(conn)
+        .await?;
     expect_one(updated, id)
 }
 
@@ -329,17 +342,13 @@ pub(crate) async fn update_phone(
     phone: &Phone,
     verified: bool,
 ) -> RepoResult<()> {
-    let updated = diesel::update(
-        users::table
-            .filter(users::id.eq(id.as_i64()))
-            .filter(live()),
-    )
-    .set((
-        users::phone.eq(phone.as_str()),
-        users::is_phone_verified.eq(verified),
-    ))
-    .execute(conn)
-    .await?;
+    let updated = diesel::update(live_user(id))
+        .set((
+            users::phone.eq(phone.as_str()),
+            users::is_phone_verified.eq(verified),
+        ))
+        .execute(conn)
+        .await?;
     expect_one(updated, id)
 }
 
@@ -347,10 +356,7 @@ pub(crate) async fn verification_statuses(
     conn: &mut AsyncPgConnection,
     ids: &[UserId],
 ) -> RepoResult<Vec<VerificationStatus>> {
-    let ids: Vec<i64> = ids.iter().map(|id| id.as_i64()).collect();
-    let rows: Vec<(i64, bool, bool)> = users::table
-        .filter(users::id.eq_any(ids))
-        .filter(live())
+    let rows: Vec<(i64, bool, bool)> = live_users(ids)
         .order(users::id)
         .select((
             users::id,
@@ -376,6 +382,22 @@ pub(crate) struct VerificationChange {
     pub(crate) phone: Option<bool>,
 }
 
+impl VerificationChange {
+    pub(crate) fn email(verified: bool) -> Self {
+        Self {
+            email: Some(verified),
+            phone: None,
+        }
+    }
+
+    pub(crate) fn phone(verified: bool) -> Self {
+        Self {
+            email: None,
+            phone: Some(verified),
+        }
+    }
+}
+
 /// Sets the given flags on the live users among `ids`, in one statement; returns the count.
 pub(crate) async fn set_verification(
     conn: &mut AsyncPgConnection,
@@ -388,12 +410,11 @@ pub(crate) async fn set_verification(
         is_email_verified: Option<bool>,
         is_phone_verified: Option<bool>,
     }
-    let ids: Vec<i64> = ids.iter().map(|id| id.as_i64()).collect();
     let flags = Flags {
         is_email_verified: change.email,
         is_phone_verified: change.phone,
     };
-    let updated = diesel::update(users::table.filter(users::id.eq_any(ids)).filter(live()))
+    let updated = diesel::update(live_users(ids))
         .set(flags)
         .execute(conn)
         .await?;
@@ -401,8 +422,7 @@ pub(crate) async fn set_verification(
 }
 
 pub(crate) async fn soft_delete(conn: &mut AsyncPgConnection, ids: &[UserId]) -> RepoResult<u64> {
-    let ids: Vec<i64> = ids.iter().map(|id| id.as_i64()).collect();
-    let updated = diesel::update(users::table.filter(users::id.eq_any(ids)).filter(live()))
+    let updated = diesel::update(live_users(ids))
         .set((
             users::deleted_at.eq(now),
             users::status.eq(UserStatus::Deleted.as_str()),
