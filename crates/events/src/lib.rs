@@ -1,13 +1,19 @@
 #![doc = include_str!("../README.md")]
 
-mod broker;
+mod backoff;
 mod config;
+pub mod envelope;
 mod error;
+pub mod headers;
+pub mod producer;
+pub mod routing;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod topics;
 
-pub use broker::{Broker, ClusterInfo};
-pub use config::{KafkaConfig, KafkaSecurity};
+pub use backoff::Backoff;
+pub use config::{KafkaConfig, KafkaSecurity, ProducerSettings};
+pub use envelope::{Event, EventBuilder, EventPayload};
 pub use error::EventsError;
+pub use producer::{ClusterInfo, Delivery, OutgoingRecord, Producer, ProducerStats, PublishError};
 pub use rdkafka;

@@ -303,6 +303,7 @@ mod tests {
             "error-events",
             "system-events",
             "default-events",
+            "events-dlq",
         ] {
             assert!(
                 spec.topic(name).is_some(),

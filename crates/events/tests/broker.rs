@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use events::Broker;
+use events::Producer;
 use events::rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use events::rdkafka::message::Message;
 use events::rdkafka::producer::FutureRecord;
@@ -44,9 +44,9 @@ async fn receive(consumer: &StreamConsumer, count: usize) -> Vec<(String, String
     received
 }
 
-async fn produce(broker: &Broker, topic: &str, key: &str, value: &str) {
-    broker
-        .producer()
+async fn produce(producer: &Producer, topic: &str, key: &str, value: &str) {
+    producer
+        .rdkafka()
         .send(
             FutureRecord::to(topic).key(key).payload(value),
             Duration::from_secs(30),
@@ -60,8 +60,8 @@ async fn produce(broker: &Broker, topic: &str, key: &str, value: &str) {
 async fn messages_round_trip_through_a_consumer_group_that_commits() {
     let topic = TestTopic::create("roundtrip", 3).await;
     let group = unique_name("roundtrip-group");
-    let broker = Broker::connect(&test_kafka_config()).unwrap();
-    let cluster = broker.ping(Duration::from_secs(10)).await.unwrap();
+    let broker = Producer::connect(&test_kafka_config()).unwrap();
+    let cluster = broker.health_check(Duration::from_secs(10)).await.unwrap();
     assert!(cluster.brokers >= 1);
 
     for i in 0..30 {
@@ -125,9 +125,12 @@ async fn messages_round_trip_through_a_consumer_group_that_commits() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn ping_fails_when_no_broker_listens() {
-    let broker = Broker::connect(&events::KafkaConfig::new("127.0.0.1:1", "tests")).unwrap();
-    let error = broker.ping(Duration::from_secs(2)).await.unwrap_err();
+async fn health_check_fails_when_no_broker_listens() {
+    let producer = Producer::connect(&events::KafkaConfig::new("127.0.0.1:1", "tests")).unwrap();
+    let error = producer
+        .health_check(Duration::from_secs(2))
+        .await
+        .unwrap_err();
     assert!(
         matches!(error, events::EventsError::Unavailable(_)),
         "{error}"

@@ -14,6 +14,14 @@
 //! | `KAFKA_SASL_MECHANISM` | unset | `SCRAM-SHA-512`, `SCRAM-SHA-256`, `PLAIN` |
 //! | `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD` | unset | SASL credentials |
 //! | `KAFKA_SSL_CA_LOCATION` | unset (system store) | CA bundle for the brokers' certificates |
+//! | `KAFKA_RETRY_MAX` | `3` | publish retries after the first attempt (retriable failures) |
+//! | `KAFKA_RETRY_BACKOFF` | `100ms` | first retry delay; doubles per retry, with jitter |
+//! | `KAFKA_RETRY_BACKOFF_MAX` | `10s` | longest retry delay |
+//! | `KAFKA_FLUSH_MESSAGES` | `1000` | most messages per producer batch |
+//! | `KAFKA_FLUSH_BYTES` | `1048576` | most bytes per producer batch |
+//! | `KAFKA_FLUSH_TIMEOUT` | `10ms` | how long a producer batch waits to fill |
+//! | `KAFKA_DELIVERY_TIMEOUT` | `30s` | how long one publish attempt may take |
+//! | `KAFKA_DLQ_TOPIC` | `events-dlq` | where undeliverable records go |
 //! | `OPS_ADDR` | `0.0.0.0:9090` | where `/healthz`, `/readyz` and `/metrics` are served |
 //! | `SHUTDOWN_TIMEOUT` | `8s` | how long in-flight work may take after SIGTERM |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
@@ -32,7 +40,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use events::{KafkaConfig, KafkaSecurity};
+use events::{KafkaConfig, KafkaSecurity, ProducerSettings};
 use repo::DatabaseConfig;
 
 use crate::telemetry::{LogFormat, TelemetryConfig};
@@ -89,6 +97,17 @@ pub fn kafka_config(env: &Env, service_name: &str) -> Result<KafkaConfig, Config
         sasl_username: env.optional("KAFKA_SASL_USERNAME"),
         sasl_password: env.secret("KAFKA_SASL_PASSWORD"),
         ssl_ca_location: env.optional("KAFKA_SSL_CA_LOCATION"),
+    };
+    let defaults = ProducerSettings::default();
+    config.producer = ProducerSettings {
+        retry_max: env.parse("KAFKA_RETRY_MAX", defaults.retry_max)?,
+        retry_backoff: env.duration("KAFKA_RETRY_BACKOFF", defaults.retry_backoff)?,
+        retry_backoff_max: env.duration("KAFKA_RETRY_BACKOFF_MAX", defaults.retry_backoff_max)?,
+        flush_messages: env.parse("KAFKA_FLUSH_MESSAGES", defaults.flush_messages)?,
+        flush_bytes: env.parse("KAFKA_FLUSH_BYTES", defaults.flush_bytes)?,
+        flush_timeout: env.duration("KAFKA_FLUSH_TIMEOUT", defaults.flush_timeout)?,
+        delivery_timeout: env.duration("KAFKA_DELIVERY_TIMEOUT", defaults.delivery_timeout)?,
+        dlq_topic: env.string("KAFKA_DLQ_TOPIC", &defaults.dlq_topic),
     };
     Ok(config)
 }
@@ -177,6 +196,11 @@ mod tests {
             ("KAFKA_SASL_USERNAME", "user"),
             ("KAFKA_SASL_PASSWORD", "pw"),
             ("KAFKA_SSL_CA_LOCATION", "/ca.pem"),
+            ("KAFKA_RETRY_MAX", "5"),
+            ("KAFKA_RETRY_BACKOFF", "50ms"),
+            ("KAFKA_FLUSH_MESSAGES", "100"),
+            ("KAFKA_FLUSH_TIMEOUT", "1s"),
+            ("KAFKA_DLQ_TOPIC", "my-dlq"),
             ("OPS_ADDR", "127.0.0.1:9999"),
             ("SHUTDOWN_TIMEOUT", "3s"),
         ]);
@@ -192,6 +216,22 @@ mod tests {
         assert_eq!(client.get("ssl.ca.location"), Some("/ca.pem"));
         assert_eq!(config.ops_addr, "127.0.0.1:9999".parse().unwrap());
         assert_eq!(config.shutdown_timeout, Duration::from_secs(3));
+        let producer = &config.kafka.producer;
+        assert_eq!(
+            (producer.retry_max, producer.retry_backoff),
+            (5, Duration::from_millis(50))
+        );
+        assert_eq!(
+            (producer.flush_messages, producer.dlq_topic.as_str()),
+            (100, "my-dlq")
+        );
+        let client = config.kafka.producer_client_config();
+        assert_eq!(client.get("linger.ms"), Some("1000"));
+        assert_eq!(client.get("batch.num.messages"), Some("100"));
+        assert_eq!(
+            (client.get("enable.idempotence"), client.get("acks")),
+            (Some("true"), Some("all"))
+        );
     }
 
     #[test]

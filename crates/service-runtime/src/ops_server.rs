@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use events::Broker;
+use events::Producer;
 use metrics_exporter_prometheus::PrometheusHandle;
 use repo::Database;
 use serde_json::json;
@@ -19,16 +19,16 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(crate) struct Readiness {
     database: Database,
-    broker: Broker,
+    producer: Producer,
     /// Set on SIGTERM, so load balancers stop sending work while the service drains.
     draining: AtomicBool,
 }
 
 impl Readiness {
-    pub(crate) fn new(database: Database, broker: Broker) -> Self {
+    pub(crate) fn new(database: Database, producer: Producer) -> Self {
         Self {
             database,
-            broker,
+            producer,
             draining: AtomicBool::new(false),
         }
     }
@@ -46,8 +46,8 @@ impl Readiness {
             }
         };
         let broker = async {
-            self.broker
-                .ping(CHECK_TIMEOUT)
+            self.producer
+                .health_check(CHECK_TIMEOUT)
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use events::Broker;
+use events::Producer;
 use repo::Database;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +23,8 @@ pub struct ServiceContext {
     pub env: Env,
     pub config: CommonConfig,
     pub database: Database,
-    pub broker: Broker,
+    /// Publishes events and records, with retries and the DLQ.
+    pub producer: Producer,
     /// Cancelled on SIGTERM/SIGINT: stop taking new work, finish what is in flight, return.
     pub shutdown: CancellationToken,
 }
@@ -93,8 +94,8 @@ where
     metrics_recorder::describe_service(name);
 
     let database = Database::connect(&config.database).context("creating the database pool")?;
-    let broker = Broker::connect(&config.kafka).context("creating the Kafka client")?;
-    let readiness = Arc::new(Readiness::new(database.clone(), broker.clone()));
+    let producer = Producer::connect(&config.kafka).context("creating the Kafka producer")?;
+    let readiness = Arc::new(Readiness::new(database.clone(), producer.clone()));
     // Start serving before the dependencies answer: /healthz says the process is alive, and
     // /readyz says 503 until they do, which is what an orchestrator needs to know.
     let ops = OpsServer::start(config.ops_addr, readiness.clone(), metrics)
@@ -118,7 +119,7 @@ where
         env,
         config,
         database: database.clone(),
-        broker,
+        producer: producer.clone(),
         shutdown: shutdown.clone(),
     };
     let mut work = tokio::spawn(service(context));
@@ -145,6 +146,10 @@ where
         }
     };
     ops.stop().await;
+    // Deliver what is still in flight before the process goes.
+    if let Err(error) = producer.close(Duration::from_secs(5)).await {
+        tracing::error!(%error, "messages still in flight were not delivered");
+    }
     database.close();
     outcome
 }

@@ -1,0 +1,215 @@
+//! The event envelope and its typed payloads.
+//!
+//! On the wire an event is the JSON of the documents: seed 003's domain-event envelope
+//! (`id`, `type`, `account_id`, `campaign_id`, `data`, `timestamp`) plus a schema `version`;
+//! seed 002's business events use the same envelope without the campaign fields. Who produced
+//! the event and the correlation ID travel in Kafka headers (see `headers`), not in the JSON,
+//! so the JSON stays exactly the documented shape.
+
+mod business;
+mod domain_events;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use business::{
+    ApiError, ApiRequest, SystemAlert, UserLoggedIn, UserLoggedOut, UserRegistered,
+    UserTokenRefreshed,
+};
+pub use domain_events::{
+    CampaignMilestoneReached, ReferralCreated, ReferralVerified, RewardEarned, UserSignedUp,
+    UserVerified,
+};
+
+/// The schema version stamped on events this code produces.
+pub const SCHEMA_VERSION: &str = "1.0";
+
+/// An event: envelope fields plus a typed payload (`type` and `data` on the wire).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub payload: EventPayload,
+    /// Seed 003: the account the campaign belongs to (the campaign ID where accounts are not
+    /// modelled). Absent on business events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<String>,
+    pub timestamp: DateTime<Utc>,
+    pub version: String,
+    /// The producing service; carried in the `source` header.
+    #[serde(skip)]
+    pub source: Option<String>,
+    /// Ties together the events of one request; carried in the `correlation_id` header.
+    #[serde(skip)]
+    pub correlation_id: Option<String>,
+}
+
+/// Every event type the system knows, with its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum EventPayload {
+    #[serde(rename = "user.logged_in")]
+    UserLoggedIn(UserLoggedIn),
+    #[serde(rename = "user.registered")]
+    UserRegistered(UserRegistered),
+    #[serde(rename = "user.logged_out")]
+    UserLoggedOut(UserLoggedOut),
+    #[serde(rename = "user.token_refreshed")]
+    UserTokenRefreshed(UserTokenRefreshed),
+    #[serde(rename = "api.request")]
+    ApiRequest(ApiRequest),
+    #[serde(rename = "api.error")]
+    ApiError(ApiError),
+    #[serde(rename = "system.alert")]
+    SystemAlert(SystemAlert),
+    #[serde(rename = "user.signed_up")]
+    UserSignedUp(UserSignedUp),
+    #[serde(rename = "user.verified")]
+    UserVerified(UserVerified),
+    #[serde(rename = "referral.created")]
+    ReferralCreated(ReferralCreated),
+    #[serde(rename = "referral.verified")]
+    ReferralVerified(ReferralVerified),
+    #[serde(rename = "reward.earned")]
+    RewardEarned(RewardEarned),
+    #[serde(rename = "campaign.milestone_reached")]
+    CampaignMilestoneReached(CampaignMilestoneReached),
+}
+
+impl EventPayload {
+    /// The `type` of the event, as on the wire.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::UserLoggedIn(_) => "user.logged_in",
+            Self::UserRegistered(_) => "user.registered",
+            Self::UserLoggedOut(_) => "user.logged_out",
+            Self::UserTokenRefreshed(_) => "user.token_refreshed",
+            Self::ApiRequest(_) => "api.request",
+            Self::ApiError(_) => "api.error",
+            Self::SystemAlert(_) => "system.alert",
+            Self::UserSignedUp(_) => "user.signed_up",
+            Self::UserVerified(_) => "user.verified",
+            Self::ReferralCreated(_) => "referral.created",
+            Self::ReferralVerified(_) => "referral.verified",
+            Self::RewardEarned(_) => "reward.earned",
+            Self::CampaignMilestoneReached(_) => "campaign.milestone_reached",
+        }
+    }
+
+    /// The campaign of a domain event (seed 003); `None` for business events.
+    pub fn campaign_id(&self) -> Option<&str> {
+        match self {
+            Self::UserSignedUp(e) => Some(&e.campaign_id),
+            Self::UserVerified(e) => Some(&e.campaign_id),
+            Self::ReferralCreated(e) => Some(&e.campaign_id),
+            Self::ReferralVerified(e) => Some(&e.campaign_id),
+            Self::RewardEarned(e) => Some(&e.campaign_id),
+            Self::CampaignMilestoneReached(e) => Some(&e.campaign_id),
+            _ => None,
+        }
+    }
+
+    /// The user a business event is about, if any.
+    fn user_id(&self) -> Option<&str> {
+        match self {
+            Self::UserLoggedIn(e) => Some(&e.user_id),
+            Self::UserRegistered(e) => Some(&e.user_id),
+            Self::UserLoggedOut(e) => Some(&e.user_id),
+            Self::UserTokenRefreshed(e) => Some(&e.user_id),
+            Self::ApiRequest(e) => e.user_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl Event {
+    pub fn event_type(&self) -> &'static str {
+        self.payload.event_type()
+    }
+
+    /// The partition key: the campaign for domain events, so one campaign's events stay in
+    /// order (seed 003); the user for user events (seed 002); otherwise the event ID.
+    pub fn partition_key(&self) -> String {
+        self.payload
+            .campaign_id()
+            .or_else(|| self.payload.user_id())
+            .map_or_else(|| self.id.to_string(), str::to_owned)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("events always serialize")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// Stamps events with what every event carries: a fresh ID, the time, the schema version, the
+/// producing service and the correlation ID (seed 002's `EventBuilder`).
+#[derive(Debug, Clone)]
+pub struct EventBuilder {
+    source: String,
+    correlation_id: Option<String>,
+}
+
+impl EventBuilder {
+    pub fn new(source: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            correlation_id: None,
+        }
+    }
+
+    pub fn with_correlation_id(mut self, correlation_id: impl Into<String>) -> Self {
+        self.correlation_id = Some(correlation_id.into());
+        self
+    }
+
+    pub fn build(&self, payload: impl Into<EventPayload>) -> Event {
+        let payload = payload.into();
+        let campaign_id = payload.campaign_id().map(str::to_owned);
+        Event {
+            id: Uuid::new_v4(),
+            // Seed 003 sets account_id to the campaign where accounts are not modelled.
+            account_id: campaign_id.clone(),
+            campaign_id,
+            payload,
+            timestamp: Utc::now(),
+            version: SCHEMA_VERSION.to_owned(),
+            source: Some(self.source.clone()),
+            correlation_id: self.correlation_id.clone(),
+        }
+    }
+}
+
+macro_rules! payload_from {
+    ($($variant:ident),*) => {$(
+        impl From<$variant> for EventPayload {
+            fn from(data: $variant) -> Self {
+                Self::$variant(data)
+            }
+        }
+    )*};
+}
+payload_from!(
+    UserLoggedIn,
+    UserRegistered,
+    UserLoggedOut,
+    UserTokenRefreshed,
+    ApiRequest,
+    ApiError,
+    SystemAlert,
+    UserSignedUp,
+    UserVerified,
+    ReferralCreated,
+    ReferralVerified,
+    RewardEarned,
+    CampaignMilestoneReached
+);
+
+#[cfg(test)]
+mod tests;

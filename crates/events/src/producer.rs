@@ -1,0 +1,416 @@
+//! The producer every service publishes through (seed 002's producer library, built for real).
+//!
+//! `publish` sends an event to its topic, keyed by its partition key, with the standard
+//! headers, and waits for the broker's acknowledgement. Retriable failures (timeouts, leader
+//! changes, a full queue) are retried with exponential backoff and jitter up to `retry_max`;
+//! then, and at once for failures that retrying cannot fix, the record goes to the DLQ topic in
+//! seed 002's format. Nothing is dropped silently: if the DLQ cannot take it either, the caller
+//! gets the error.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::util::Timeout;
+use serde_json::json;
+
+use crate::backoff::Backoff;
+use crate::headers::{self, header};
+use crate::routing::TopicRouter;
+use crate::{Event, EventsError, KafkaConfig, ProducerSettings};
+
+/// What the cluster said about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub brokers: usize,
+    pub topics: usize,
+}
+
+/// A message to send: topic, key, payload, headers.
+#[derive(Debug, Clone)]
+pub struct OutgoingRecord {
+    pub topic: String,
+    /// A partition of its own choosing (replaying a record where it was); by key when `None`.
+    pub partition: Option<i32>,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: OwnedHeaders,
+}
+
+/// Where a record ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// On its topic, acknowledged by all in-sync replicas.
+    Published {
+        partition: i32,
+        offset: i64,
+        attempts: u32,
+    },
+    /// Not deliverable to its topic; stored in the DLQ topic with the reason.
+    DeadLettered { reason: String, attempts: u32 },
+}
+
+/// Why a publish failed: the record is neither on its topic nor in the DLQ.
+#[derive(Debug, thiserror::Error)]
+#[error("could not publish to {topic} ({reason}), nor to the DLQ {dlq_topic}: {dlq_error}")]
+pub struct PublishError {
+    pub topic: String,
+    pub reason: String,
+    pub dlq_topic: String,
+    pub dlq_error: KafkaError,
+}
+
+/// Counts since start (seed 002's `GetStats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProducerStats {
+    pub sent: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    failed: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+/// The service's Kafka producer. Cheap to clone: clones share one librdkafka producer.
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+    settings: ProducerSettings,
+    backoff: Backoff,
+    router: Arc<TopicRouter>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether trying again may succeed: the broker was unreachable, slow, or changing leaders.
+pub fn is_retriable(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            MessageTimedOut
+                | QueueFull
+                | RequestTimedOut
+                | NetworkException
+                | LeaderNotAvailable
+                | NotLeaderForPartition
+                | BrokerNotAvailable
+                | BrokerTransportFailure
+                | AllBrokersDown
+                | NotEnoughReplicas
+                | NotEnoughReplicasAfterAppend
+                | NotCoordinator
+                | CoordinatorLoadInProgress
+                | KafkaStorageError
+                | OperationTimedOut
+        )
+    )
+}
+
+impl Producer {
+    /// Creates the producer. librdkafka connects in the background, so this succeeds while the
+    /// brokers are still starting; `health_check` tells when they answer.
+    pub fn connect(config: &KafkaConfig) -> Result<Self, EventsError> {
+        let inner: FutureProducer = config
+            .producer_client_config()
+            .create()
+            .map_err(EventsError::Config)?;
+        let settings = config.producer.clone();
+        Ok(Self {
+            inner,
+            backoff: Backoff::new(settings.retry_backoff, settings.retry_backoff_max),
+            settings,
+            router: Arc::new(TopicRouter::default()),
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    /// The event-type-to-topic map, changeable at runtime.
+    pub fn router(&self) -> &TopicRouter {
+        &self.router
+    }
+
+    /// Publishes one event and waits for it to be acknowledged or dead-lettered.
+    pub async fn publish(&self, event: &Event) -> Result<Delivery, PublishError> {
+        self.send(self.record_for(event)).await
+    }
+
+    /// Publishes events concurrently (all enqueued at once, so librdkafka batches them) and
+    /// returns one outcome per event, in order.
+    pub async fn publish_batch(&self, events: &[Event]) -> Vec<Result<Delivery, PublishError>> {
+        join_all(events.iter().map(|event| self.publish(event))).await
+    }
+
+    /// The record an event becomes: its topic, partition key, JSON and headers.
+    pub fn record_for(&self, event: &Event) -> OutgoingRecord {
+        OutgoingRecord {
+            topic: self.router.topic_for(event.event_type()),
+            partition: None,
+            key: event.partition_key(),
+            payload: event.to_json(),
+            headers: headers::event_headers(event),
+        }
+    }
+
+    /// Sends any record with the retry and DLQ policy.
+    pub async fn send(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
+        let first_attempt = Utc::now();
+        let mut attempt = 0;
+        let error = loop {
+            attempt += 1;
+            match self.send_once(&record).await {
+                Ok((partition, offset)) => {
+                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("kafka_messages_sent_total", "topic" => record.topic.clone())
+                        .increment(1);
+                    return Ok(Delivery::Published {
+                        partition,
+                        offset,
+                        attempts: attempt,
+                    });
+                }
+                Err(error) if is_retriable(&error) && attempt <= self.settings.retry_max => {
+                    self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("kafka_retry_attempts_total", "topic" => record.topic.clone()).increment(1);
+                    let delay = self.backoff.delay(attempt);
+                    tracing::warn!(kafka.topic = %record.topic, attempt, %error, delay_ms = delay.as_millis() as u64, "publish failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(error) => break error,
+            }
+        };
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("kafka_messages_failed_total", "topic" => record.topic.clone())
+            .increment(1);
+        self.dead_letter(&record, &error, attempt, first_attempt)
+            .await
+    }
+
+    async fn send_once(&self, record: &OutgoingRecord) -> Result<(i32, i64), KafkaError> {
+        let mut future_record = FutureRecord::to(&record.topic)
+            .key(&record.key)
+            .payload(&record.payload)
+            .headers(record.headers.clone());
+        if let Some(partition) = record.partition {
+            future_record = future_record.partition(partition);
+        }
+        // Wait up to the delivery timeout for room in librdkafka's queue.
+        let delivery = self.inner.send(
+            future_record,
+            Timeout::After(self.settings.delivery_timeout),
+        );
+        delivery
+            .await
+            .map(|d| (d.partition, d.offset))
+            .map_err(|(error, _)| error)
+    }
+
+    /// Stores the record in the DLQ topic in seed 002's format, under its original key.
+    async fn dead_letter(
+        &self,
+        record: &OutgoingRecord,
+        error: &KafkaError,
+        attempts: u32,
+        first_attempt: DateTime<Utc>,
+    ) -> Result<Delivery, PublishError> {
+        let reason = error.to_string();
+        let value = dlq_record(record, &reason, attempts, first_attempt, Utc::now());
+        let dlq_headers = record
+            .headers
+            .clone()
+            .insert(header("original_topic", &record.topic))
+            .insert(header("failure_reason", &reason));
+        let dlq = FutureRecord::to(&self.settings.dlq_topic)
+            .key(&record.key)
+            .payload(&value)
+            .headers(dlq_headers);
+        match self
+            .inner
+            .send(dlq, Timeout::After(self.settings.delivery_timeout))
+            .await
+        {
+            Ok(_) => {
+                self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                metrics::gauge!("kafka_dead_letter_queue_size").increment(1.0);
+                tracing::error!(kafka.topic = %record.topic, attempts, %reason, "publish failed; record dead-lettered");
+                Ok(Delivery::DeadLettered { reason, attempts })
+            }
+            Err((dlq_error, _)) => Err(PublishError {
+                topic: record.topic.clone(),
+                reason,
+                dlq_topic: self.settings.dlq_topic.clone(),
+                dlq_error,
+            }),
+        }
+    }
+
+    /// Asks the cluster for its metadata (brokers and topics). Publishes nothing.
+    pub async fn health_check(&self, timeout: Duration) -> Result<ClusterInfo, EventsError> {
+        let producer = self.inner.clone();
+        // librdkafka's metadata call blocks the calling thread.
+        tokio::task::spawn_blocking(move || {
+            let metadata = producer
+                .client()
+                .fetch_metadata(None, timeout)
+                .map_err(EventsError::Unavailable)?;
+            Ok(ClusterInfo {
+                brokers: metadata.brokers().len(),
+                topics: metadata.topics().len(),
+            })
+        })
+        .await
+        .expect("the metadata task does not panic")
+    }
+
+    pub fn stats(&self) -> ProducerStats {
+        let c = &self.counters;
+        ProducerStats {
+            sent: c.sent.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            retried: c.retried.load(Ordering::Relaxed),
+            dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits up to `deadline` for every message in flight to be delivered.
+    pub async fn close(&self, deadline: Duration) -> Result<(), EventsError> {
+        let producer = self.inner.clone();
+        tokio::task::spawn_blocking(move || producer.flush(Timeout::After(deadline)))
+            .await
+            .expect("the flush task does not panic")
+            .map_err(EventsError::Unavailable)
+    }
+
+    /// The underlying rdkafka producer, for code with needs of its own.
+    pub fn rdkafka(&self) -> &FutureProducer {
+        &self.inner
+    }
+}
+
+/// Seed 002's DLQ record: `event`, `topic`, `failure_reason`, `attempt_count`, `first_attempt`,
+/// `last_attempt`. A JSON payload is embedded as JSON; any other payload as text, or as hex with
+/// `event_encoding: "hex"` when it is not UTF-8, so nothing is lost.
+pub fn dlq_record(
+    record: &OutgoingRecord,
+    reason: &str,
+    attempts: u32,
+    first_attempt: DateTime<Utc>,
+    last_attempt: DateTime<Utc>,
+) -> Vec<u8> {
+    let mut value = json!({
+        "topic": record.topic,
+        "failure_reason": reason,
+        "attempt_count": attempts,
+        "first_attempt": first_attempt,
+        "last_attempt": last_attempt,
+    });
+    let object = value.as_object_mut().expect("an object");
+    match serde_json::from_slice::<serde_json::Value>(&record.payload) {
+        Ok(event) => {
+            object.insert("event".into(), event);
+        }
+        Err(_) => match std::str::from_utf8(&record.payload) {
+            Ok(text) => {
+                object.insert("event".into(), text.into());
+            }
+            Err(_) => {
+                object.insert("event".into(), hex_encode(&record.payload).into());
+                object.insert("event_encoding".into(), "hex".into());
+            }
+        },
+    }
+    serde_json::to_vec(&value).expect("JSON values serialize")
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(payload: &[u8]) -> OutgoingRecord {
+        OutgoingRecord {
+            topic: "user-events".into(),
+            partition: None,
+            key: "k".into(),
+            payload: payload.to_vec(),
+            headers: OwnedHeaders::new(),
+        }
+    }
+
+    #[test]
+    fn dlq_records_follow_seed_002() {
+        let first: DateTime<Utc> = "2024-01-15T10:00:00Z".parse().unwrap();
+        let last: DateTime<Utc> = "2024-01-15T10:01:30Z".parse().unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&dlq_record(
+            &record(br#"{"id":"e1"}"#),
+            "broker not available",
+            3,
+            first,
+            last,
+        ))
+        .unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "event": {"id": "e1"},
+                "topic": "user-events",
+                "failure_reason": "broker not available",
+                "attempt_count": 3,
+                "first_attempt": "2024-01-15T10:00:00Z",
+                "last_attempt": "2024-01-15T10:01:30Z"
+            })
+        );
+        let binary: serde_json::Value =
+            serde_json::from_slice(&dlq_record(&record(&[0xff, 0x00]), "x", 1, first, last))
+                .unwrap();
+        assert_eq!(
+            (binary["event"].as_str(), binary["event_encoding"].as_str()),
+            (Some("ff00"), Some("hex"))
+        );
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::NotLeaderForPartition,
+        ] {
+            assert!(
+                is_retriable(&KafkaError::MessageProduction(code)),
+                "{code:?}"
+            );
+        }
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::InvalidMessage,
+        ] {
+            assert!(
+                !is_retriable(&KafkaError::MessageProduction(code)),
+                "{code:?}"
+            );
+        }
+    }
+}
