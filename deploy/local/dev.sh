@@ -12,6 +12,9 @@ say "building the services"
 cargo build --quiet --bins
 
 export DATABASE_URL=$DEV_DATABASE_URL KAFKA_BROKERS=$KAFKA_ADDR HTTP_ADDR=$GATEWAY_HTTP_ADDR
+# Tansu 0.6 corrupts its producer state when several idempotent producers start at once, as
+# the seven services do; production (Apache Kafka) keeps the default, idempotence on.
+export KAFKA_ENABLE_IDEMPOTENCE=false
 export RUST_LOG=${RUST_LOG:-info,rdkafka=warn} LOG_FORMAT=${LOG_FORMAT:-text}
 
 for entry in "${SERVICES[@]}"; do

@@ -37,6 +37,10 @@ pub struct ProducerSettings {
     pub delivery_timeout: Duration,
     /// Where records that could not be delivered go (`KAFKA_DLQ_TOPIC`).
     pub dlq_topic: String,
+    /// `enable.idempotence` (`KAFKA_ENABLE_IDEMPOTENCE`): on in production, so librdkafka's own
+    /// retries never duplicate or reorder. The local broker (Tansu 0.6) corrupts its producer
+    /// state when several idempotent producers start at once, so the local stack turns it off.
+    pub idempotence: bool,
 }
 
 impl Default for ProducerSettings {
@@ -52,6 +56,7 @@ impl Default for ProducerSettings {
             flush_timeout: Duration::from_millis(10),
             delivery_timeout: Duration::from_secs(30),
             dlq_topic: "events-dlq".to_owned(),
+            idempotence: true,
         }
     }
 }
@@ -91,7 +96,7 @@ impl KafkaConfig {
         let settings = &self.producer;
         let mut config = self.client_config();
         config
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", settings.idempotence.to_string())
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("batch.num.messages", settings.flush_messages.to_string())

@@ -2,6 +2,7 @@
 
 mod backoff;
 mod config;
+pub mod consumer;
 pub mod envelope;
 mod error;
 pub mod headers;
@@ -13,6 +14,10 @@ pub mod topics;
 
 pub use backoff::Backoff;
 pub use config::{KafkaConfig, KafkaSecurity, ProducerSettings};
+pub use consumer::{
+    BatchHandler, BatchPolicy, ConsumerSettings, EventConsumer, FailureKind, Handler, HandlerError,
+    RetryPolicy, StartFrom,
+};
 pub use envelope::{Event, EventBuilder, EventPayload};
 pub use error::EventsError;
 pub use producer::{ClusterInfo, Delivery, OutgoingRecord, Producer, ProducerStats, PublishError};

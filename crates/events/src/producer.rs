@@ -37,7 +37,8 @@ pub struct OutgoingRecord {
     pub topic: String,
     /// A partition of its own choosing (replaying a record where it was); by key when `None`.
     pub partition: Option<i32>,
-    pub key: String,
+    /// The key as bytes, exactly as it should arrive; `None` for an unkeyed message.
+    pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: OwnedHeaders,
 }
@@ -112,6 +113,8 @@ pub fn is_retriable(error: &KafkaError) -> bool {
                 | NetworkException
                 | LeaderNotAvailable
                 | NotLeaderForPartition
+                // Stale metadata: Kafka's own clients retry it too.
+                | UnknownTopicOrPartition
                 | BrokerNotAvailable
                 | BrokerTransportFailure
                 | AllBrokersDown
@@ -164,7 +167,7 @@ impl Producer {
         OutgoingRecord {
             topic: self.router.topic_for(event.event_type()),
             partition: None,
-            key: event.partition_key(),
+            key: Some(event.partition_key().into_bytes()),
             payload: event.to_json(),
             headers: headers::event_headers(event),
         }
@@ -205,10 +208,12 @@ impl Producer {
     }
 
     async fn send_once(&self, record: &OutgoingRecord) -> Result<(i32, i64), KafkaError> {
-        let mut future_record = FutureRecord::to(&record.topic)
-            .key(&record.key)
+        let mut future_record: FutureRecord<'_, Vec<u8>, Vec<u8>> = FutureRecord::to(&record.topic)
             .payload(&record.payload)
             .headers(record.headers.clone());
+        if let Some(key) = &record.key {
+            future_record = future_record.key(key);
+        }
         if let Some(partition) = record.partition {
             future_record = future_record.partition(partition);
         }
@@ -238,10 +243,13 @@ impl Producer {
             .clone()
             .insert(header("original_topic", &record.topic))
             .insert(header("failure_reason", &reason));
-        let dlq = FutureRecord::to(&self.settings.dlq_topic)
-            .key(&record.key)
-            .payload(&value)
-            .headers(dlq_headers);
+        let mut dlq: FutureRecord<'_, Vec<u8>, Vec<u8>> =
+            FutureRecord::to(&self.settings.dlq_topic)
+                .payload(&value)
+                .headers(dlq_headers);
+        if let Some(key) = &record.key {
+            dlq = dlq.key(key);
+        }
         match self
             .inner
             .send(dlq, Timeout::After(self.settings.delivery_timeout))
@@ -352,7 +360,7 @@ mod tests {
         OutgoingRecord {
             topic: "user-events".into(),
             partition: None,
-            key: "k".into(),
+            key: Some(b"k".to_vec()),
             payload: payload.to_vec(),
             headers: OwnedHeaders::new(),
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::KafkaConfig;
 
@@ -15,7 +16,10 @@ pub const DEFAULT_TEST_BROKERS: &str = "127.0.0.1:9092";
 pub fn test_kafka_config() -> KafkaConfig {
     let brokers =
         std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| DEFAULT_TEST_BROKERS.to_owned());
-    KafkaConfig::new(brokers, "tests")
+    let mut config = KafkaConfig::new(brokers, "tests");
+    // Tests start many producers at once, which the local broker cannot take with idempotence.
+    config.producer.idempotence = false;
+    config
 }
 
 /// A name no other test uses: `<prefix>-<uuid>`.
@@ -23,7 +27,9 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A freshly created topic with a unique name, deleted again on `delete`.
+/// A freshly created topic with a unique name. Tests never delete their topics: deleting a
+/// topic in the local broker (Tansu 0.6) disturbs the metadata of other topics in use, and the
+/// broker's data lives in the throw-away `.stack/` folder anyway.
 #[derive(Debug)]
 pub struct TestTopic {
     pub name: String,
@@ -53,19 +59,31 @@ impl TestTopic {
         for result in results {
             result.unwrap_or_else(|(topic, code)| panic!("cannot create {topic}: {code}"));
         }
+        wait_until_visible(&config, &name, partitions).await;
         Self { name, partitions }
-    }
-
-    /// Deletes the topic, so repeated test runs do not fill the broker.
-    pub async fn delete(self) {
-        delete_topic(&self.name).await;
     }
 }
 
-/// Deletes a topic a test created; a failure only leaves a stray topic behind.
-pub async fn delete_topic(name: &str) {
-    let admin = admin(&test_kafka_config());
-    let _ = admin.delete_topics(&[name], &AdminOptions::new()).await;
+/// Waits until a new client sees the topic with all its partitions: producing to a topic the
+/// broker has not finished creating is a race the local broker handles badly.
+async fn wait_until_visible(config: &KafkaConfig, name: &str, partitions: i32) {
+    let client: BaseConsumer = config.client_config().create().expect("metadata client");
+    for _ in 0..300 {
+        let visible = client
+            .fetch_metadata(Some(name), Duration::from_secs(5))
+            .is_ok_and(|metadata| {
+                metadata.topics().iter().any(|t| {
+                    t.name() == name
+                        && t.error().is_none()
+                        && t.partitions().len() == partitions as usize
+                })
+            });
+        if visible {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("topic {name} did not become visible");
 }
 
 fn admin(config: &KafkaConfig) -> AdminClient<DefaultClientContext> {

@@ -121,7 +121,6 @@ async fn messages_round_trip_through_a_consumer_group_that_commits() {
         [("user-9".to_owned(), "after-commit".to_owned())]
     );
     drop(second);
-    topic.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -95,7 +95,6 @@ async fn events_go_to_their_topic_keyed_with_headers_and_trace_context() {
         Some(expected_traceparent.as_str())
     );
     assert_eq!(producer.stats().sent, 1);
-    topic.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -150,7 +149,6 @@ async fn a_batch_is_delivered_whole_and_in_order_per_key() {
             (0..200).filter(|i| i % 7 == campaign).count()
         );
     }
-    topic.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,7 +161,7 @@ async fn a_record_that_cannot_be_delivered_lands_in_the_dlq_at_once_with_the_rea
     let record = |topic: &str, partition| OutgoingRecord {
         topic: topic.to_owned(),
         partition,
-        key: "user-1".into(),
+        key: Some(b"user-1".to_vec()),
         payload: br#"{"id":"e1","type":"user.registered"}"#.to_vec(),
         headers: OwnedHeaders::new(),
     };
@@ -199,8 +197,6 @@ async fn a_record_that_cannot_be_delivered_lands_in_the_dlq_at_once_with_the_rea
         (stats.sent, stats.failed, stats.dead_lettered, stats.retried),
         (2, 1, 1, 0)
     );
-    topic.delete().await;
-    dlq.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

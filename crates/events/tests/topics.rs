@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use events::rdkafka::consumer::{BaseConsumer, Consumer};
-use events::testing::{delete_topic, test_kafka_config, unique_name};
+use events::testing::{test_kafka_config, unique_name};
 use events::topics::{TopicOutcome, TopicsSpec, ensure_topics};
 
 fn spec(name: &str, partitions: u16) -> TopicsSpec {
@@ -50,5 +50,4 @@ async fn creates_once_then_leaves_alone_then_grows() {
     let outcome = ensure_topics(&config, &spec(&name, 1), 1).await.unwrap();
     assert_eq!(outcome, [(name.clone(), TopicOutcome::Unchanged)]);
     assert_eq!(partitions_of(&name), now);
-    delete_topic(&name).await;
 }

@@ -17,6 +17,8 @@ pub fn base_env() -> Vec<(String, String)> {
             "KAFKA_BROKERS".into(),
             events::testing::test_kafka_config().brokers.join(","),
         ),
+        // As for make dev: the local broker cannot take concurrent idempotent producers.
+        ("KAFKA_ENABLE_IDEMPOTENCE".into(), "false".into()),
         ("LOG_FORMAT".into(), "json".into()),
         ("RUST_LOG".into(), "info".into()),
     ]

@@ -1,0 +1,153 @@
+//! When a batch is flushed (seed 000's three triggers): at `max_messages`, `max_wait` after its
+//! first message, or `idle` after its last one, whichever comes first.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPolicy {
+    pub max_messages: usize,
+    pub max_wait: Duration,
+    pub idle: Duration,
+}
+
+impl Default for BatchPolicy {
+    /// Seed 000: 1000 messages, 5 s, 500 ms idle.
+    fn default() -> Self {
+        Self {
+            max_messages: 1000,
+            max_wait: Duration::from_secs(5),
+            idle: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why a batch was flushed; the label of the batch metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushReason {
+    Size,
+    MaxWait,
+    Idle,
+    Shutdown,
+}
+
+impl FlushReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Size => "size",
+            Self::MaxWait => "max_wait",
+            Self::Idle => "idle",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The clock of the batch being filled.
+#[derive(Debug)]
+pub(crate) struct BatchClock {
+    policy: BatchPolicy,
+    len: usize,
+    first_at: Option<Instant>,
+    last_at: Option<Instant>,
+}
+
+impl BatchClock {
+    pub(crate) fn new(policy: BatchPolicy) -> Self {
+        Self {
+            policy,
+            len: 0,
+            first_at: None,
+            last_at: None,
+        }
+    }
+
+    /// A message joined the batch; `Some(Size)` when the batch is now full.
+    pub(crate) fn push(&mut self, now: Instant) -> Option<FlushReason> {
+        self.len += 1;
+        self.first_at.get_or_insert(now);
+        self.last_at = Some(now);
+        (self.len >= self.policy.max_messages).then_some(FlushReason::Size)
+    }
+
+    /// When the batch must be flushed if nothing else arrives, and why.
+    pub(crate) fn deadline(&self) -> Option<(Instant, FlushReason)> {
+        let max_wait = self.first_at? + self.policy.max_wait;
+        let idle = self.last_at? + self.policy.idle;
+        Some(if idle < max_wait {
+            (idle, FlushReason::Idle)
+        } else {
+            (max_wait, FlushReason::MaxWait)
+        })
+    }
+
+    pub(crate) fn reset(&mut self) {
+        *self = Self::new(self.policy);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn policy() -> BatchPolicy {
+        BatchPolicy {
+            max_messages: 3,
+            max_wait: 1000 * MS,
+            idle: 100 * MS,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_flushes_by_size() {
+        let mut clock = BatchClock::new(policy());
+        assert_eq!(clock.push(Instant::now()), None);
+        assert_eq!(clock.push(Instant::now()), None);
+        assert_eq!(clock.push(Instant::now()), Some(FlushReason::Size));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_batch_flushes_when_idle() {
+        let mut clock = BatchClock::new(policy());
+        assert!(clock.deadline().is_none(), "an empty batch has no deadline");
+        let start = Instant::now();
+        clock.push(start);
+        tokio::time::advance(60 * MS).await;
+        clock.push(Instant::now());
+        // Idle counts from the last message.
+        assert_eq!(
+            clock.deadline(),
+            Some((start + 160 * MS, FlushReason::Idle))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_trickle_flushes_at_max_wait() {
+        let mut policy = policy();
+        policy.max_messages = 1000;
+        let mut clock = BatchClock::new(policy);
+        let start = Instant::now();
+        // A message every 90 ms never lets the batch go idle for 100 ms.
+        for _ in 0..12 {
+            clock.push(Instant::now());
+            tokio::time::advance(90 * MS).await;
+        }
+        assert_eq!(
+            clock.deadline(),
+            Some((start + 1000 * MS, FlushReason::MaxWait))
+        );
+        clock.reset();
+        assert!(clock.deadline().is_none(), "a reset batch has no deadline");
+    }
+
+    #[test]
+    fn the_defaults_are_seed_000s() {
+        let policy = BatchPolicy::default();
+        assert_eq!(
+            (policy.max_messages, policy.max_wait, policy.idle),
+            (1000, Duration::from_secs(5), 500 * MS)
+        );
+    }
+}

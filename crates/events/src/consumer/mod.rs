@@ -1,0 +1,589 @@
+//! The consumer runtime every worker is built on.
+//!
+//! - A consumer group per service; starts at the group's committed offsets (falling back to the
+//!   earliest or latest), or at given offsets per partition for a replay.
+//! - At least once: offsets are committed only for messages that were handled or dead-lettered,
+//!   along with every earlier message of their partition (`offsets`); periodically, on revoke
+//!   and on shutdown.
+//! - `run`: `worker_pool_size` handlers in flight, messages of one key always in order (each
+//!   key maps to one worker). `run_batches`: batches flushed by size, max wait or idle time.
+//! - Handlers say `retry` (transient) or `reject` (permanent). Retries back off exponentially
+//!   up to `retry.max_attempts`; rejected, exhausted and undecodable messages go to the DLQ
+//!   topic with their original key, value and headers plus where they came from and why. A bad
+//!   message never stops the loop.
+//! - Backpressure: past `max_in_flight` unfinished messages the partitions are paused, and
+//!   resumed at half of it, instead of buffering without bound; librdkafka keeps polling, so
+//!   the member stays in the group.
+//! - Shutdown: stop taking messages, let in-flight ones finish within `shutdown_timeout`,
+//!   commit, leave the group.
+
+mod batch;
+mod context;
+pub mod dead_letter;
+mod offsets;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use batch::BatchClock;
+pub use batch::{BatchPolicy, FlushReason};
+use context::{RuntimeContext, commit_list};
+use offsets::{OffsetTracker, Partition};
+
+use crate::{Backoff, Delivery, EventsError, KafkaConfig, Producer};
+
+/// Where a group starts reading.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartFrom {
+    /// The group's committed offsets; where it has none, the earliest (`true`) or the latest.
+    Committed { earliest_when_none: bool },
+    /// These offsets, for a replay: the partitions are assigned, not balanced in the group.
+    Offsets(Vec<(String, i32, Offset)>),
+}
+
+/// How often and how patiently a failing handler is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub start: StartFrom,
+    /// Handlers in flight at once (`run`); messages of one key always go to the same one.
+    pub worker_pool_size: usize,
+    /// Unfinished messages past which the partitions are paused.
+    pub max_in_flight: usize,
+    pub retry: RetryPolicy,
+    pub dlq_topic: String,
+    /// How long in-flight messages may take once shutdown starts.
+    pub shutdown_timeout: Duration,
+    pub commit_interval: Duration,
+}
+
+impl ConsumerSettings {
+    pub fn new(group_id: impl Into<String>, topics: &[&str], dlq_topic: impl Into<String>) -> Self {
+        Self {
+            group_id: group_id.into(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            start: StartFrom::Committed {
+                earliest_when_none: true,
+            },
+            worker_pool_size: 1,
+            max_in_flight: 1000,
+            retry: RetryPolicy::default(),
+            dlq_topic: dlq_topic.into(),
+            shutdown_timeout: Duration::from_secs(8),
+            commit_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Whether a failure may pass (retry) or will repeat (reject).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Retry,
+    Reject,
+}
+
+/// A handler's failure: what to do, a stable code and a message for the DLQ headers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct HandlerError {
+    pub kind: FailureKind,
+    pub code: String,
+    pub message: String,
+}
+
+impl HandlerError {
+    /// Transient: the database was down, a service timed out. Retried with backoff.
+    pub fn retry(code: impl Into<String>, message: impl ToString) -> Self {
+        Self {
+            kind: FailureKind::Retry,
+            code: code.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Permanent: the message is invalid and always will be. Dead-lettered at once.
+    pub fn reject(code: impl Into<String>, message: impl ToString) -> Self {
+        Self {
+            kind: FailureKind::Reject,
+            code: code.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Handles one message; must be idempotent, since rebalances and restarts replay messages.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, message: &OwnedMessage) -> Result<(), HandlerError>;
+}
+
+/// Handles a batch; returns one outcome per message, in order.
+#[async_trait]
+pub trait BatchHandler: Send + Sync + 'static {
+    async fn handle_batch(&self, messages: &[OwnedMessage]) -> Vec<Result<(), HandlerError>>;
+}
+
+/// A consumer group member with its runtime.
+pub struct EventConsumer {
+    consumer: StreamConsumer<RuntimeContext>,
+    settings: ConsumerSettings,
+    producer: Producer,
+    tracker: Arc<Mutex<OffsetTracker>>,
+}
+
+impl std::fmt::Debug for EventConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventConsumer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A finished message: handled or dead-lettered.
+type Finished = (Partition, i64);
+
+impl EventConsumer {
+    /// Joins the group (or assigns the replay offsets). `producer` writes the dead letters.
+    pub fn new(
+        kafka: &KafkaConfig,
+        settings: ConsumerSettings,
+        producer: Producer,
+    ) -> Result<Self, EventsError> {
+        let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+        let context = RuntimeContext {
+            group_id: settings.group_id.clone(),
+            tracker: tracker.clone(),
+        };
+        let reset = match settings.start {
+            StartFrom::Committed {
+                earliest_when_none: false,
+            } => "latest",
+            _ => "earliest",
+        };
+        let consumer: StreamConsumer<RuntimeContext> = kafka
+            .client_config()
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", reset)
+            // Seed 000: a member that misses heartbeats for 20 s is replaced.
+            .set("session.timeout.ms", "20000")
+            .set("heartbeat.interval.ms", "6000")
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(context)
+            .map_err(EventsError::Config)?;
+        match &settings.start {
+            StartFrom::Committed { .. } => {
+                let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+                consumer.subscribe(&topics).map_err(EventsError::Config)?;
+            }
+            StartFrom::Offsets(offsets) => {
+                let mut list = TopicPartitionList::new();
+                for (topic, partition, offset) in offsets {
+                    list.add_partition_offset(topic, *partition, *offset)
+                        .map_err(EventsError::Config)?;
+                }
+                consumer.assign(&list).map_err(EventsError::Config)?;
+            }
+        }
+        Ok(Self {
+            consumer,
+            settings,
+            producer,
+            tracker,
+        })
+    }
+
+    /// Handles messages one by one on the worker pool until `shutdown` is cancelled.
+    pub async fn run<H: Handler>(
+        self,
+        handler: H,
+        shutdown: CancellationToken,
+    ) -> Result<(), EventsError> {
+        let handler = Arc::new(handler);
+        let (finished_tx, mut finished) = mpsc::unbounded_channel::<Finished>();
+        let mut lanes = Vec::new();
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.settings.worker_pool_size.max(1) {
+            let (lane_tx, mut lane) = mpsc::unbounded_channel::<OwnedMessage>();
+            lanes.push(lane_tx);
+            let worker = Worker::new(&self, finished_tx.clone());
+            let handler = handler.clone();
+            workers.spawn(async move {
+                while let Some(message) = lane.recv().await {
+                    worker.process(&message, |m| handler.handle(m)).await;
+                }
+            });
+        }
+        drop(finished_tx);
+
+        let mut commit_tick = tokio::time::interval(self.settings.commit_interval);
+        let mut paused = false;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some((partition, offset)) = finished.recv() => self.finish(&partition, offset),
+                _ = commit_tick.tick() => self.commit(CommitMode::Async),
+                received = self.consumer.recv() => match received {
+                    Ok(message) => {
+                        let message = message.detach();
+                        self.track(&message);
+                        lanes[lane_of(&message, lanes.len())].send(message).expect("workers outlive the loop");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, group = %self.settings.group_id, "consume error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+            paused = self.apply_backpressure(paused);
+        }
+
+        // Shutdown: no new messages; in-flight ones get until the deadline.
+        drop(lanes);
+        let deadline = Instant::now() + self.settings.shutdown_timeout;
+        while self.in_flight() > 0 {
+            match tokio::time::timeout_at(deadline, finished.recv()).await {
+                Ok(Some((partition, offset))) => self.finish(&partition, offset),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        in_flight = self.in_flight(),
+                        "shutdown deadline reached; abandoning in-flight messages"
+                    );
+                    break;
+                }
+            }
+        }
+        workers.abort_all();
+        self.commit(CommitMode::Sync);
+        tracing::info!(group = %self.settings.group_id, "consumer stopped");
+        Ok(())
+    }
+
+    /// Handles messages in batches until `shutdown` is cancelled.
+    pub async fn run_batches<B: BatchHandler>(
+        self,
+        handler: B,
+        policy: BatchPolicy,
+        shutdown: CancellationToken,
+    ) -> Result<(), EventsError> {
+        let (finished_tx, mut finished) = mpsc::unbounded_channel::<Finished>();
+        let worker = Worker::new(&self, finished_tx);
+        let mut batch = Vec::new();
+        let mut clock = BatchClock::new(policy);
+        let mut commit_tick = tokio::time::interval(self.settings.commit_interval);
+        let group = self.settings.group_id.clone();
+        let flush = async |batch: &mut Vec<OwnedMessage>,
+                           clock: &mut BatchClock,
+                           reason: FlushReason| {
+            metrics::histogram!("kafka_consumer_batch_size", "group" => group.clone(), "reason" => reason.as_str())
+                .record(batch.len() as f64);
+            worker.process_batch(std::mem::take(batch), &handler).await;
+            clock.reset();
+        };
+        loop {
+            let deadline = clock.deadline();
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some((partition, offset)) = finished.recv() => self.finish(&partition, offset),
+                _ = commit_tick.tick() => self.commit(CommitMode::Async),
+                () = sleep_until(deadline.map(|(at, _)| at)) => {
+                    let reason = deadline.map_or(FlushReason::Idle, |(_, reason)| reason);
+                    flush(&mut batch, &mut clock, reason).await;
+                }
+                received = self.consumer.recv() => match received {
+                    Ok(message) => {
+                        let message = message.detach();
+                        self.track(&message);
+                        batch.push(message);
+                        if let Some(reason) = clock.push(Instant::now()) {
+                            flush(&mut batch, &mut clock, reason).await;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, group = %self.settings.group_id, "consume error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        if !batch.is_empty() {
+            let deadline = self.settings.shutdown_timeout;
+            if tokio::time::timeout(
+                deadline,
+                flush(&mut batch, &mut clock, FlushReason::Shutdown),
+            )
+            .await
+            .is_err()
+            {
+                tracing::warn!("shutdown deadline reached; abandoning the last batch");
+            }
+        }
+        while let Ok((partition, offset)) = finished.try_recv() {
+            self.finish(&partition, offset);
+        }
+        self.commit(CommitMode::Sync);
+        tracing::info!(group = %self.settings.group_id, "consumer stopped");
+        Ok(())
+    }
+
+    fn track(&self, message: &OwnedMessage) {
+        metrics::counter!("kafka_consumer_messages_consumed_total", "group" => self.settings.group_id.clone()).increment(1);
+        let partition = (message.topic().to_owned(), message.partition());
+        self.tracker
+            .lock()
+            .expect("offset tracker lock")
+            .dispatched(partition, message.offset());
+    }
+
+    fn finish(&self, partition: &Partition, offset: i64) {
+        self.tracker
+            .lock()
+            .expect("offset tracker lock")
+            .finished(partition, offset);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.tracker
+            .lock()
+            .expect("offset tracker lock")
+            .in_flight()
+    }
+
+    /// Commits every position that moved since the last commit.
+    fn commit(&self, mode: CommitMode) {
+        let commits = self
+            .tracker
+            .lock()
+            .expect("offset tracker lock")
+            .take_commits();
+        if commits.is_empty() {
+            return;
+        }
+        let result = commit_list(&commits).and_then(|list| self.consumer.commit(&list, mode));
+        if let Err(error) = result {
+            tracing::warn!(%error, group = %self.settings.group_id, "commit failed; will retry");
+        }
+    }
+
+    /// Pauses the assigned partitions past `max_in_flight`, resumes them at half of it.
+    fn apply_backpressure(&self, paused: bool) -> bool {
+        let in_flight = self.in_flight();
+        let change = if !paused && in_flight >= self.settings.max_in_flight {
+            Some(true)
+        } else if paused && in_flight <= self.settings.max_in_flight / 2 {
+            Some(false)
+        } else {
+            None
+        };
+        let Some(pause) = change else { return paused };
+        let result = self.consumer.assignment().and_then(|assigned| {
+            if pause {
+                self.consumer.pause(&assigned)
+            } else {
+                self.consumer.resume(&assigned)
+            }
+        });
+        match result {
+            Ok(()) => {
+                tracing::debug!(in_flight, pause, "backpressure");
+                pause
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not pause or resume partitions");
+                paused
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The worker a message goes to: one per key, so a key's messages stay in order.
+fn lane_of(message: &OwnedMessage, lanes: usize) -> usize {
+    let mut hasher = DefaultHasher::new();
+    message.topic().hash(&mut hasher);
+    match message.key() {
+        Some(key) => key.hash(&mut hasher),
+        None => message.partition().hash(&mut hasher),
+    }
+    (hasher.finish() % lanes as u64) as usize
+}
+
+/// Runs handlers with the retry policy, dead-letters what fails, reports what is finished.
+struct Worker {
+    group_id: String,
+    retry: RetryPolicy,
+    dlq_topic: String,
+    producer: Producer,
+    finished: mpsc::UnboundedSender<Finished>,
+}
+
+impl Worker {
+    fn new(consumer: &EventConsumer, finished: mpsc::UnboundedSender<Finished>) -> Self {
+        Self {
+            group_id: consumer.settings.group_id.clone(),
+            retry: consumer.settings.retry,
+            dlq_topic: consumer.settings.dlq_topic.clone(),
+            producer: consumer.producer.clone(),
+            finished,
+        }
+    }
+
+    async fn process<'m, F, Fut>(&self, message: &'m OwnedMessage, handle: F)
+    where
+        F: Fn(&'m OwnedMessage) -> Fut,
+        Fut: Future<Output = Result<(), HandlerError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let outcome = handle(message).await;
+            metrics::histogram!("kafka_consumer_handler_duration_seconds", "group" => self.group_id.clone())
+                .record(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(()) => {
+                    self.count("kafka_consumer_messages_handled_total");
+                    break;
+                }
+                Err(error)
+                    if error.kind == FailureKind::Retry && attempt < self.retry.max_attempts =>
+                {
+                    self.count("kafka_consumer_messages_retried_total");
+                    tokio::time::sleep(self.retry.backoff.delay(attempt)).await;
+                }
+                Err(error) => {
+                    self.dead_letter(message, &error, attempt).await;
+                    break;
+                }
+            }
+        }
+        self.done(message);
+    }
+
+    /// Runs the batch handler, retrying the messages that failed transiently (as a smaller
+    /// batch), and dead-letters the rest.
+    async fn process_batch<B: BatchHandler>(&self, messages: Vec<OwnedMessage>, handler: &B) {
+        let mut pending = messages;
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            attempt += 1;
+            let started = Instant::now();
+            let outcomes = handler.handle_batch(&pending).await;
+            metrics::histogram!("kafka_consumer_handler_duration_seconds", "group" => self.group_id.clone())
+                .record(started.elapsed().as_secs_f64());
+            let mut retry = Vec::new();
+            for (index, message) in pending.into_iter().enumerate() {
+                let outcome = outcomes.get(index).cloned().unwrap_or_else(|| {
+                    Err(HandlerError::retry(
+                        "missing_outcome",
+                        "the batch handler returned too few outcomes",
+                    ))
+                });
+                match outcome {
+                    Ok(()) => {
+                        self.count("kafka_consumer_messages_handled_total");
+                        self.done(&message);
+                    }
+                    Err(error)
+                        if error.kind == FailureKind::Retry
+                            && attempt < self.retry.max_attempts =>
+                    {
+                        retry.push(message);
+                    }
+                    Err(error) => {
+                        self.dead_letter(&message, &error, attempt).await;
+                        self.done(&message);
+                    }
+                }
+            }
+            if !retry.is_empty() {
+                self.count_n("kafka_consumer_messages_retried_total", retry.len());
+                tokio::time::sleep(self.retry.backoff.delay(attempt)).await;
+            }
+            pending = retry;
+        }
+    }
+
+    /// Writes the dead letter, trying until it is stored: a message is never finished (and its
+    /// offset never committed) without being either handled or in the DLQ.
+    async fn dead_letter(&self, message: &OwnedMessage, error: &HandlerError, attempts: u32) {
+        let record = dead_letter::dead_letter_record(
+            message,
+            error,
+            attempts,
+            &self.group_id,
+            &self.dlq_topic,
+        );
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.producer.send(record.clone()).await {
+                Ok(Delivery::Published { .. }) | Ok(Delivery::DeadLettered { .. }) => break,
+                Err(publish_error) => {
+                    tracing::error!(%publish_error, "could not write a dead letter; retrying");
+                    tokio::time::sleep(self.retry.backoff.delay(tries)).await;
+                }
+            }
+        }
+        self.count("kafka_consumer_messages_dead_lettered_total");
+        tracing::warn!(
+            kafka.topic = message.topic(),
+            kafka.partition = message.partition(),
+            kafka.offset = message.offset(),
+            error.code = %error.code,
+            attempts,
+            "message dead-lettered"
+        );
+    }
+
+    fn done(&self, message: &OwnedMessage) {
+        let partition = (message.topic().to_owned(), message.partition());
+        // The loop may be gone during shutdown; then there is nothing left to commit anyway.
+        let _ = self.finished.send((partition, message.offset()));
+    }
+
+    fn count(&self, name: &'static str) {
+        self.count_n(name, 1);
+    }
+
+    fn count_n(&self, name: &'static str, n: usize) {
+        metrics::counter!(name, "group" => self.group_id.clone()).increment(n as u64);
+    }
+}
