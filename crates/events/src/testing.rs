@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
 
 use crate::KafkaConfig;
 
@@ -20,6 +22,33 @@ pub fn test_kafka_config() -> KafkaConfig {
     // Tests start many producers at once, which the local broker cannot take with idempotence.
     config.producer.idempotence = false;
     config
+}
+
+/// The first `count` messages of `topic`, read from its start by a group of their own. Gives up
+/// after a minute without a message (a hang guard), naming how many arrived.
+pub async fn read_from_start(topic: &str, count: usize) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = test_kafka_config()
+        .client_config()
+        .set("group.id", unique_name("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut stream = consumer.stream();
+    let mut messages = Vec::new();
+    while messages.len() < count {
+        let next = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
+        let message = next
+            .unwrap_or_else(|_| panic!("only {} of {count} messages on {topic}", messages.len()));
+        messages.push(
+            message
+                .expect("a message")
+                .expect("no consume error")
+                .detach(),
+        );
+    }
+    messages
 }
 
 /// A name no other test uses: `<prefix>-<uuid>`.

@@ -8,15 +8,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use events::consumer::dead_letter;
 use events::headers::header_str;
-use events::rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use events::rdkafka::consumer::{BaseConsumer, Consumer};
 use events::rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use events::rdkafka::{Message, Offset, TopicPartitionList};
-use events::testing::{TestTopic, test_kafka_config, unique_name};
+use events::testing::{TestTopic, read_from_start, test_kafka_config, unique_name};
 use events::{
     Backoff, BatchHandler, BatchPolicy, ConsumerSettings, EventConsumer, Handler, HandlerError,
     OutgoingRecord, Producer, RetryPolicy, StartFrom,
 };
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 fn producer() -> Producer {
@@ -310,25 +309,6 @@ impl Handler for Picky {
     }
 }
 
-async fn read_all(topic: &str, count: usize) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = test_kafka_config()
-        .client_config()
-        .set("group.id", unique_name("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut stream = consumer.stream();
-    let mut messages = Vec::new();
-    while messages.len() < count {
-        let next = tokio::time::timeout(Duration::from_secs(60), stream.next())
-            .await
-            .expect("dead letters");
-        messages.push(next.unwrap().unwrap().detach());
-    }
-    messages
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_are_retried_then_dead_lettered_and_never_stop_the_loop() {
     let topic = TestTopic::create("failing", 1).await;
@@ -359,7 +339,7 @@ async fn failures_are_retried_then_dead_lettered_and_never_stop_the_loop() {
         handler.handled.lock().unwrap().len() >= 3
     })
     .await;
-    let letters = read_all(&dlq.name, 3).await;
+    let letters = read_from_start(&dlq.name, 3).await;
     until("the commit of all six", || {
         committed(&group, &topic.name, 1)[&0] == 6
     })

@@ -6,34 +6,11 @@ use std::time::Duration;
 use events::envelope::{ReferralVerified, UserSignedUp};
 use events::headers::{self, header_str};
 use events::rdkafka::Message;
-use events::rdkafka::consumer::{Consumer, StreamConsumer};
-use events::rdkafka::message::{OwnedHeaders, OwnedMessage};
-use events::testing::{TestTopic, test_kafka_config, unique_name};
+use events::rdkafka::message::OwnedHeaders;
+use events::testing::{TestTopic, read_from_start, test_kafka_config};
 use events::{Delivery, EventBuilder, KafkaConfig, OutgoingRecord, Producer};
-use futures::StreamExt;
 use opentelemetry::trace::TracerProvider as _;
 use tracing_subscriber::layer::SubscriberExt;
-
-/// Reads `count` messages from the beginning of `topic`.
-async fn read(topic: &str, count: usize) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = test_kafka_config()
-        .client_config()
-        .set("group.id", unique_name("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut stream = consumer.stream();
-    let mut messages = Vec::new();
-    while messages.len() < count {
-        let next = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
-        let message = next
-            .unwrap_or_else(|_| panic!("only {} of {count} messages on {topic}", messages.len()));
-        messages.push(message.unwrap().unwrap().detach());
-    }
-    messages
-}
 
 fn signed_up(campaign: &str, user: &str) -> UserSignedUp {
     UserSignedUp {
@@ -73,7 +50,7 @@ async fn events_go_to_their_topic_keyed_with_headers_and_trace_context() {
         "{delivery:?}"
     );
 
-    let message = read(&topic.name, 1).await.remove(0);
+    let message = read_from_start(&topic.name, 1).await.remove(0);
     assert_eq!(
         message.key(),
         Some(&b"campaign-1"[..]),
@@ -124,7 +101,7 @@ async fn a_batch_is_delivered_whole_and_in_order_per_key() {
     );
     producer.close(Duration::from_secs(10)).await.unwrap();
 
-    let messages = read(&topic.name, 200).await;
+    let messages = read_from_start(&topic.name, 200).await;
     for campaign in 0..7 {
         let key = format!("campaign-{campaign}");
         let sequence: Vec<u32> = messages
@@ -176,7 +153,7 @@ async fn a_record_that_cannot_be_delivered_lands_in_the_dlq_at_once_with_the_rea
     };
     assert_eq!(attempts, 1, "not retried: {reason}");
 
-    let message = read(&dlq.name, 2).await.remove(1);
+    let message = read_from_start(&dlq.name, 2).await.remove(1);
     assert_eq!(message.key(), Some(&b"user-1"[..]));
     let value: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
     assert_eq!(
