@@ -30,3 +30,4 @@ fmt:
 bench:
 	@deploy/local/stack.sh up
 	cargo bench -p repo --bench create_users
+	cargo bench -p events --bench throughput
