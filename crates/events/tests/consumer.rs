@@ -95,6 +95,18 @@ impl Recorder {
     }
 }
 
+/// Runs a member with a fresh `Recorder` until it has handled `count` messages, then stops it.
+async fn record(settings: ConsumerSettings, producer: Producer, count: usize) -> Recorder {
+    let consumer = EventConsumer::new(&test_kafka_config(), settings, producer).unwrap();
+    let recorder = Recorder::default();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(consumer.run(recorder.clone(), shutdown.clone()));
+    until(&format!("{count} messages"), || recorder.count() >= count).await;
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    recorder
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pool_of_ten_keeps_every_key_in_order() {
     let topic = TestTopic::create("ordered", 4).await;
@@ -112,13 +124,7 @@ async fn a_pool_of_ten_keeps_every_key_in_order() {
     }
     let mut settings = settings(&topic.name, &unique_name("ordered"), "unused-dlq");
     settings.worker_pool_size = 10;
-    let consumer = EventConsumer::new(&test_kafka_config(), settings, producer).unwrap();
-    let recorder = Recorder::default();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(consumer.run(recorder.clone(), shutdown.clone()));
-    until("500 messages", || recorder.count() >= 500).await;
-    shutdown.cancel();
-    running.await.unwrap().unwrap();
+    let recorder = record(settings, producer, 500).await;
 
     let mut per_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for (key, value, _, _) in recorder.seen.lock().unwrap().iter() {
@@ -256,13 +262,7 @@ async fn a_replay_starts_at_the_given_offset() {
     }
     let mut settings = settings(&topic.name, &unique_name("replay"), "unused-dlq");
     settings.start = StartFrom::Offsets(vec![(topic.name.clone(), 0, Offset::Offset(6))]);
-    let consumer = EventConsumer::new(&test_kafka_config(), settings, producer).unwrap();
-    let recorder = Recorder::default();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(consumer.run(recorder.clone(), shutdown.clone()));
-    until("the replayed messages", || recorder.count() >= 4).await;
-    shutdown.cancel();
-    running.await.unwrap().unwrap();
+    let recorder = record(settings, producer, 4).await;
     let values: Vec<String> = recorder
         .seen
         .lock()
