@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod oauth;
+mod registration;
 mod snowflake;
 mod users;
 mod values;
@@ -9,6 +10,7 @@ pub use oauth::{
     OAuth2AccessToken, OAuth2AuditLog, OAuth2AuthorizationCode, OAuth2Client, OAuth2RefreshToken,
     OAuth2Scope, OAuth2UserConsent, OAuthAccount,
 };
+pub use registration::{RegistrationMessage, RegistrationRecord, RegistrationStatus};
 pub use snowflake::{NodeId, NodeIdError, SnowflakeGenerator, SnowflakeId};
 pub use users::{
     CredentialHistory, NewUser, User, UserCredential, UserId, UserProfile, UserStatus,

@@ -26,14 +26,42 @@ impl DbError {
     }
 }
 
-fn is_transient(error: &DieselError) -> bool {
+/// The connection is gone: the database is down or unreachable.
+fn is_connection_loss(error: &DieselError) -> bool {
     matches!(
         error,
         DieselError::DatabaseError(
-            DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection,
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
             _
         ) | DieselError::BrokenTransactionManager
     )
+}
+
+/// The messages PostgreSQL gives the failures that may pass on a second try while the database
+/// is up: lock and statement timeouts (55P03, 57014) and deadlocks (40P01). The driver does not
+/// hand diesel the SQLSTATE of these, so they are recognised by message (English `lc_messages`,
+/// the server default).
+const TRANSIENT_MESSAGES: &[&str] = &[
+    "lock timeout",
+    "could not obtain lock",
+    "statement timeout",
+    "deadlock detected",
+];
+
+/// A failure of this statement that may pass if it is tried again: a serialization failure, a
+/// lock or statement timeout, a deadlock.
+fn is_transient_failure(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => TRANSIENT_MESSAGES
+            .iter()
+            .any(|needle| info.message().contains(needle)),
+        _ => false,
+    }
+}
+
+fn is_transient(error: &DieselError) -> bool {
+    is_connection_loss(error) || is_transient_failure(error)
 }
 
 /// Why a repository call failed, sorted by what the caller should do about it.
@@ -49,9 +77,13 @@ pub enum RepoError {
     /// The input refers to something that does not exist or breaks a rule of the data.
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// PostgreSQL is unreachable or overloaded; trying again later may succeed.
+    /// PostgreSQL is unreachable or no connection was free; trying again later may succeed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database is up but this statement failed for a reason that may pass: a lock or
+    /// statement timeout, a serialization failure, a deadlock.
+    #[error("transient database failure: {0}")]
+    Transient(String),
     /// Anything else the database said.
     #[error("database error: {0}")]
     Database(String),
@@ -59,7 +91,7 @@ pub enum RepoError {
 
 impl RepoError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::Transient(_))
     }
 
     pub(crate) fn not_found(entity: &'static str, key: impl ToString) -> Self {
@@ -82,8 +114,11 @@ impl From<DbError> for RepoError {
 
 impl From<DieselError> for RepoError {
     fn from(error: DieselError) -> Self {
-        if is_transient(&error) {
+        if is_connection_loss(&error) {
             return Self::Unavailable(error.to_string());
+        }
+        if is_transient_failure(&error) {
+            return Self::Transient(error.to_string());
         }
         match error {
             DieselError::DatabaseError(kind, info) => {

@@ -7,6 +7,7 @@ pub mod migrations;
 pub mod node_lease;
 mod pg_user_repository;
 mod queries;
+pub mod registrations;
 mod rows;
 mod schema;
 #[cfg(feature = "testing")]
@@ -17,4 +18,5 @@ pub use config::DatabaseConfig;
 pub use database::{Database, DbConnection};
 pub use error::{DbError, RepoError};
 pub use pg_user_repository::PgUserRepository;
+pub use registrations::{PendingRegistration, Refusal, RegistrationOutcome, Registrations};
 pub use user_repository::{RepoResult, UserRepository};

@@ -114,6 +114,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    registration_requests (request_id) {
+        request_id -> Uuid,
+        status -> Text,
+        user_id -> Nullable<Int8>,
+        error_code -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        retry_count -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     snowflake_node_leases (node_id) {
         node_id -> Int2,
         holder -> Text,
@@ -167,6 +180,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     oauth2_scopes,
     oauth2_user_consents,
     oauth_accounts,
+    registration_requests,
     snowflake_node_leases,
     user_credentials,
     users,

@@ -81,6 +81,20 @@ impl BatchClock {
         })
     }
 
+    /// Whether the batch has reached `max_messages`.
+    pub(crate) fn is_full(&self) -> bool {
+        self.len >= self.policy.max_messages
+    }
+
+    /// Why the batch must be flushed now, if it must.
+    pub(crate) fn due(&self, now: Instant) -> Option<FlushReason> {
+        if self.is_full() {
+            return Some(FlushReason::Size);
+        }
+        self.deadline()
+            .and_then(|(at, reason)| (at <= now).then_some(reason))
+    }
+
     pub(crate) fn reset(&mut self) {
         *self = Self::new(self.policy);
     }
@@ -140,6 +154,20 @@ mod tests {
         );
         clock.reset();
         assert!(clock.deadline().is_none(), "a reset batch has no deadline");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_is_due_when_full_or_past_its_deadline() {
+        let mut clock = BatchClock::new(policy());
+        assert_eq!(clock.due(Instant::now()), None, "empty");
+        clock.push(Instant::now());
+        assert_eq!(clock.due(Instant::now()), None, "fresh");
+        tokio::time::advance(100 * MS).await;
+        assert_eq!(clock.due(Instant::now()), Some(FlushReason::Idle));
+        clock.push(Instant::now());
+        clock.push(Instant::now());
+        assert!(clock.is_full());
+        assert_eq!(clock.due(Instant::now()), Some(FlushReason::Size));
     }
 
     #[test]

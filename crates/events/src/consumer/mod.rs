@@ -102,11 +102,13 @@ impl ConsumerSettings {
     }
 }
 
-/// Whether a failure may pass (retry) or will repeat (reject).
+/// Whether a failure may pass (retry), will repeat (reject), or says nothing about the message
+/// because a dependency is down (unavailable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     Retry,
     Reject,
+    Unavailable,
 }
 
 /// A handler's failure: what to do, a stable code and a message for the DLQ headers.
@@ -123,6 +125,17 @@ impl HandlerError {
     pub fn retry(code: impl Into<String>, message: impl ToString) -> Self {
         Self {
             kind: FailureKind::Retry,
+            code: code.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A dependency (the database) is unreachable: the message is held and tried again with
+    /// backoff until it is back, however long that takes. Such tries do not count towards
+    /// `max_attempts`, so an outage never turns into dead letters.
+    pub fn unavailable(code: impl Into<String>, message: impl ToString) -> Self {
+        Self {
+            kind: FailureKind::Unavailable,
             code: code.into(),
             message: message.to_string(),
         }
@@ -290,6 +303,11 @@ impl EventConsumer {
     }
 
     /// Handles messages in batches until `shutdown` is cancelled.
+    ///
+    /// One batch is written at a time while the next one fills; once the next one is full too,
+    /// the partitions are paused until the write finishes. A write that waits for its database
+    /// (a handler saying `unavailable`) therefore holds consumption without leaving the group:
+    /// the loop keeps polling, so heartbeats and rebalances are served.
     pub async fn run_batches<B: BatchHandler>(
         self,
         handler: B,
@@ -302,24 +320,39 @@ impl EventConsumer {
         let mut clock = BatchClock::new(policy);
         let mut commit_tick = tokio::time::interval(self.settings.commit_interval);
         let group = self.settings.group_id.clone();
-        let flush = async |batch: &mut Vec<OwnedMessage>,
+        let start_flush = |batch: &mut Vec<OwnedMessage>,
                            clock: &mut BatchClock,
                            reason: FlushReason| {
             metrics::histogram!("kafka_consumer_batch_size", "group" => group.clone(), "reason" => reason.as_str())
                 .record(batch.len() as f64);
-            worker.process_batch(std::mem::take(batch), &handler).await;
             clock.reset();
+            Box::pin(worker.process_batch(std::mem::take(batch), &handler))
         };
+        let mut writing = None;
+        let mut paused = false;
         loop {
-            let deadline = clock.deadline();
+            let deadline = if writing.is_none() {
+                clock.deadline()
+            } else {
+                None
+            };
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
                 Some((partition, offset)) = finished.recv() => self.finish(&partition, offset),
+                () = async { writing.as_mut().expect("guarded").await }, if writing.is_some() => {
+                    writing = None;
+                    if paused {
+                        paused = !self.set_paused(false);
+                    }
+                    if let Some(reason) = clock.due(Instant::now()) {
+                        writing = Some(start_flush(&mut batch, &mut clock, reason));
+                    }
+                }
                 _ = commit_tick.tick() => self.commit(CommitMode::Async),
                 () = sleep_until(deadline.map(|(at, _)| at)) => {
                     let reason = deadline.map_or(FlushReason::Idle, |(_, reason)| reason);
-                    flush(&mut batch, &mut clock, reason).await;
+                    writing = Some(start_flush(&mut batch, &mut clock, reason));
                 }
                 received = self.consumer.recv() => match received {
                     Ok(message) => {
@@ -327,7 +360,11 @@ impl EventConsumer {
                         self.track(&message);
                         batch.push(message);
                         if let Some(reason) = clock.push(Instant::now()) {
-                            flush(&mut batch, &mut clock, reason).await;
+                            if writing.is_none() {
+                                writing = Some(start_flush(&mut batch, &mut clock, reason));
+                            } else if !paused {
+                                paused = self.set_paused(true);
+                            }
                         }
                     }
                     Err(error) => {
@@ -337,17 +374,20 @@ impl EventConsumer {
                 },
             }
         }
-        if !batch.is_empty() {
-            let deadline = self.settings.shutdown_timeout;
-            if tokio::time::timeout(
-                deadline,
-                flush(&mut batch, &mut clock, FlushReason::Shutdown),
-            )
-            .await
-            .is_err()
-            {
-                tracing::warn!("shutdown deadline reached; abandoning the last batch");
+
+        // Shutdown: finish the write in progress and the batch that was filling, within the
+        // deadline; what is left unwritten is not committed and will be redelivered.
+        let deadline = Instant::now() + self.settings.shutdown_timeout;
+        let drain = async {
+            if let Some(write) = writing.take() {
+                write.await;
             }
+            if !batch.is_empty() {
+                start_flush(&mut batch, &mut clock, FlushReason::Shutdown).await;
+            }
+        };
+        if tokio::time::timeout_at(deadline, drain).await.is_err() {
+            tracing::warn!("shutdown deadline reached; abandoning the batch being written");
         }
         while let Ok((partition, offset)) = finished.try_recv() {
             self.finish(&partition, offset);
@@ -407,6 +447,16 @@ impl EventConsumer {
             None
         };
         let Some(pause) = change else { return paused };
+        tracing::debug!(in_flight, pause, "backpressure");
+        if self.set_paused(pause) {
+            pause
+        } else {
+            paused
+        }
+    }
+
+    /// Pauses or resumes every assigned partition; whether that worked.
+    fn set_paused(&self, pause: bool) -> bool {
         let result = self.consumer.assignment().and_then(|assigned| {
             if pause {
                 self.consumer.pause(&assigned)
@@ -414,14 +464,13 @@ impl EventConsumer {
                 self.consumer.resume(&assigned)
             }
         });
+        metrics::gauge!("kafka_consumer_paused", "group" => self.settings.group_id.clone())
+            .set(if pause { 1.0 } else { 0.0 });
         match result {
-            Ok(()) => {
-                tracing::debug!(in_flight, pause, "backpressure");
-                pause
-            }
+            Ok(()) => true,
             Err(error) => {
-                tracing::warn!(%error, "could not pause or resume partitions");
-                paused
+                tracing::warn!(%error, pause, "could not pause or resume partitions");
+                false
             }
         }
     }
@@ -471,6 +520,7 @@ impl Worker {
         Fut: Future<Output = Result<(), HandlerError>>,
     {
         let mut attempt = 0;
+        let mut outage = 0;
         loop {
             attempt += 1;
             let started = Instant::now();
@@ -481,6 +531,11 @@ impl Worker {
                 Ok(()) => {
                     self.count("kafka_consumer_messages_handled_total");
                     break;
+                }
+                Err(error) if error.kind == FailureKind::Unavailable => {
+                    attempt -= 1;
+                    outage += 1;
+                    self.wait_out_outage(&error, outage).await;
                 }
                 Err(error)
                     if error.kind == FailureKind::Retry && attempt < self.retry.max_attempts =>
@@ -502,12 +557,24 @@ impl Worker {
     async fn process_batch<B: BatchHandler>(&self, messages: Vec<OwnedMessage>, handler: &B) {
         let mut pending = messages;
         let mut attempt = 0;
+        let mut outage = 0;
         while !pending.is_empty() {
             attempt += 1;
             let started = Instant::now();
             let outcomes = handler.handle_batch(&pending).await;
             metrics::histogram!("kafka_consumer_handler_duration_seconds", "group" => self.group_id.clone())
                 .record(started.elapsed().as_secs_f64());
+            // A dependency is down: hold the whole batch, do not count the try.
+            if let Some(Err(error)) = outcomes
+                .iter()
+                .find(|outcome| matches!(outcome, Err(e) if e.kind == FailureKind::Unavailable))
+            {
+                attempt -= 1;
+                outage += 1;
+                self.wait_out_outage(error, outage).await;
+                continue;
+            }
+            outage = 0;
             let mut retry = Vec::new();
             for (index, message) in pending.into_iter().enumerate() {
                 let outcome = outcomes.get(index).cloned().unwrap_or_else(|| {
@@ -571,6 +638,15 @@ impl Worker {
             attempts,
             "message dead-lettered"
         );
+    }
+
+    /// Waits before the next try while a dependency is down; the wait grows to the backoff's
+    /// ceiling and stays there.
+    async fn wait_out_outage(&self, error: &HandlerError, outage: u32) {
+        self.count("kafka_consumer_dependency_unavailable_total");
+        let delay = self.retry.backoff.delay(outage);
+        tracing::warn!(error.code = %error.code, error.message = %error.message, ?delay, tries = outage, "dependency unavailable; holding the message(s)");
+        tokio::time::sleep(delay).await;
     }
 
     fn done(&self, message: &OwnedMessage) {

@@ -6,4 +6,5 @@ mod credentials_and_verification;
 mod node_leases;
 mod oauth2;
 mod oauth_accounts;
+mod registrations;
 mod users;
