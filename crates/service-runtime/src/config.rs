@@ -8,6 +8,7 @@
 //! | `DATABASE_POOL_TIMEOUT` | `5s` | wait for a free connection |
 //! | `DATABASE_CONNECT_TIMEOUT` | `5s` | opening one connection |
 //! | `DATABASE_STATEMENT_TIMEOUT` | `30s` | server-side limit per statement |
+//! | `DATABASE_SCHEMA` | unset (`public`) | schema to work in (`search_path`); tests use one per test |
 //! | `KAFKA_BROKERS` | required | comma-separated `host:port` list |
 //! | `KAFKA_CLIENT_ID` | the service name | client ID shown to the brokers |
 //! | `KAFKA_SECURITY_PROTOCOL` | unset (plaintext) | `SASL_SSL`, `SSL`, `SASL_PLAINTEXT` |
@@ -77,6 +78,7 @@ pub fn database_config(env: &Env, service_name: &str) -> Result<DatabaseConfig, 
         connect_timeout: env.duration("DATABASE_CONNECT_TIMEOUT", defaults.connect_timeout)?,
         statement_timeout: env
             .duration("DATABASE_STATEMENT_TIMEOUT", defaults.statement_timeout)?,
+        search_path: env.optional("DATABASE_SCHEMA"),
         ..defaults
     })
 }

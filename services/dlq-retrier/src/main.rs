@@ -1,23 +1,63 @@
-//! Retries failed registrations from the dead-letter topic (seed 000).
+//! Retries failed registrations from the retry queue (seed 000).
 //!
-//! Consumer group `dlq-retrier` on `user.registration.dlq`. It starts, connects to PostgreSQL and the broker,
-//! serves the operations endpoints and stops cleanly; its message handling arrives with the
-//! registration issue.
+//! Consumer group `dlq-retrier` on `user.registration.dlq`: each request is tried again no
+//! earlier than `RETRY_DELAY` after it failed, at most `MAX_RETRIES` times (`handler`). Messages
+//! that are not registration requests (the batcher dead-letters malformed ones here) go on to
+//! `KAFKA_DLQ_TOPIC` with the reason.
+
+mod config;
+mod handler;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use service_runtime::ConsumerConfig;
+use anyhow::Context as _;
+use events::{Backoff, ConsumerSettings, EventConsumer, RetryPolicy};
+use service_runtime::CancellationToken;
+
+use crate::config::RetrierConfig;
+use crate::handler::RetryHandler;
 
 fn main() -> ExitCode {
     service_runtime::run_service("dlq-retrier", |ctx| async move {
-        let defaults = ConsumerConfig {
-            group_id: "dlq-retrier".into(),
-            topic: "user.registration.dlq".into(),
-            worker_pool_size: 1,
+        let config = RetrierConfig::from_env(&ctx.env)?;
+        tracing::info!(?config, "configured");
+        let lease_lost = CancellationToken::new();
+        let (writer, ids) =
+            registration::start_writer(&ctx, &config.writer, lease_lost.clone()).await?;
+
+        let mut settings = ConsumerSettings::new(
+            &config.consumer.group_id,
+            &[config.consumer.topic.as_str()],
+            &ctx.config.kafka.producer.dlq_topic,
+        );
+        settings.worker_pool_size = config.consumer.worker_pool_size;
+        settings.shutdown_timeout = ctx.config.shutdown_timeout;
+        settings.retry = RetryPolicy {
+            max_attempts: 3,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
         };
-        let consumer = ConsumerConfig::from_env(&ctx.env, defaults)?;
-        tracing::info!(?consumer, "configured");
-        ctx.shutdown.cancelled().await;
+        let consumer = EventConsumer::new(&ctx.config.kafka, settings, ctx.producer.clone())
+            .context("joining the consumer group")?;
+        let handler = RetryHandler {
+            writer,
+            retry_delay: config.retry_delay,
+            max_retries: config.max_retries,
+        };
+
+        let stop = CancellationToken::new();
+        let consuming = tokio::spawn(consumer.run(handler, stop.clone()));
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => {}
+            () = lease_lost.cancelled() => tracing::error!("lost the Snowflake node ID lease; stopping"),
+        }
+        stop.cancel();
+        consuming.await.context("consumer task")??;
+        ids.stop().await;
+        anyhow::ensure!(
+            !lease_lost.is_cancelled(),
+            "lost the Snowflake node ID lease"
+        );
         Ok(())
     })
 }

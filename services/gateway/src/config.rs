@@ -3,24 +3,103 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `HTTP_ADDR` | `0.0.0.0:8080` | where the API listens |
+//! | `HTTP_WORKERS` | the number of cores | actix-web worker threads |
+//! | `MAX_BODY_BYTES` | `1048576` | largest request body |
+//! | `REGISTRATION_TOPIC` | `user.registration` | where async registrations are queued |
+//! | `REGISTRATION_PENDING_WINDOW` | `7d` | how long an accepted request without an outcome reads as `processing` (the topic's retention) |
+//! | `BULK_MAX_USERS` | `1000` | most users per bulk registration |
+//! | `PASSWORD_MIN_LENGTH`, `PASSWORD_MAX_LENGTH` | `8`, `128` | password length bounds, in characters |
+//! | `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM` | `19456`, `2`, `1` | Argon2id cost (OWASP) |
+//! | `HASH_WORKERS` | the number of cores | hashes computed at once |
+//! | `HASH_QUEUE_CAPACITY` | `2000` | hashes waiting or running before requests get 503 |
+//! | `SNOWFLAKE_NODE_ID` | leased | user IDs of `register-sync` (see `service_runtime::snowflake_ids`) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use service_runtime::{ConfigError, Env};
 
+use crate::hashing::HashParams;
+use crate::registration::validation::PasswordRules;
+
 #[derive(Debug, Clone)]
 pub(crate) struct GatewayConfig {
     pub(crate) http_addr: SocketAddr,
+    pub(crate) http_workers: usize,
     /// How long requests in flight may take once shutdown starts; under `SHUTDOWN_TIMEOUT`.
     pub(crate) shutdown_grace: Duration,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) registration_topic: String,
+    pub(crate) pending_window: Duration,
+    pub(crate) bulk_max_users: usize,
+    pub(crate) password_rules: PasswordRules,
+    pub(crate) hash_params: HashParams,
+    pub(crate) hash_workers: usize,
+    pub(crate) hash_queue_capacity: usize,
 }
 
 impl GatewayConfig {
     pub(crate) fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let hash = HashParams::default();
+        let password = PasswordRules::default();
+        let config = Self {
             http_addr: env.parse("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            http_workers: env.parse("HTTP_WORKERS", cores)?.max(1),
             shutdown_grace: Duration::from_secs(5),
-        })
+            max_body_bytes: env.parse("MAX_BODY_BYTES", 1024 * 1024)?,
+            registration_topic: env.string("REGISTRATION_TOPIC", "user.registration"),
+            pending_window: env.duration(
+                "REGISTRATION_PENDING_WINDOW",
+                Duration::from_secs(7 * 24 * 3600),
+            )?,
+            bulk_max_users: env.parse("BULK_MAX_USERS", 1000)?.max(1),
+            password_rules: PasswordRules {
+                min_length: env.parse("PASSWORD_MIN_LENGTH", password.min_length)?,
+                max_length: env.parse("PASSWORD_MAX_LENGTH", password.max_length)?,
+            },
+            hash_params: HashParams {
+                memory_kib: env.parse("ARGON2_MEMORY_KIB", hash.memory_kib)?,
+                iterations: env.parse("ARGON2_ITERATIONS", hash.iterations)?,
+                parallelism: env.parse("ARGON2_PARALLELISM", hash.parallelism)?,
+            },
+            hash_workers: env.parse("HASH_WORKERS", cores)?.max(1),
+            hash_queue_capacity: env.parse("HASH_QUEUE_CAPACITY", 2000)?.max(1),
+        };
+        if config.password_rules.min_length > config.password_rules.max_length {
+            return Err(ConfigError::Invalid {
+                name: "PASSWORD_MIN_LENGTH".into(),
+                value: config.password_rules.min_length.to_string(),
+                reason: "is larger than PASSWORD_MAX_LENGTH".into(),
+            });
+        }
+        if config.bulk_max_users > config.hash_queue_capacity {
+            return Err(ConfigError::Invalid {
+                name: "BULK_MAX_USERS".into(),
+                value: config.bulk_max_users.to_string(),
+                reason: "is larger than HASH_QUEUE_CAPACITY, so a full bulk request could never be hashed".into(),
+            });
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_issue_and_owasp() {
+        let config = GatewayConfig::from_env(&Env::from_pairs::<&str, &str>([])).unwrap();
+        assert_eq!(config.bulk_max_users, 1000);
+        assert_eq!(config.registration_topic, "user.registration");
+        assert_eq!(config.hash_params, HashParams::default());
+        assert_eq!(config.password_rules, PasswordRules::default());
+    }
+
+    #[test]
+    fn inconsistent_password_bounds_are_refused() {
+        let env = Env::from_pairs([("PASSWORD_MIN_LENGTH", "20"), ("PASSWORD_MAX_LENGTH", "10")]);
+        assert!(GatewayConfig::from_env(&env).is_err());
     }
 }

@@ -1,35 +1,85 @@
 //! The HTTP API of the system. Handlers validate requests, publish them to Kafka or read from
-//! PostgreSQL, and answer every error with one JSON shape (see `errors`).
+//! PostgreSQL, and answer every error with one JSON shape (see `errors`). The OpenAPI document
+//! of every endpoint is served at `/api/v1/openapi.json`.
 
 mod config;
 mod errors;
+mod hashing;
+mod openapi;
+mod registration;
 
 use std::process::ExitCode;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
+use repo::{PgUserRepository, Registrations};
+use service_runtime::CancellationToken;
+use service_runtime::snowflake_ids::SnowflakeIds;
 
 use crate::config::GatewayConfig;
+use crate::hashing::PasswordHasher;
+use crate::registration::RegistrationApi;
 
 fn main() -> ExitCode {
     service_runtime::run_service("gateway", |ctx| async move {
         let config = GatewayConfig::from_env(&ctx.env)?;
-        let server =
-            HttpServer::new(|| App::new().default_service(web::to(errors::route_not_found)))
-                .disable_signals()
-                .shutdown_timeout(config.shutdown_grace.as_secs())
-                .bind(config.http_addr)
-                .with_context(|| format!("binding the API server to {}", config.http_addr))?
-                .run();
+        let lease_lost = CancellationToken::new();
+        let ids =
+            SnowflakeIds::start(&ctx.env, &ctx.database, ctx.name, lease_lost.clone()).await?;
+        let registrations = web::Data::new(RegistrationApi {
+            producer: ctx.producer.clone(),
+            topic: config.registration_topic.clone(),
+            hasher: PasswordHasher::new(
+                config.hash_params,
+                config.hash_workers,
+                config.hash_queue_capacity,
+            )
+            .map_err(anyhow::Error::msg)?,
+            password_rules: config.password_rules,
+            bulk_max_users: config.bulk_max_users,
+            registrations: Registrations::new(ctx.database.clone()),
+            users: PgUserRepository::new(ctx.database.clone()),
+            ids: ids.generator(),
+            pending_window: config.pending_window,
+        });
+        let max_body_bytes = config.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body_bytes)
+                        .error_handler(errors::json_error),
+                )
+                .app_data(web::PathConfig::default().error_handler(errors::path_error))
+                .app_data(registrations.clone())
+                .configure(registration::routes)
+                .route("/api/v1/openapi.json", web::get().to(openapi::document))
+                .default_service(web::to(errors::route_not_found))
+        })
+        .workers(config.http_workers)
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_grace.as_secs())
+        .bind(config.http_addr)
+        .with_context(|| format!("binding the API server to {}", config.http_addr))?
+        .run();
         tracing::info!(http_addr = %config.http_addr, "API listening");
         let handle = server.handle();
         let serving = tokio::spawn(server);
-        ctx.shutdown.cancelled().await;
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => {}
+            () = lease_lost.cancelled() => tracing::error!("lost the Snowflake node ID lease; stopping"),
+        }
         // Finish the requests in flight, refuse new ones.
         handle.stop(true).await;
         serving
             .await
             .context("API server task")?
-            .context("API server")
+            .context("API server")?;
+        ids.stop().await;
+        anyhow::ensure!(
+            !lease_lost.is_cancelled(),
+            "lost the Snowflake node ID lease"
+        );
+        Ok(())
     })
 }

@@ -120,7 +120,10 @@ async fn retries_stay_processing_until_a_final_outcome_and_finals_are_never_over
         (RegistrationStatus::Processing, 1, Some("lock timeout"))
     );
     // A processing request is claimed again by the next try.
-    let outcomes = registrations.register(std::slice::from_ref(&request)).await.unwrap();
+    let outcomes = registrations
+        .register(std::slice::from_ref(&request))
+        .await
+        .unwrap();
     assert!(matches!(outcomes[0], RegistrationOutcome::Created(_)));
     // A late failure record does not overwrite the completed outcome.
     registrations

@@ -1,0 +1,181 @@
+//! Argon2id password hashing on a bounded pool.
+//!
+//! Hashing is deliberately slow (tens of milliseconds and ~19 MiB per hash with OWASP's
+//! parameters), so it runs on blocking threads, at most `HASH_WORKERS` at a time, never on the
+//! HTTP workers. Waiting hashes are bounded too: a request that would take the queue past
+//! `HASH_QUEUE_CAPACITY` is refused at once (503 with `Retry-After`) instead of piling up.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHasher as _, SaltString, rand_core::OsRng};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+/// Argon2id cost parameters. The default is OWASP's first recommendation: 19 MiB, 2 passes, 1
+/// lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HashParams {
+    pub(crate) memory_kib: u32,
+    pub(crate) iterations: u32,
+    pub(crate) parallelism: u32,
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HashError {
+    #[error("the password hashing queue is full")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+/// The pool. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct PasswordHasher {
+    argon2: Arc<Argon2<'static>>,
+    queue: Arc<Semaphore>,
+    workers: Arc<Semaphore>,
+}
+
+impl PasswordHasher {
+    pub(crate) fn new(
+        params: HashParams,
+        workers: usize,
+        queue_capacity: usize,
+    ) -> Result<Self, String> {
+        let params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
+        Ok(Self {
+            argon2: Arc::new(Argon2::new(Algorithm::Argon2id, Version::V0x13, params)),
+            queue: Arc::new(Semaphore::new(queue_capacity.max(1))),
+            workers: Arc::new(Semaphore::new(workers.max(1))),
+        })
+    }
+
+    /// Hashes every password (PHC strings, in order), or refuses them all at once when the
+    /// queue has no room for that many.
+    pub(crate) async fn hash_all(&self, passwords: Vec<String>) -> Result<Vec<String>, HashError> {
+        let count = u32::try_from(passwords.len()).map_err(|_| HashError::Busy)?;
+        let _queued = self
+            .queue
+            .clone()
+            .try_acquire_many_owned(count)
+            .map_err(|_| {
+                metrics::counter!("gateway_password_hash_refused_total").increment(1);
+                HashError::Busy
+            })?;
+        let hashes = passwords
+            .into_iter()
+            .map(|password| self.hash_one(password));
+        futures::future::try_join_all(hashes).await
+    }
+
+    async fn hash_one(&self, password: String) -> Result<String, HashError> {
+        let _worker = self
+            .workers
+            .acquire()
+            .await
+            .map_err(|e| HashError::Failed(e.to_string()))?;
+        let argon2 = self.argon2.clone();
+        let started = std::time::Instant::now();
+        let hash = tokio::task::spawn_blocking(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            argon2
+                .hash_password(password.as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|e| HashError::Failed(e.to_string()))
+        })
+        .await
+        .map_err(|e| HashError::Failed(e.to_string()))??;
+        metrics::histogram!("gateway_password_hash_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use argon2::PasswordVerifier as _;
+    use argon2::password_hash::PasswordHash;
+
+    use super::*;
+
+    fn cheap() -> HashParams {
+        HashParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_phc_strings_that_verify() {
+        let hasher = PasswordHasher::new(cheap(), 2, 10).unwrap();
+        let hashes = hasher
+            .hash_all(vec!["correct horse".into(), "battery staple".into()])
+            .await
+            .unwrap();
+        assert!(
+            hashes[0].starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+            "{}",
+            hashes[0]
+        );
+        let parsed = PasswordHash::new(&hashes[0]).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"battery staple", &parsed)
+                .is_err()
+        );
+        assert_ne!(hashes[0], hashes[1]);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let hasher = PasswordHasher::new(cheap(), 1, 3).unwrap();
+        let too_many = vec!["password1".to_owned(); 4];
+        assert!(matches!(
+            hasher.hash_all(too_many).await,
+            Err(HashError::Busy)
+        ));
+        // Room is given back once hashes finish.
+        assert_eq!(
+            hasher
+                .hash_all(vec!["password1".into(); 3])
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn the_default_parameters_are_owasps() {
+        assert_eq!(
+            HashParams::default(),
+            HashParams {
+                memory_kib: 19456,
+                iterations: 2,
+                parallelism: 1
+            }
+        );
+    }
+}
