@@ -118,3 +118,19 @@ async fn wait_until_visible(config: &KafkaConfig, name: &str, partitions: i32) {
 fn admin(config: &KafkaConfig) -> AdminClient<DefaultClientContext> {
     config.client_config().create().expect("admin client")
 }
+
+/// How many messages `topic` holds: the sum of its partitions' high watermarks.
+pub fn message_count(topic: &TestTopic) -> i64 {
+    let client: BaseConsumer = test_kafka_config()
+        .client_config()
+        .create()
+        .expect("watermark client");
+    (0..topic.partitions)
+        .map(|partition| {
+            let (low, high) = client
+                .fetch_watermarks(&topic.name, partition, Duration::from_secs(10))
+                .expect("watermarks");
+            high - low
+        })
+        .sum()
+}

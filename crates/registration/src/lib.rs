@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use domain::{RegistrationMessage, SnowflakeGenerator, UserId};
+use domain::{RegistrationMessage, UserId};
 use events::envelope::UserRegistered;
 use events::rdkafka::message::{Header, OwnedHeaders};
 use events::{Delivery, Event, EventBuilder, OutgoingRecord, Producer};
 use repo::{PendingRegistration, Refusal, RegistrationOutcome, Registrations, RepoError};
+use service_runtime::snowflake_ids::IdGenerator;
 
 /// What became of a request that was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +59,7 @@ impl From<RepoError> for WriteError {
 pub struct RegistrationWriter {
     registrations: Registrations,
     producer: Producer,
-    ids: Arc<SnowflakeGenerator>,
+    ids: Arc<IdGenerator>,
     events: EventBuilder,
     retry_topic: String,
 }
@@ -68,7 +69,7 @@ impl RegistrationWriter {
     pub fn new(
         registrations: Registrations,
         producer: Producer,
-        ids: Arc<SnowflakeGenerator>,
+        ids: Arc<IdGenerator>,
         source: &str,
         retry_topic: impl Into<String>,
     ) -> Self {
@@ -91,13 +92,23 @@ impl RegistrationWriter {
         messages: &[RegistrationMessage],
     ) -> Vec<Result<Written, WriteError>> {
         let started = Instant::now();
+        if self.ids.generate().is_none() {
+            let error = WriteError::Unavailable("the Snowflake node lease is not confirmed".into());
+            return vec![Err(error); messages.len()];
+        }
         let mut results: Vec<Option<Result<Written, WriteError>>> = vec![None; messages.len()];
         let mut pending = Vec::new();
         let mut pending_index = Vec::new();
         let mut refusals = Vec::new();
         let mut refused_index = Vec::new();
         for (index, message) in messages.iter().enumerate() {
-            match message.to_new_user(self.ids.generate()) {
+            let Some(id) = self.ids.generate() else {
+                let error =
+                    WriteError::Unavailable("the Snowflake node lease is not confirmed".into());
+                results[index] = Some(Err(error));
+                continue;
+            };
+            match message.to_new_user(id) {
                 Ok(user) => {
                     pending.push(PendingRegistration {
                         request_id: message.request_id,

@@ -9,10 +9,11 @@
 //! | `SNOWFLAKE_LEASE_TTL` | `30s` | how long a lease lasts without renewal |
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use domain::{NodeId, SnowflakeGenerator};
+use domain::{NodeId, SnowflakeGenerator, SnowflakeId};
 use repo::node_lease::NodeLease;
 use repo::{Database, RepoError};
 use tokio::task::JoinHandle;
@@ -24,7 +25,7 @@ use crate::Env;
 /// The service's ID generator, and the lease behind it if there is one.
 #[derive(Debug)]
 pub struct SnowflakeIds {
-    generator: Arc<SnowflakeGenerator>,
+    generator: Arc<IdGenerator>,
     lease: Option<LeaseKeeper>,
 }
 
@@ -51,7 +52,7 @@ impl SnowflakeIds {
                 "Snowflake node ID from SNOWFLAKE_NODE_ID"
             );
             return Ok(Self {
-                generator: Arc::new(SnowflakeGenerator::new(node_id)),
+                generator: Arc::new(IdGenerator::new(node_id)),
                 lease: None,
             });
         }
@@ -64,16 +65,21 @@ impl SnowflakeIds {
             ?ttl,
             "leased a Snowflake node ID"
         );
-        let generator = Arc::new(SnowflakeGenerator::new(lease.node_id()));
+        let generator = Arc::new(IdGenerator::new(lease.node_id()));
         let stop = CancellationToken::new();
-        let task = tokio::spawn(keep_renewed(lease, stop.clone(), on_lost));
+        let task = tokio::spawn(keep_renewed(
+            lease,
+            generator.clone(),
+            stop.clone(),
+            on_lost,
+        ));
         Ok(Self {
             generator,
             lease: Some(LeaseKeeper { stop, task }),
         })
     }
 
-    pub fn generator(&self) -> Arc<SnowflakeGenerator> {
+    pub fn generator(&self) -> Arc<IdGenerator> {
         self.generator.clone()
     }
 
@@ -104,11 +110,42 @@ impl SnowflakeIds {
     }
 }
 
-/// Renews every third of the TTL. A failed renewal is retried at the next tick, until a whole
-/// TTL has passed since the last success: then, or at once when another process holds the
-/// lease, the lease counts as lost.
+/// Snowflake IDs from a node ID, handed out only while that node ID is known to be this
+/// process's.
+#[derive(Debug)]
+pub struct IdGenerator {
+    generator: SnowflakeGenerator,
+    confirmed: AtomicBool,
+}
+
+impl IdGenerator {
+    fn new(node_id: NodeId) -> Self {
+        Self {
+            generator: SnowflakeGenerator::new(node_id),
+            confirmed: AtomicBool::new(true),
+        }
+    }
+
+    /// A new ID, or `None` while the lease is unconfirmed (the database was unreachable for a
+    /// whole TTL, so another process may have taken the node ID). Callers treat that as the
+    /// database being unavailable: they could not write the ID anyway.
+    pub fn generate(&self) -> Option<SnowflakeId> {
+        self.confirmed
+            .load(Ordering::Acquire)
+            .then(|| self.generator.generate())
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.generator.node_id()
+    }
+}
+
+/// Renews every third of the TTL. A failed renewal is retried at the next tick; once a whole
+/// TTL has passed since the last success, IDs are withheld until a renewal succeeds again (the
+/// lease is still this process's). When another process holds the lease, it is lost for good.
 async fn keep_renewed(
     lease: NodeLease,
+    generator: Arc<IdGenerator>,
     stop: CancellationToken,
     on_lost: CancellationToken,
 ) -> NodeLease {
@@ -120,16 +157,24 @@ async fn keep_renewed(
             () = tokio::time::sleep(every) => {}
         }
         match lease.renew().await {
-            Ok(()) => renewed_at = Instant::now(),
+            Ok(()) => {
+                renewed_at = Instant::now();
+                if !generator.confirmed.swap(true, Ordering::AcqRel) {
+                    tracing::info!(
+                        node_id = lease.node_id().get(),
+                        "Snowflake node lease confirmed again; IDs resume"
+                    );
+                }
+            }
             Err(RepoError::Conflict(reason)) => {
                 tracing::error!(node_id = lease.node_id().get(), %reason, "Snowflake node lease lost; stopping");
                 on_lost.cancel();
                 return lease;
             }
             Err(error) if renewed_at.elapsed() >= lease.ttl() => {
-                tracing::error!(%error, "could not renew the Snowflake node lease for a whole TTL; stopping");
-                on_lost.cancel();
-                return lease;
+                if generator.confirmed.swap(false, Ordering::AcqRel) {
+                    tracing::error!(%error, "could not renew the Snowflake node lease for a whole TTL; withholding IDs until it is renewed");
+                }
             }
             Err(error) => {
                 tracing::warn!(%error, "could not renew the Snowflake node lease; will retry");

@@ -24,6 +24,24 @@ pub fn base_env() -> Vec<(String, String)> {
     ]
 }
 
+/// The path of another workspace binary, built beside the running test (`cargo test
+/// --workspace`, as `make test` runs it, builds every service binary before any test runs).
+pub fn workspace_binary(name: &str) -> String {
+    let test_exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let binary = test_exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("the test runs from target/<profile>/deps")
+        .join(name);
+    assert!(
+        binary.exists(),
+        "{} is not built; run the tests with `cargo test --workspace` (make test)",
+        binary.display()
+    );
+    binary.to_string_lossy().into_owned()
+}
+
 /// A free TCP port on 127.0.0.1, for a service to listen on.
 pub fn free_local_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -152,6 +170,12 @@ impl ServiceProcess {
         }
     }
 
+    /// Kills the process with SIGKILL, as a crash or an OOM kill would, and waits for it.
+    pub async fn kill(mut self) -> String {
+        self.child.kill().await.expect("SIGKILL the service");
+        self.logs()
+    }
+
     /// Sends SIGTERM and waits for the process to exit (at most a minute, as a hang guard).
     pub async fn terminate(mut self) -> Exited {
         let pid = self.child.id().expect("the service is still running");
@@ -235,4 +259,73 @@ pub async fn assert_starts_serves_and_stops(binary: &str, service_name: &str) ->
         exited.logs
     );
     exited
+}
+
+/// A TCP proxy a test can cut, to make a dependency unreachable and bring it back (the idea of
+/// crates.io's chaos proxy). While cut, open connections are closed and new ones are closed as
+/// soon as they are accepted, as a dead host behind a load balancer would look.
+#[derive(Debug)]
+pub struct ChaosProxy {
+    pub addr: SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    generation: Arc<Mutex<tokio_util::sync::CancellationToken>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ChaosProxy {
+    /// Starts forwarding a free local port to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let generation = Arc::new(Mutex::new(tokio_util::sync::CancellationToken::new()));
+        let task = {
+            let cut = cut.clone();
+            let generation = generation.clone();
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if cut.load(std::sync::atomic::Ordering::SeqCst) {
+                        drop(inbound);
+                        continue;
+                    }
+                    let stop = generation.lock().expect("proxy lock").clone();
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            () = stop.cancelled() => {}
+                        }
+                    });
+                }
+            })
+        };
+        Self {
+            addr,
+            cut,
+            generation,
+            task,
+        }
+    }
+
+    /// Closes every connection and refuses new ones until `restore`.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut generation = self.generation.lock().expect("proxy lock");
+        generation.cancel();
+        *generation = tokio_util::sync::CancellationToken::new();
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for ChaosProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

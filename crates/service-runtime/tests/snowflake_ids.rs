@@ -1,11 +1,13 @@
 //! Node IDs at start-up: fixed from SNOWFLAKE_NODE_ID, or leased, released on stop, and a lost
-//! lease stops the service.
+//! lease stops the service; an unreachable database only withholds IDs until it is back.
 
 use std::time::Duration;
 
 use diesel_async::SimpleAsyncConnection;
 use repo::testing::TestDatabase;
+use repo::{Database, DatabaseConfig};
 use service_runtime::snowflake_ids::SnowflakeIds;
+use service_runtime::testing::ChaosProxy;
 use service_runtime::{CancellationToken, Env};
 
 async fn lease_rows(db: &TestDatabase) -> i64 {
@@ -27,7 +29,14 @@ async fn a_fixed_node_id_takes_no_lease() {
         .await
         .unwrap();
     assert_eq!(ids.node_id().get(), 42);
-    assert_eq!(ids.generator().generate().node_id().get(), 42);
+    assert_eq!(
+        ids.generator()
+            .generate()
+            .expect("confirmed")
+            .node_id()
+            .get(),
+        42
+    );
     assert_eq!(lease_rows(&db).await, 0);
 
     let bad = Env::from_pairs([("SNOWFLAKE_NODE_ID", "4096")]);
@@ -73,5 +82,52 @@ async fn a_lease_taken_over_stops_the_service() {
     tokio::time::timeout(Duration::from_secs(30), lost.cancelled())
         .await
         .expect("the service is told to stop");
+    ids.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_are_withheld_while_the_lease_cannot_be_renewed_and_resume_after() {
+    let db = TestDatabase::new().await;
+    let proxy = ChaosProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let mut config = DatabaseConfig::new(
+        repo::testing::test_database_url().replace("127.0.0.1:5432", &proxy.addr.to_string()),
+        "svc",
+    );
+    config.search_path = Some(db.schema().to_owned());
+    config.connect_timeout = Duration::from_millis(300);
+    config.pool_wait_timeout = Duration::from_millis(300);
+    let through_proxy = Database::connect(&config).unwrap();
+    let env = Env::from_pairs([("SNOWFLAKE_LEASE_TTL", "900ms")]);
+    let lost = CancellationToken::new();
+    let ids = SnowflakeIds::start(&env, &through_proxy, "svc", lost.clone())
+        .await
+        .unwrap();
+    let generator = ids.generator();
+    assert!(generator.generate().is_some());
+
+    proxy.cut();
+    let withheld = async {
+        while generator.generate().is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), withheld)
+        .await
+        .expect("IDs are withheld once a TTL passes without renewal");
+    assert!(
+        !lost.is_cancelled(),
+        "an unreachable database is not a lost lease"
+    );
+
+    proxy.restore();
+    let resumed = async {
+        while generator.generate().is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), resumed)
+        .await
+        .expect("IDs resume once the lease is renewed");
+    assert!(!lost.is_cancelled());
     ids.stop().await;
 }

@@ -13,10 +13,11 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
-use domain::{NewUser, RegistrationMessage, SnowflakeGenerator};
+use domain::{NewUser, RegistrationMessage};
 use events::{Delivery, OutgoingRecord, Producer};
 use repo::{PgUserRepository, Registrations, RepoError, UserRepository as _};
 use serde_json::{Value, json};
+use service_runtime::snowflake_ids::IdGenerator;
 use uuid::Uuid;
 
 use crate::errors::ApiError;
@@ -33,7 +34,7 @@ pub(crate) struct RegistrationApi {
     pub(crate) bulk_max_users: usize,
     pub(crate) registrations: Registrations,
     pub(crate) users: PgUserRepository,
-    pub(crate) ids: Arc<SnowflakeGenerator>,
+    pub(crate) ids: Arc<IdGenerator>,
     /// How long an accepted request without a stored outcome counts as `processing`: the
     /// retention of `user.registration`, after which it cannot still be on its way.
     pub(crate) pending_window: Duration,
@@ -89,8 +90,15 @@ async fn register_sync(
 ) -> Result<HttpResponse, ApiError> {
     let input = validation::registration(&body, api.password_rules, "")?;
     let hash = api.hash(vec![input.password.clone()]).await?.remove(0);
+    let id = api.ids.generate().ok_or_else(|| {
+        ApiError::unavailable(
+            "database_unavailable",
+            "the database is unavailable; try again",
+            5,
+        )
+    })?;
     let new_user = NewUser {
-        id: api.ids.generate(),
+        id,
         email: input.email,
         phone: input.phone,
         is_email_verified: false,

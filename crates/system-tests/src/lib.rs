@@ -1,0 +1,223 @@
+#![doc = include_str!("../README.md")]
+
+use std::time::{Duration, Instant};
+
+use diesel::QueryableByName;
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use domain::RegistrationMessage;
+use events::rdkafka::producer::{FutureProducer, FutureRecord};
+use events::testing::{TestTopic, test_kafka_config, unique_name};
+use repo::testing::TestDatabase;
+use service_runtime::testing::{ServiceProcess, free_local_addr, workspace_binary};
+use uuid::Uuid;
+
+/// An Argon2id hash in PHC form (of "password123" with cheap parameters), for messages produced
+/// straight onto the topic: the batcher stores hashes, it does not compute them.
+pub const SOME_HASH: &str = "$argon2id$v=19$m=1024,t=1,p=1$c29tZXNhbHQ$4fC2yb5Mo5sBQeKCOr0JSA";
+
+/// The registration services' world for one test: a schema, the three topics, and groups of its
+/// own.
+#[derive(Debug)]
+pub struct RegistrationStack {
+    pub db: TestDatabase,
+    /// Plays `user.registration`.
+    pub topic: TestTopic,
+    /// Plays `user.registration.dlq`.
+    pub retry_topic: TestTopic,
+    /// Plays `user-events`.
+    pub events_topic: TestTopic,
+    /// Where the retrier's own dead letters go.
+    pub parking_topic: TestTopic,
+    suffix: String,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+impl RegistrationStack {
+    pub async fn new() -> Self {
+        Self {
+            db: TestDatabase::new().await,
+            topic: TestTopic::create("user.registration", 6).await,
+            retry_topic: TestTopic::create("user.registration.dlq", 3).await,
+            events_topic: TestTopic::create("user-events", 1).await,
+            parking_topic: TestTopic::create("events-dlq", 1).await,
+            suffix: unique_name("g"),
+        }
+    }
+
+    fn shared_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("DATABASE_SCHEMA".into(), self.db.schema().to_owned()),
+            (
+                "REGISTRATION_DLQ_TOPIC".into(),
+                self.retry_topic.name.clone(),
+            ),
+            ("USER_EVENTS_TOPIC".into(), self.events_topic.name.clone()),
+            ("KAFKA_DLQ_TOPIC".into(), self.parking_topic.name.clone()),
+            // Short lease checks, so a killed process's node ID frees up soon.
+            ("SNOWFLAKE_LEASE_TTL".into(), "10s".into()),
+        ]
+    }
+
+    /// Starts the gateway (cheap Argon2 parameters unless `extra` says otherwise); returns it
+    /// and the API's base URL.
+    pub async fn start_gateway(&self, extra: &[(&str, &str)]) -> (ServiceProcess, String) {
+        let http_addr = free_local_addr();
+        let mut env = self.shared_env();
+        env.extend(owned(&[
+            ("HTTP_ADDR", &http_addr.to_string()),
+            ("REGISTRATION_TOPIC", &self.topic.name),
+            ("ARGON2_MEMORY_KIB", "1024"),
+            ("ARGON2_ITERATIONS", "1"),
+        ]));
+        env.extend(owned(extra));
+        let mut gateway = spawn("gateway", &env);
+        gateway.wait_ready().await;
+        let base = format!("http://{http_addr}");
+        gateway
+            .wait_for_listener(&format!("{base}/api/v1/openapi.json"))
+            .await;
+        (gateway, base)
+    }
+
+    pub async fn start_batcher(&self, extra: &[(&str, &str)]) -> ServiceProcess {
+        let mut env = self.shared_env();
+        env.extend(owned(&[
+            ("KAFKA_TOPIC", &self.topic.name),
+            ("KAFKA_CONSUMER_GROUP", &format!("batcher-{}", self.suffix)),
+        ]));
+        env.extend(owned(extra));
+        let mut batcher = spawn("registration-batcher", &env);
+        batcher.wait_ready().await;
+        batcher
+    }
+
+    pub async fn start_retrier(&self, extra: &[(&str, &str)]) -> ServiceProcess {
+        let mut env = self.shared_env();
+        env.extend(owned(&[
+            ("KAFKA_TOPIC", &self.retry_topic.name),
+            ("KAFKA_CONSUMER_GROUP", &format!("retrier-{}", self.suffix)),
+            ("RETRY_DELAY", "1s"),
+        ]));
+        env.extend(owned(extra));
+        let mut retrier = spawn("dlq-retrier", &env);
+        retrier.wait_ready().await;
+        retrier
+    }
+
+    /// Puts registration messages on the registration topic, keyed by request ID, as the
+    /// gateway does.
+    pub async fn produce(&self, messages: &[RegistrationMessage]) {
+        let producer = producer();
+        let sends = messages.iter().map(|message| {
+            let key = message.request_id.to_string();
+            let payload = serde_json::to_vec(message).expect("serialize");
+            let producer = &producer;
+            let topic = &self.topic.name;
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic).key(&key).payload(&payload),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .expect("produce a registration");
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+
+    /// Puts any bytes on the registration topic.
+    pub async fn produce_raw(&self, key: &str, payload: &[u8]) {
+        producer()
+            .send(
+                FutureRecord::to(&self.topic.name).key(key).payload(payload),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("produce");
+    }
+
+    /// Runs a `SELECT count(*) AS n …` on the test schema.
+    pub async fn count(&self, query: &str) -> i64 {
+        let mut conn = self.db.database().connection().await.expect("connection");
+        let counts: Vec<Count> = diesel::sql_query(query)
+            .load(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        counts[0].n
+    }
+
+    /// Waits until `n` requests have a final outcome (`completed` or `failed`). Panics after
+    /// `patience` without progress (a hang guard, not a performance limit).
+    pub async fn wait_until_finished(
+        &self,
+        n: i64,
+        patience: Duration,
+        services: &[&ServiceProcess],
+    ) {
+        let mut last = -1;
+        let mut last_progress = Instant::now();
+        loop {
+            let finished = self
+                .count(
+                    "SELECT count(*) AS n FROM registration_requests WHERE status <> 'processing'",
+                )
+                .await;
+            if finished >= n {
+                return;
+            }
+            if finished != last {
+                last = finished;
+                last_progress = Instant::now();
+            }
+            if last_progress.elapsed() > patience {
+                let logs: Vec<String> = services.iter().map(|s| s.logs()).collect();
+                panic!(
+                    "only {finished} of {n} registrations finished; no progress for {patience:?}\nlogs:\n{}",
+                    logs.join("\n----\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A registration message for `email`, as the gateway would produce it.
+pub fn registration(email: &str) -> RegistrationMessage {
+    RegistrationMessage {
+        email: Some(email.to_owned()),
+        phone: None,
+        password: SOME_HASH.to_owned(),
+        consent: true,
+        is_email_verified: false,
+        is_phone_verified: false,
+        request_id: Uuid::now_v7(),
+        retry_count: 0,
+        failure_reason: None,
+    }
+}
+
+fn producer() -> FutureProducer {
+    test_kafka_config()
+        .producer_client_config()
+        .create()
+        .expect("test producer")
+}
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn spawn(binary: &str, env: &[(String, String)]) -> ServiceProcess {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    ServiceProcess::spawn(&workspace_binary(binary), &env)
+}
