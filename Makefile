@@ -31,3 +31,5 @@ bench:
 	@deploy/local/stack.sh up
 	cargo bench -p repo --bench create_users
 	cargo bench -p events --bench throughput
+	cargo build --release -p gateway -p registration-batcher
+	cargo bench -p system-tests --bench registration

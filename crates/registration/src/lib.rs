@@ -142,7 +142,11 @@ impl RegistrationWriter {
             });
         }
 
-        match self.registrations.register(&pending).await {
+        let transaction_started = Instant::now();
+        let registered = self.registrations.register(&pending).await;
+        metrics::histogram!("registration_transaction_duration_seconds")
+            .record(transaction_started.elapsed().as_secs_f64());
+        match registered {
             Ok(outcomes) => {
                 let mut to_publish = Vec::new();
                 for (outcome, index) in outcomes.into_iter().zip(pending_index) {

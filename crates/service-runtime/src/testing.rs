@@ -220,7 +220,9 @@ fn collect(stream: impl AsyncRead + Unpin + Send + 'static, logs: Arc<Mutex<Stri
 /// reachable), serves liveness and metrics, and on SIGTERM logs that it is shutting down and
 /// exits 0. Returns how it ended, for further checks.
 pub async fn assert_starts_serves_and_stops(binary: &str, service_name: &str) -> Exited {
-    let mut service = ServiceProcess::spawn(binary, &[]);
+    // A migrated schema of its own, for services that lease node IDs or read tables at start.
+    let db = repo::testing::TestDatabase::new().await;
+    let mut service = ServiceProcess::spawn(binary, &[("DATABASE_SCHEMA", db.schema())]);
     service.wait_ready().await;
 
     let (status, body) = service.get("/healthz").await;
