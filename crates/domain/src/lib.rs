@@ -1,11 +1,15 @@
 #![doc = include_str!("../README.md")]
 
+mod activity;
 mod oauth;
 mod registration;
 mod snowflake;
 mod users;
 mod values;
 
+pub use activity::{
+    ACTIVITY_TYPES, ActivityEvent, MAX_CLOCK_SKEW, MAX_ID_LENGTH, MAX_METADATA_BYTES,
+};
 pub use oauth::{
     OAuth2AccessToken, OAuth2AuditLog, OAuth2AuthorizationCode, OAuth2Client, OAuth2RefreshToken,
     OAuth2Scope, OAuth2UserConsent, OAuthAccount,

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod activity_logs;
 mod config;
 mod database;
 mod error;
@@ -14,6 +15,7 @@ mod schema;
 pub mod testing;
 mod user_repository;
 
+pub use activity_logs::{ActivityCursor, ActivityLogs, ActivityPage, ActivityQuery};
 pub use config::DatabaseConfig;
 pub use database::{Database, DbConnection};
 pub use error::{DbError, RepoError};

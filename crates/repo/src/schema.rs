@@ -1,6 +1,18 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    activity_logs (event_id, occurred_at) {
+        event_id -> Text,
+        user_id -> Text,
+        activity_type -> Text,
+        occurred_at -> Timestamptz,
+        metadata -> Jsonb,
+        version -> Text,
+        stored_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     credential_history (id) {
         id -> Int8,
         user_id -> Int8,
@@ -171,6 +183,7 @@ diesel::joinable!(oauth_accounts -> users (user_id));
 diesel::joinable!(user_credentials -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    activity_logs,
     credential_history,
     oauth2_access_tokens,
     oauth2_audit_logs,

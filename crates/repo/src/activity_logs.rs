@@ -1,0 +1,221 @@
+//! User activity logs (seed 004) in the daily-partitioned `activity_logs` table: batches stored
+//! with one statement, idempotent on the event ID; read back per user, newest first, with a
+//! cursor; partitions created ahead and dropped after the retention.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Date, Integer, Jsonb, Text, Timestamptz};
+use diesel_async::RunQueryDsl;
+use domain::ActivityEvent;
+
+use crate::schema::activity_logs;
+use crate::{Database, RepoError, RepoResult};
+
+/// Where a page of results ends: the last row's time and event ID. Opaque to clients (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityCursor {
+    pub occurred_at: DateTime<Utc>,
+    pub event_id: String,
+}
+
+impl ActivityCursor {
+    pub fn encode(&self) -> String {
+        hex::encode(format!(
+            "{}|{}",
+            self.occurred_at.timestamp_micros(),
+            self.event_id
+        ))
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let decoded = String::from_utf8(hex::decode(text).ok()?).ok()?;
+        let (micros, event_id) = decoded.split_once('|')?;
+        Some(Self {
+            occurred_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            event_id: event_id.to_owned(),
+        })
+    }
+}
+
+/// What to read: one user's events, optionally in `[from, to)` and of one type, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityQuery {
+    pub user_id: String,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub activity_type: Option<String>,
+    pub limit: usize,
+    pub after: Option<ActivityCursor>,
+}
+
+/// A page of events and, when there are more, the cursor of the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityPage {
+    pub events: Vec<ActivityEvent>,
+    pub next: Option<ActivityCursor>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = activity_logs)]
+struct ActivityRow {
+    event_id: String,
+    user_id: String,
+    activity_type: String,
+    occurred_at: DateTime<Utc>,
+    metadata: serde_json::Value,
+    version: String,
+}
+
+impl From<ActivityRow> for ActivityEvent {
+    fn from(row: ActivityRow) -> Self {
+        Self {
+            user_id: row.user_id,
+            activity_type: row.activity_type,
+            timestamp: row.occurred_at,
+            metadata: match row.metadata {
+                serde_json::Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            },
+            event_id: row.event_id,
+            version: row.version,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Made {
+    #[diesel(sql_type = Integer)]
+    n: i32,
+}
+
+/// Activity logs on PostgreSQL. Cheap to clone: it shares the pool.
+#[derive(Debug, Clone)]
+pub struct ActivityLogs {
+    database: Database,
+}
+
+impl ActivityLogs {
+    pub fn new(database: Database) -> Self {
+        Self { database }
+    }
+
+    /// Creates the daily partitions of `[from, from + days)` that do not exist yet; how many
+    /// it created.
+    pub async fn ensure_partitions(&self, from: NaiveDate, days: u32) -> RepoResult<u32> {
+        self.partition_function(
+            "SELECT activity_logs_create_partitions($1, $2) AS n",
+            from,
+            Some(days),
+        )
+        .await
+    }
+
+    /// Drops the daily partitions of days before `day`; how many it dropped.
+    pub async fn drop_partitions_before(&self, day: NaiveDate) -> RepoResult<u32> {
+        self.partition_function("SELECT activity_logs_drop_partitions($1) AS n", day, None)
+            .await
+    }
+
+    async fn partition_function(
+        &self,
+        sql: &str,
+        day: NaiveDate,
+        days: Option<u32>,
+    ) -> RepoResult<u32> {
+        let mut conn = self.database.connection().await?;
+        let query = diesel::sql_query(sql).bind::<Date, _>(day);
+        let made: Made = match days {
+            Some(days) => {
+                query
+                    .bind::<Integer, _>(i32::try_from(days).unwrap_or(i32::MAX))
+                    .get_result(&mut *conn)
+                    .await?
+            }
+            None => query.get_result(&mut *conn).await?,
+        };
+        Ok(u32::try_from(made.n).unwrap_or_default())
+    }
+
+    /// Stores a batch with one statement; an event whose ID and time are already stored (a
+    /// replay) is skipped. Returns how many were new. Every event's day must have its
+    /// partition (`ensure_partitions`).
+    pub async fn insert_batch(&self, events: &[ActivityEvent]) -> RepoResult<usize> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let column = |f: fn(&ActivityEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
+        let mut conn = self.database.connection().await?;
+        let inserted = diesel::sql_query(
+            "INSERT INTO activity_logs (event_id, user_id, activity_type, occurred_at, metadata, version)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::text[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind::<Array<Text>, _>(column(|e| e.event_id.clone()))
+        .bind::<Array<Text>, _>(column(|e| e.user_id.clone()))
+        .bind::<Array<Text>, _>(column(|e| e.activity_type.clone()))
+        .bind::<Array<Timestamptz>, _>(events.iter().map(|e| e.timestamp).collect::<Vec<_>>())
+        .bind::<Array<Jsonb>, _>(
+            events
+                .iter()
+                .map(|e| serde_json::Value::Object(e.metadata.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(column(|e| e.version.clone()))
+        .execute(&mut *conn)
+        .await?;
+        Ok(inserted)
+    }
+
+    /// One page of a user's events, newest first (ties by event ID, descending).
+    pub async fn list(&self, query: &ActivityQuery) -> RepoResult<ActivityPage> {
+        if query.limit == 0 {
+            return Err(RepoError::InvalidInput("limit must be at least 1".into()));
+        }
+        let mut sql = activity_logs::table
+            .filter(activity_logs::user_id.eq(&query.user_id))
+            .select(ActivityRow::as_select())
+            .order((
+                activity_logs::occurred_at.desc(),
+                activity_logs::event_id.desc(),
+            ))
+            .limit(
+                i64::try_from(query.limit)
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(1),
+            )
+            .into_boxed();
+        if let Some(from) = query.from {
+            sql = sql.filter(activity_logs::occurred_at.ge(from));
+        }
+        if let Some(to) = query.to {
+            sql = sql.filter(activity_logs::occurred_at.lt(to));
+        }
+        if let Some(activity_type) = &query.activity_type {
+            sql = sql.filter(activity_logs::activity_type.eq(activity_type.clone()));
+        }
+        if let Some(after) = &query.after {
+            sql = sql.filter(
+                activity_logs::occurred_at
+                    .lt(after.occurred_at)
+                    .or(activity_logs::occurred_at
+                        .eq(after.occurred_at)
+                        .and(activity_logs::event_id.lt(after.event_id.clone()))),
+            );
+        }
+        let mut conn = self.database.connection().await?;
+        let mut rows: Vec<ActivityRow> = sql.load(&mut *conn).await?;
+        let more = rows.len() > query.limit;
+        rows.truncate(query.limit);
+        let next = more.then(|| {
+            let last = rows.last().expect("a full page has a last row");
+            ActivityCursor {
+                occurred_at: last.occurred_at,
+                event_id: last.event_id.clone(),
+            }
+        });
+        Ok(ActivityPage {
+            events: rows.into_iter().map(Into::into).collect(),
+            next,
+        })
+    }
+}
