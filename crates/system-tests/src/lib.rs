@@ -145,12 +145,7 @@ impl RegistrationStack {
 
     /// Runs a `SELECT count(*) AS n …` on the test schema.
     pub async fn count(&self, query: &str) -> i64 {
-        let mut conn = self.db.database().connection().await.expect("connection");
-        let counts: Vec<Count> = diesel::sql_query(query)
-            .load(&mut *conn)
-            .await
-            .unwrap_or_else(|e| panic!("{query}: {e}"));
-        counts[0].n
+        count(&self.db, query).await
     }
 
     /// Waits until `n` requests have a final outcome (`completed` or `failed`). Panics after
@@ -188,6 +183,16 @@ impl RegistrationStack {
     }
 }
 
+/// Runs a `SELECT count(*) AS n …` on a test schema.
+pub async fn count(db: &TestDatabase, query: &str) -> i64 {
+    let mut conn = db.database().connection().await.expect("connection");
+    let counts: Vec<Count> = diesel::sql_query(query)
+        .load(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+    counts[0].n
+}
+
 /// A registration message for `email`, as the gateway would produce it.
 pub fn registration(email: &str) -> RegistrationMessage {
     RegistrationMessage {
@@ -210,14 +215,16 @@ fn producer() -> FutureProducer {
         .expect("test producer")
 }
 
-fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+/// `(&str, &str)` pairs as owned ones.
+pub fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
 }
 
-fn spawn(binary: &str, env: &[(String, String)]) -> ServiceProcess {
+/// Starts the workspace binary `binary` with `env` on top of the base environment.
+pub fn spawn(binary: &str, env: &[(String, String)]) -> ServiceProcess {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     ServiceProcess::spawn(&workspace_binary(binary), &env)
 }

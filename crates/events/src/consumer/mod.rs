@@ -82,6 +82,10 @@ pub struct ConsumerSettings {
     /// How long in-flight messages may take once shutdown starts.
     pub shutdown_timeout: Duration,
     pub commit_interval: Duration,
+    /// How dead letters carry their reason.
+    pub dead_letter_format: dead_letter::DeadLetterFormat,
+    /// Waits between tries while a dependency is unavailable (not counted as attempts).
+    pub outage_backoff: Backoff,
 }
 
 impl ConsumerSettings {
@@ -98,6 +102,8 @@ impl ConsumerSettings {
             dlq_topic: dlq_topic.into(),
             shutdown_timeout: Duration::from_secs(8),
             commit_interval: Duration::from_secs(1),
+            dead_letter_format: dead_letter::DeadLetterFormat::default(),
+            outage_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
         }
     }
 }
@@ -499,6 +505,8 @@ struct Worker {
     group_id: String,
     retry: RetryPolicy,
     dlq_topic: String,
+    dead_letter_format: dead_letter::DeadLetterFormat,
+    outage_backoff: Backoff,
     producer: Producer,
     finished: mpsc::UnboundedSender<Finished>,
 }
@@ -509,6 +517,8 @@ impl Worker {
             group_id: consumer.settings.group_id.clone(),
             retry: consumer.settings.retry,
             dlq_topic: consumer.settings.dlq_topic.clone(),
+            dead_letter_format: consumer.settings.dead_letter_format,
+            outage_backoff: consumer.settings.outage_backoff,
             producer: consumer.producer.clone(),
             finished,
         }
@@ -617,6 +627,7 @@ impl Worker {
             attempts,
             &self.group_id,
             &self.dlq_topic,
+            self.dead_letter_format,
         );
         let mut tries = 0;
         loop {
@@ -644,7 +655,7 @@ impl Worker {
     /// ceiling and stays there.
     async fn wait_out_outage(&self, error: &HandlerError, outage: u32) {
         self.count("kafka_consumer_dependency_unavailable_total");
-        let delay = self.retry.backoff.delay(outage);
+        let delay = self.outage_backoff.delay(outage);
         tracing::warn!(error.code = %error.code, error.message = %error.message, ?delay, tries = outage, "dependency unavailable; holding the message(s)");
         tokio::time::sleep(delay).await;
     }

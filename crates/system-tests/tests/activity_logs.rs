@@ -1,0 +1,208 @@
+//! The activity-log-processor as a process (issue #6): events from the topic stored once, invalid
+//! ones dead-lettered in seed 004's format, nothing lost or doubled across a SIGKILL.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use events::rdkafka::Message as _;
+use events::rdkafka::message::{Header, Headers as _, OwnedHeaders, OwnedMessage};
+use events::rdkafka::producer::{FutureProducer, FutureRecord};
+use events::testing::{TestTopic, read_from_start, test_kafka_config, unique_name};
+use repo::testing::TestDatabase;
+use serde_json::{Value, json};
+use service_runtime::testing::ServiceProcess;
+use system_tests::{count, owned, spawn};
+
+struct ActivityStack {
+    db: TestDatabase,
+    topic: TestTopic,
+    dlq: TestTopic,
+    group: String,
+    producer: FutureProducer,
+}
+
+impl ActivityStack {
+    async fn new() -> Self {
+        Self {
+            db: TestDatabase::new().await,
+            topic: TestTopic::create("user-activity-logs", 3).await,
+            dlq: TestTopic::create("user-activity-logs-dlq", 1).await,
+            group: unique_name("user-activity-processor"),
+            producer: test_kafka_config()
+                .producer_client_config()
+                .create()
+                .expect("producer"),
+        }
+    }
+
+    async fn start_processor(&self) -> ServiceProcess {
+        let env = owned(&[
+            ("DATABASE_SCHEMA", self.db.schema()),
+            ("KAFKA_TOPIC", &self.topic.name),
+            ("KAFKA_CONSUMER_GROUP", &self.group),
+            ("ACTIVITY_DLQ_TOPIC", &self.dlq.name),
+        ]);
+        let mut processor = spawn("activity-log-processor", &env);
+        processor.wait_ready().await;
+        processor
+    }
+
+    /// Produces values keyed by `userId`, with seed 004's headers.
+    async fn produce(&self, values: &[Value]) {
+        let sends = values.iter().map(|value| {
+            let key = value["userId"].as_str().unwrap_or("none").to_owned();
+            let payload = serde_json::to_vec(value).expect("JSON");
+            async move {
+                let sent_at = Utc::now().to_rfc3339();
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "source",
+                        value: Some("api"),
+                    })
+                    .insert(Header {
+                        key: "timestamp",
+                        value: Some(sent_at.as_str()),
+                    });
+                self.producer
+                    .send(
+                        FutureRecord::to(&self.topic.name)
+                            .key(&key)
+                            .payload(&payload)
+                            .headers(headers),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .expect("produce");
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+
+    async fn stored(&self) -> i64 {
+        count(&self.db, "SELECT count(*) AS n FROM activity_logs").await
+    }
+
+    /// Waits until `n` rows are stored; panics after `patience` without progress.
+    async fn wait_stored(&self, n: i64, processor: &ServiceProcess) {
+        let (mut last, mut since) = (-1, Instant::now());
+        loop {
+            let stored = self.stored().await;
+            if stored >= n {
+                return;
+            }
+            if stored != last {
+                (last, since) = (stored, Instant::now());
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(120),
+                "only {stored} of {n} stored\n{}",
+                processor.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn activity(user: &str, event_id: &str, activity_type: &str) -> Value {
+    json!({
+        "userId": user,
+        "activityType": activity_type,
+        "timestamp": Utc::now().to_rfc3339(),
+        "metadata": {"ipAddress": "192.168.1.1", "userAgent": "Mozilla/5.0", "sessionId": "sess_abc123"},
+        "eventId": event_id,
+        "version": "1.0"
+    })
+}
+
+fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_are_stored_once_and_invalid_ones_dead_lettered_in_seed_004s_format() {
+    let stack = ActivityStack::new().await;
+    let processor = stack.start_processor().await;
+    let first = activity("user1", "evt-1", "login");
+    let mut values = vec![
+        first.clone(),
+        activity("user1", "evt-2", "page_view"),
+        activity("user2", "evt-3", "logout"),
+        activity("user1", "evt-4", "teleport"),
+    ];
+    stack.produce(&values).await;
+    stack.wait_stored(3, &processor).await;
+
+    // The same event again (a replay): still stored once.
+    values.truncate(1);
+    stack.produce(&values).await;
+    stack.produce(&[activity("user3", "evt-5", "signup")]).await;
+    stack.wait_stored(4, &processor).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stack.stored().await, 4, "evt-1 stored once");
+    assert_eq!(
+        count(
+            &stack.db,
+            "SELECT count(*) AS n FROM activity_logs WHERE event_id = 'evt-1'"
+        )
+        .await,
+        1
+    );
+
+    let dead = read_from_start(&stack.dlq.name, 1).await;
+    let value: Value = serde_json::from_slice(dead[0].payload().expect("value")).expect("JSON");
+    assert_eq!(value["eventId"], "evt-4");
+    assert_eq!(value["activityType"], "teleport");
+    assert_eq!(value["error"]["code"], "VALIDATION_ERROR");
+    assert!(
+        value["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown activity type"))
+    );
+    assert!(value["error"]["timestamp"].as_str().is_some());
+    assert_eq!(value["error"]["retryCount"], 0);
+    assert_eq!(
+        header(&dead[0], "originalTopic").as_deref(),
+        Some(stack.topic.name.as_str())
+    );
+    assert!(header(&dead[0], "originalPartition").is_some_and(|p| p.parse::<i32>().is_ok()));
+    assert!(header(&dead[0], "originalOffset").is_some_and(|o| o.parse::<i64>().is_ok()));
+    assert_eq!(header(&dead[0], "source").as_deref(), Some("api"));
+    assert_eq!(dead[0].key(), Some(b"user1".as_slice()));
+
+    let exited = processor.terminate().await;
+    assert_eq!(exited.status.code(), Some(0), "{}", exited.logs);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_processor_killed_mid_stream_loses_and_doubles_nothing() {
+    let stack = ActivityStack::new().await;
+    let values: Vec<Value> = (0..3000)
+        .map(|i| activity(&format!("user{}", i % 50), &format!("evt-{i}"), "page_view"))
+        .collect();
+    stack.produce(&values).await;
+    let processor = stack.start_processor().await;
+    while stack.stored().await < 500 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    processor.kill().await;
+    assert!(stack.stored().await < 3000, "killed mid-stream");
+    // As in the registration test: restart once the killed member's session has expired.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let processor = stack.start_processor().await;
+    stack.wait_stored(3000, &processor).await;
+    assert_eq!(
+        count(
+            &stack.db,
+            "SELECT count(DISTINCT event_id) AS n FROM activity_logs"
+        )
+        .await,
+        3000
+    );
+    assert_eq!(stack.stored().await, 3000, "none stored twice");
+}

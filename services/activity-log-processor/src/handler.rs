@@ -1,0 +1,102 @@
+//! One batch of `user-activity-logs` messages: decoded and validated, then stored with one
+//! insert statement. Invalid events are rejected (dead-lettered at once in seed 004's format);
+//! an unreachable database holds the batch; other database failures are retried with backoff
+//! and dead-lettered after the last try.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{NaiveDate, Utc};
+use domain::ActivityEvent;
+use events::rdkafka::Message as _;
+use events::rdkafka::message::OwnedMessage;
+use events::{BatchHandler, HandlerError};
+use repo::{ActivityLogs, RepoError};
+
+#[derive(Debug)]
+pub(crate) struct ActivityBatches {
+    pub(crate) logs: ActivityLogs,
+    pub(crate) retention: chrono::Duration,
+    /// Days whose partition is known to exist, so a batch checks only new days.
+    pub(crate) ready_days: Mutex<HashSet<NaiveDate>>,
+}
+
+fn decode(
+    message: &OwnedMessage,
+    now: chrono::DateTime<Utc>,
+    retention: chrono::Duration,
+) -> Result<ActivityEvent, HandlerError> {
+    let payload = message
+        .payload()
+        .ok_or_else(|| HandlerError::reject("VALIDATION_ERROR", "the message has no value"))?;
+    let event: ActivityEvent = serde_json::from_slice(payload).map_err(|error| {
+        HandlerError::reject(
+            "VALIDATION_ERROR",
+            format!("not an activity event: {error}"),
+        )
+    })?;
+    event
+        .validate(now, retention)
+        .map_err(|invalid| HandlerError::reject("VALIDATION_ERROR", invalid.to_string()))?;
+    Ok(event)
+}
+
+fn to_handler_error(error: RepoError) -> HandlerError {
+    match error {
+        RepoError::Unavailable(reason) => HandlerError::unavailable("DATABASE_UNAVAILABLE", reason),
+        other => HandlerError::retry("DATABASE_ERROR", other),
+    }
+}
+
+#[async_trait]
+impl BatchHandler for ActivityBatches {
+    async fn handle_batch(&self, messages: &[OwnedMessage]) -> Vec<Result<(), HandlerError>> {
+        let now = Utc::now();
+        let decoded: Vec<Result<ActivityEvent, HandlerError>> = messages
+            .iter()
+            .map(|m| decode(m, now, self.retention))
+            .collect();
+        let events: Vec<ActivityEvent> = decoded
+            .iter()
+            .filter_map(|d| d.as_ref().ok().cloned())
+            .collect();
+        let stored = match self.ensure_partitions(&events).await {
+            Ok(()) => self.logs.insert_batch(&events).await,
+            Err(error) => Err(error),
+        };
+        let outcome = match stored {
+            Ok(new) => {
+                metrics::counter!("activity_logs_stored_total").increment(new as u64);
+                metrics::counter!("activity_logs_duplicates_total")
+                    .increment((events.len() - new) as u64);
+                Ok(())
+            }
+            Err(error) => Err(to_handler_error(error)),
+        };
+        decoded
+            .into_iter()
+            .map(|d| match d {
+                Err(rejected) => Err(rejected),
+                Ok(_) => outcome.clone(),
+            })
+            .collect()
+    }
+}
+
+impl ActivityBatches {
+    async fn ensure_partitions(&self, events: &[ActivityEvent]) -> Result<(), RepoError> {
+        let days: HashSet<NaiveDate> = events.iter().map(|e| e.timestamp.date_naive()).collect();
+        let missing: Vec<NaiveDate> = {
+            let ready = self.ready_days.lock().expect("ready days lock");
+            days.into_iter()
+                .filter(|day| !ready.contains(day))
+                .collect()
+        };
+        for day in missing {
+            self.logs.ensure_partitions(day, 1).await?;
+            self.ready_days.lock().expect("ready days lock").insert(day);
+        }
+        Ok(())
+    }
+}
