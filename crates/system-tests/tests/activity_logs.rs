@@ -206,3 +206,155 @@ async fn a_processor_killed_mid_stream_loses_and_doubles_nothing() {
     );
     assert_eq!(stack.stored().await, 3000, "none stored twice");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_posted_over_http_read_back_newest_first_page_by_page() {
+    let stack = ActivityStack::new().await;
+    let processor = stack.start_processor().await;
+    let http_addr = service_runtime::testing::free_local_addr().to_string();
+    let env = owned(&[
+        ("DATABASE_SCHEMA", stack.db.schema()),
+        ("HTTP_ADDR", &http_addr),
+        ("ACTIVITY_TOPIC", &stack.topic.name),
+        ("ACTIVITY_BATCH_MAX", "10"),
+    ]);
+    let mut gateway = spawn("gateway", &env);
+    gateway.wait_ready().await;
+    let api = format!("http://{http_addr}");
+    gateway
+        .wait_for_listener(&format!("{api}/api/v1/openapi.json"))
+        .await;
+    let http = reqwest::Client::new();
+
+    // One at a time, then a batch, all for user-a, with increasing timestamps.
+    let base = Utc::now() - chrono::Duration::minutes(30);
+    let at = |i: i64| (base + chrono::Duration::seconds(i)).to_rfc3339();
+    let response = http
+        .post(format!("{api}/api/v1/activity-logs"))
+        .json(
+            &json!({"userId": "user-a", "activityType": "login", "timestamp": at(0),
+                      "metadata": {"ipAddress": "10.1.1.1", "sessionId": "s1"}}),
+        )
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.expect("JSON");
+    let first_id = body["eventId"]
+        .as_str()
+        .expect("a generated eventId")
+        .to_owned();
+    let batch: Vec<Value> = (1..=9)
+        .map(|i| json!({"userId": "user-a", "activityType": "page_view", "timestamp": at(i), "eventId": format!("evt-{i}")}))
+        .chain([json!({"userId": "user-b", "activityType": "logout", "timestamp": at(5)})])
+        .collect();
+    let response = http
+        .post(format!("{api}/api/v1/activity-logs/batch"))
+        .json(&json!({ "events": batch }))
+        .send()
+        .await
+        .expect("POST batch");
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["count"], 10);
+    stack.wait_stored(11, &processor).await;
+
+    // Pages of 4, newest first: evt-9 … evt-1, then the first login.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{api}/api/v1/users/user-a/activity-logs?limit=4");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = http
+            .get(&url)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        for event in page["events"].as_array().expect("events") {
+            seen.push(event["eventId"].as_str().expect("eventId").to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = (1..=9).rev().map(|i| format!("evt-{i}")).collect();
+    expected.push(first_id);
+    assert_eq!(seen, expected);
+
+    let logins: Value = http
+        .get(format!(
+            "{api}/api/v1/users/user-a/activity-logs?type=login"
+        ))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(logins["events"].as_array().map(Vec::len), Some(1));
+    assert_eq!(logins["events"][0]["metadata"]["ipAddress"], "10.1.1.1");
+
+    // Bad input: 4xx with the one error shape, naming the field.
+    for (path, body, status, field) in [
+        (
+            "activity-logs",
+            json!({"userId": "u", "activityType": "teleport"}),
+            422,
+            "activityType",
+        ),
+        (
+            "activity-logs",
+            json!({"userId": "u", "activityType": "login", "timestamp": at(100_000)}),
+            422,
+            "timestamp",
+        ),
+        (
+            "activity-logs",
+            json!({"userId": "", "activityType": "login"}),
+            422,
+            "userId",
+        ),
+        (
+            "activity-logs/batch",
+            json!({"events": vec![json!({"userId": "u", "activityType": "login"}); 11]}),
+            422,
+            "events",
+        ),
+        (
+            "activity-logs/batch",
+            json!({"events": [{"userId": "u", "activityType": "login"}, {"userId": "u", "activityType": "nope"}]}),
+            422,
+            "events[1].activityType",
+        ),
+    ] {
+        let response = http
+            .post(format!("{api}/api/v1/{path}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let error: Value = response.json().await.expect("JSON");
+        assert_eq!(error["error"]["field"], field, "{error}");
+    }
+    for query in ["limit=0", "limit=abc", "cursor=zz", "since=yesterday"] {
+        let response = http
+            .get(format!("{api}/api/v1/users/user-a/activity-logs?{query}"))
+            .send()
+            .await
+            .expect("GET");
+        assert!(
+            response.status().is_client_error(),
+            "{query}: {}",
+            response.status()
+        );
+        let error: Value = response.json().await.expect("JSON");
+        assert!(error["error"]["code"].is_string(), "{query}: {error}");
+    }
+}

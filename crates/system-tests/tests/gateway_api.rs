@@ -259,6 +259,7 @@ async fn the_openapi_document_covers_every_endpoint() {
             let url = format!(
                 "{api}{}",
                 path.replace("{request_id}", &Uuid::now_v7().to_string())
+                    .replace("{userId}", "user1")
             );
             let request = match method.as_str() {
                 "get" => http.get(&url),
@@ -278,6 +279,9 @@ async fn the_openapi_document_covers_every_endpoint() {
         "/api/v1/auth/register-sync",
         "/api/v1/auth/registrations/{request_id}",
         "/api/v1/openapi.json",
+        "/api/v1/activity-logs",
+        "/api/v1/activity-logs/batch",
+        "/api/v1/users/{userId}/activity-logs",
     ] {
         assert!(
             paths.contains_key(served),

@@ -12,6 +12,9 @@
 //! | `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM` | `19456`, `2`, `1` | Argon2id cost (OWASP) |
 //! | `HASH_WORKERS` | the number of cores | hashes computed at once |
 //! | `HASH_QUEUE_CAPACITY` | `2000` | hashes waiting or running before requests get 503 |
+//! | `ACTIVITY_TOPIC` | `user-activity-logs` | where activity events are published |
+//! | `ACTIVITY_BATCH_MAX` | `100` | most events per batch request |
+//! | `ACTIVITY_RETENTION` | `30d` | events older than this are refused (the processor's retention) |
 //! | `SNOWFLAKE_NODE_ID` | leased | user IDs of `register-sync` (see `service_runtime::snowflake_ids`) |
 
 use std::net::SocketAddr;
@@ -36,6 +39,9 @@ pub(crate) struct GatewayConfig {
     pub(crate) hash_params: HashParams,
     pub(crate) hash_workers: usize,
     pub(crate) hash_queue_capacity: usize,
+    pub(crate) activity_topic: String,
+    pub(crate) activity_batch_max: usize,
+    pub(crate) activity_retention: Duration,
 }
 
 impl GatewayConfig {
@@ -65,6 +71,10 @@ impl GatewayConfig {
             },
             hash_workers: env.parse("HASH_WORKERS", cores)?.max(1),
             hash_queue_capacity: env.parse("HASH_QUEUE_CAPACITY", 2000)?.max(1),
+            activity_topic: env.string("ACTIVITY_TOPIC", "user-activity-logs"),
+            activity_batch_max: env.parse("ACTIVITY_BATCH_MAX", 100)?.max(1),
+            activity_retention: env
+                .duration("ACTIVITY_RETENTION", Duration::from_secs(30 * 24 * 3600))?,
         };
         if config.password_rules.min_length > config.password_rules.max_length {
             return Err(ConfigError::Invalid {

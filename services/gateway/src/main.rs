@@ -2,6 +2,7 @@
 //! PostgreSQL, and answer every error with one JSON shape (see `errors`). The OpenAPI document
 //! of every endpoint is served at `/api/v1/openapi.json`.
 
+mod activity;
 mod config;
 mod errors;
 mod hashing;
@@ -12,10 +13,11 @@ use std::process::ExitCode;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use repo::{PgUserRepository, Registrations};
+use repo::{ActivityLogs, PgUserRepository, Registrations};
 use service_runtime::CancellationToken;
 use service_runtime::snowflake_ids::SnowflakeIds;
 
+use crate::activity::ActivityApi;
 use crate::config::GatewayConfig;
 use crate::hashing::PasswordHasher;
 use crate::registration::RegistrationApi;
@@ -42,6 +44,14 @@ fn main() -> ExitCode {
             ids: ids.generator(),
             pending_window: config.pending_window,
         });
+        let activity = web::Data::new(ActivityApi {
+            producer: ctx.producer.clone(),
+            topic: config.activity_topic.clone(),
+            logs: ActivityLogs::new(ctx.database.clone()),
+            batch_max: config.activity_batch_max,
+            retention: chrono::Duration::from_std(config.activity_retention)
+                .context("ACTIVITY_RETENTION")?,
+        });
         let max_body_bytes = config.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
@@ -51,8 +61,11 @@ fn main() -> ExitCode {
                         .error_handler(errors::json_error),
                 )
                 .app_data(web::PathConfig::default().error_handler(errors::path_error))
+                .app_data(web::QueryConfig::default().error_handler(activity::query_error))
                 .app_data(registrations.clone())
+                .app_data(activity.clone())
                 .configure(registration::routes)
+                .configure(activity::routes)
                 .route("/api/v1/openapi.json", web::get().to(openapi::document))
                 .default_service(web::to(errors::route_not_found))
         })
