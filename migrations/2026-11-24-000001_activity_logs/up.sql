@@ -19,6 +19,9 @@ CREATE TABLE activity_logs (
 
 -- GET /api/v1/users/{userId}/activity-logs: newest first, cursor on (occurred_at, event_id).
 CREATE INDEX activity_logs_user_time_idx ON activity_logs (user_id, occurred_at DESC, event_id DESC);
+-- The analytics rule on repeated failed logins from one IP.
+CREATE INDEX activity_logs_failed_login_ip_idx ON activity_logs ((metadata->>'ipAddress'), occurred_at)
+    WHERE activity_type = 'login_failed';
 
 -- Creates the daily partitions covering [from_day, from_day + days); returns how many it made.
 CREATE FUNCTION activity_logs_create_partitions(from_day DATE, days INTEGER) RETURNS INTEGER

@@ -127,10 +127,18 @@ pub fn message_count(topic: &TestTopic) -> i64 {
         .expect("watermark client");
     (0..topic.partitions)
         .map(|partition| {
-            let (low, high) = client
-                .fetch_watermarks(&topic.name, partition, Duration::from_secs(10))
-                .expect("watermarks");
-            high - low
+            // The local broker can be slow to answer under load: a few patient tries.
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match client.fetch_watermarks(&topic.name, partition, Duration::from_secs(20)) {
+                    Ok((low, high)) => break high - low,
+                    Err(error) if tries < 3 => {
+                        eprintln!("watermarks of {}: {error}; trying again", topic.name);
+                    }
+                    Err(error) => panic!("watermarks of {}: {error}", topic.name),
+                }
+            }
         })
         .sum()
 }

@@ -83,6 +83,20 @@ impl From<ActivityRow> for ActivityEvent {
 }
 
 #[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = Text)]
+    event_id: String,
+    #[diesel(sql_type = Timestamptz)]
+    occurred_at: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
 struct Made {
     #[diesel(sql_type = Integer)]
     n: i32,
@@ -137,18 +151,19 @@ impl ActivityLogs {
     }
 
     /// Stores a batch with one statement; an event whose ID and time are already stored (a
-    /// replay) is skipped. Returns how many were new. Every event's day must have its
-    /// partition (`ensure_partitions`).
-    pub async fn insert_batch(&self, events: &[ActivityEvent]) -> RepoResult<usize> {
+    /// replay) is skipped. Returns the events that were new, in input order. Every event's day
+    /// must have its partition (`ensure_partitions`).
+    pub async fn insert_batch(&self, events: &[ActivityEvent]) -> RepoResult<Vec<ActivityEvent>> {
         if events.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let column = |f: fn(&ActivityEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
         let mut conn = self.database.connection().await?;
-        let inserted = diesel::sql_query(
+        let inserted: Vec<Inserted> = diesel::sql_query(
             "INSERT INTO activity_logs (event_id, user_id, activity_type, occurred_at, metadata, version)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::text[])
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT DO NOTHING
+             RETURNING event_id, occurred_at",
         )
         .bind::<Array<Text>, _>(column(|e| e.event_id.clone()))
         .bind::<Array<Text>, _>(column(|e| e.user_id.clone()))
@@ -161,9 +176,53 @@ impl ActivityLogs {
                 .collect::<Vec<_>>(),
         )
         .bind::<Array<Text>, _>(column(|e| e.version.clone()))
-        .execute(&mut *conn)
+        .load(&mut *conn)
         .await?;
-        Ok(inserted)
+        let mut new: std::collections::HashSet<(String, i64)> = inserted
+            .into_iter()
+            .map(|row| (row.event_id, row.occurred_at.timestamp_micros()))
+            .collect();
+        Ok(events
+            .iter()
+            .filter(|e| new.remove(&(e.event_id.clone(), e.timestamp.timestamp_micros())))
+            .cloned()
+            .collect())
+    }
+
+    /// Failed logins from `ip` since `since` (the analytics rule on repeated failures).
+    pub async fn failed_logins_from_ip(&self, ip: &str, since: DateTime<Utc>) -> RepoResult<i64> {
+        let mut conn = self.database.connection().await?;
+        let count: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM activity_logs
+             WHERE activity_type = 'login_failed' AND metadata->>'ipAddress' = $1 AND occurred_at >= $2",
+        )
+        .bind::<Text, _>(ip)
+        .bind::<Timestamptz, _>(since)
+        .get_result(&mut *conn)
+        .await?;
+        Ok(count.n)
+    }
+
+    /// Distinct IPs `user_id` logged in from since `since`, not counting the events `except`
+    /// (the analytics rule on logins from many IPs).
+    pub async fn login_ips_of_user(
+        &self,
+        user_id: &str,
+        since: DateTime<Utc>,
+        except: &[String],
+    ) -> RepoResult<i64> {
+        let mut conn = self.database.connection().await?;
+        let count: Count = diesel::sql_query(
+            "SELECT count(DISTINCT metadata->>'ipAddress') AS n FROM activity_logs
+             WHERE user_id = $1 AND activity_type = 'login' AND occurred_at >= $2
+               AND metadata ? 'ipAddress' AND NOT (event_id = ANY($3))",
+        )
+        .bind::<Text, _>(user_id)
+        .bind::<Timestamptz, _>(since)
+        .bind::<Array<Text>, _>(except)
+        .get_result(&mut *conn)
+        .await?;
+        Ok(count.n)
     }
 
     /// One page of a user's events, newest first (ties by event ID, descending).

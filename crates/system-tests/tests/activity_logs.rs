@@ -17,6 +17,7 @@ struct ActivityStack {
     db: TestDatabase,
     topic: TestTopic,
     dlq: TestTopic,
+    analytics: TestTopic,
     group: String,
     producer: FutureProducer,
 }
@@ -27,6 +28,7 @@ impl ActivityStack {
             db: TestDatabase::new().await,
             topic: TestTopic::create("user-activity-logs", 3).await,
             dlq: TestTopic::create("user-activity-logs-dlq", 1).await,
+            analytics: TestTopic::create("user-activity-analytics", 1).await,
             group: unique_name("user-activity-processor"),
             producer: test_kafka_config()
                 .producer_client_config()
@@ -41,6 +43,7 @@ impl ActivityStack {
             ("KAFKA_TOPIC", &self.topic.name),
             ("KAFKA_CONSUMER_GROUP", &self.group),
             ("ACTIVITY_DLQ_TOPIC", &self.dlq.name),
+            ("ANALYTICS_TOPIC", &self.analytics.name),
         ]);
         let mut processor = spawn("activity-log-processor", &env);
         processor.wait_ready().await;
@@ -357,4 +360,107 @@ async fn events_posted_over_http_read_back_newest_first_page_by_page() {
         let error: Value = response.json().await.expect("JSON");
         assert!(error["error"]["code"].is_string(), "{query}: {error}");
     }
+}
+
+fn from_ip(user: &str, event_id: &str, activity_type: &str, ip: &str) -> Value {
+    let mut value = activity(user, event_id, activity_type);
+    value["metadata"]["ipAddress"] = json!(ip);
+    value
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn analytics_rules_fire_for_a_burst_of_failed_logins_and_not_for_normal_traffic() {
+    let stack = ActivityStack::new().await;
+    let processor = stack.start_processor().await;
+    // Normal traffic: each user logs in from their own IP, fails once, browses.
+    let mut normal = Vec::new();
+    for user in 0..10 {
+        let ip = format!("10.0.0.{user}");
+        normal.push(from_ip(
+            &format!("user{user}"),
+            &format!("n-login-{user}"),
+            "login",
+            &ip,
+        ));
+        normal.push(from_ip(
+            &format!("user{user}"),
+            &format!("n-fail-{user}"),
+            "login_failed",
+            &ip,
+        ));
+        normal.push(from_ip(
+            &format!("user{user}"),
+            &format!("n-view-{user}"),
+            "page_view",
+            &ip,
+        ));
+    }
+    stack.produce(&normal).await;
+    stack.wait_stored(30, &processor).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        events::testing::message_count(&stack.analytics),
+        0,
+        "normal traffic is quiet"
+    );
+
+    // A burst: 6 failed logins from one IP against several accounts (threshold 5), and one
+    // user logging in from 3 IPs (threshold 3).
+    let mut burst: Vec<Value> = (0..6)
+        .map(|i| {
+            from_ip(
+                &format!("victim{}", i % 3),
+                &format!("b-fail-{i}"),
+                "login_failed",
+                "203.0.113.7",
+            )
+        })
+        .collect();
+    for (i, ip) in ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+        .iter()
+        .enumerate()
+    {
+        burst.push(from_ip("roamer", &format!("b-login-{i}"), "login", ip));
+    }
+    stack.produce(&burst).await;
+    stack.wait_stored(39, &processor).await;
+
+    let alerts = read_from_start(&stack.analytics.name, 2).await;
+    // Each fires once, when its count crosses the threshold (the burst may span batches).
+    let mut seen: Vec<(String, String)> = alerts
+        .iter()
+        .map(|m| {
+            let alert: Value = serde_json::from_slice(m.payload().expect("value")).expect("JSON");
+            assert_eq!(alert["windowSeconds"], 300);
+            let rule = alert["rule"].as_str().expect("rule").to_owned();
+            let threshold = if rule == "repeated_failed_logins" {
+                5
+            } else {
+                3
+            };
+            assert!(
+                alert["count"].as_i64().expect("count") >= threshold,
+                "{alert}"
+            );
+            (
+                rule,
+                String::from_utf8_lossy(m.key().expect("key")).into_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("logins_from_many_ips".to_owned(), "roamer".to_owned()),
+            (
+                "repeated_failed_logins".to_owned(),
+                "203.0.113.7".to_owned()
+            ),
+        ]
+    );
+    // A replay of the burst stores nothing new and fires nothing.
+    stack.produce(&burst).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(events::testing::message_count(&stack.analytics), 2);
 }

@@ -9,10 +9,16 @@
 //! | `ACTIVITY_RETENTION` | `30d` | partitions older than this are dropped; older events are refused |
 //! | `ACTIVITY_PARTITIONS_AHEAD` | `7` | daily partitions kept ready ahead of today |
 //! | `PARTITION_MAINTENANCE_INTERVAL` | `1h` | how often partitions are created and dropped |
+//! | `ANALYTICS_TOPIC` | `user-activity-analytics` | where analytics rule matches go |
+//! | `ANALYTICS_WINDOW` | `5m` | the rules' time window |
+//! | `ANALYTICS_FAILED_LOGINS` | `5` | failed logins from one IP in the window that raise an alert |
+//! | `ANALYTICS_LOGIN_IPS` | `3` | distinct login IPs of one user in the window that raise an alert |
 
 use std::time::Duration;
 
 use events::BatchPolicy;
+
+use crate::analytics::AnalyticsRules;
 use service_runtime::{ConfigError, ConsumerConfig, Env};
 
 #[derive(Debug, Clone)]
@@ -23,6 +29,7 @@ pub(crate) struct ProcessorConfig {
     pub(crate) retention: Duration,
     pub(crate) partitions_ahead: u32,
     pub(crate) maintenance_interval: Duration,
+    pub(crate) analytics: AnalyticsRules,
 }
 
 impl ProcessorConfig {
@@ -46,6 +53,12 @@ impl ProcessorConfig {
             partitions_ahead: env.parse("ACTIVITY_PARTITIONS_AHEAD", 7u32)?,
             maintenance_interval: env
                 .duration("PARTITION_MAINTENANCE_INTERVAL", Duration::from_secs(3600))?,
+            analytics: AnalyticsRules {
+                topic: env.string("ANALYTICS_TOPIC", "user-activity-analytics"),
+                window: env.duration("ANALYTICS_WINDOW", Duration::from_secs(300))?,
+                failed_logins: env.parse("ANALYTICS_FAILED_LOGINS", 5i64)?.max(1),
+                login_ips: env.parse("ANALYTICS_LOGIN_IPS", 3i64)?.max(2),
+            },
         })
     }
 }

@@ -14,12 +14,15 @@ use events::rdkafka::message::OwnedMessage;
 use events::{BatchHandler, HandlerError};
 use repo::{ActivityLogs, RepoError};
 
+use crate::analytics::Analytics;
+
 #[derive(Debug)]
 pub(crate) struct ActivityBatches {
     pub(crate) logs: ActivityLogs,
     pub(crate) retention: chrono::Duration,
     /// Days whose partition is known to exist, so a batch checks only new days.
     pub(crate) ready_days: Mutex<HashSet<NaiveDate>>,
+    pub(crate) analytics: Analytics,
 }
 
 fn decode(
@@ -67,9 +70,12 @@ impl BatchHandler for ActivityBatches {
         };
         let outcome = match stored {
             Ok(new) => {
-                metrics::counter!("activity_logs_stored_total").increment(new as u64);
+                metrics::counter!("activity_logs_stored_total").increment(new.len() as u64);
                 metrics::counter!("activity_logs_duplicates_total")
-                    .increment((events.len() - new) as u64);
+                    .increment((events.len() - new.len()) as u64);
+                if let Err(error) = self.analytics.evaluate(&new).await {
+                    tracing::warn!(%error, "analytics rules not evaluated for this batch");
+                }
                 Ok(())
             }
             Err(error) => Err(to_handler_error(error)),

@@ -7,8 +7,10 @@
 //! `originalPartition`, `originalOffset` headers; database failures are retried (3 quick tries,
 //! then backing off up to 5 minutes) before the DLQ; while the database is unreachable the
 //! processor holds its batch and pauses. A maintenance task keeps daily partitions ready ahead
-//! and drops those past the retention.
+//! and drops those past the retention. Rule matches go to `user-activity-analytics`
+//! (`analytics`).
 
+mod analytics;
 mod config;
 mod handler;
 
@@ -24,6 +26,7 @@ use events::{Backoff, ConsumerSettings, EventConsumer, RetryPolicy};
 use repo::ActivityLogs;
 use service_runtime::CancellationToken;
 
+use crate::analytics::Analytics;
 use crate::config::ProcessorConfig;
 use crate::handler::ActivityBatches;
 
@@ -53,6 +56,11 @@ fn main() -> ExitCode {
             logs: logs.clone(),
             retention,
             ready_days: Mutex::new(HashSet::new()),
+            analytics: Analytics {
+                rules: config.analytics.clone(),
+                logs: logs.clone(),
+                producer: ctx.producer.clone(),
+            },
         };
 
         let stop = CancellationToken::new();
