@@ -31,5 +31,6 @@ bench:
 	@deploy/local/stack.sh up
 	cargo bench -p repo --bench create_users
 	cargo bench -p events --bench throughput
-	cargo build --release -p gateway -p registration-batcher
+	cargo build --release -p gateway -p registration-batcher -p activity-log-processor
 	cargo bench -p system-tests --bench registration
+	cargo bench -p system-tests --bench activity_logs

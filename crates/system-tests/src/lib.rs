@@ -1,5 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+mod activity;
+
+pub use activity::{ActivityStack, activity};
+
 use std::time::{Duration, Instant};
 
 use diesel::QueryableByName;

@@ -1,121 +1,14 @@
 //! The activity-log-processor as a process (issue #6): events from the topic stored once, invalid
 //! ones dead-lettered in seed 004's format, nothing lost or doubled across a SIGKILL.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use events::rdkafka::Message as _;
-use events::rdkafka::message::{Header, Headers as _, OwnedHeaders, OwnedMessage};
-use events::rdkafka::producer::{FutureProducer, FutureRecord};
-use events::testing::{TestTopic, read_from_start, test_kafka_config, unique_name};
-use repo::testing::TestDatabase;
+use events::rdkafka::message::{Headers as _, OwnedMessage};
+use events::testing::read_from_start;
 use serde_json::{Value, json};
-use service_runtime::testing::ServiceProcess;
-use system_tests::{count, owned, spawn};
-
-struct ActivityStack {
-    db: TestDatabase,
-    topic: TestTopic,
-    dlq: TestTopic,
-    analytics: TestTopic,
-    group: String,
-    producer: FutureProducer,
-}
-
-impl ActivityStack {
-    async fn new() -> Self {
-        Self {
-            db: TestDatabase::new().await,
-            topic: TestTopic::create("user-activity-logs", 3).await,
-            dlq: TestTopic::create("user-activity-logs-dlq", 1).await,
-            analytics: TestTopic::create("user-activity-analytics", 1).await,
-            group: unique_name("user-activity-processor"),
-            producer: test_kafka_config()
-                .producer_client_config()
-                .create()
-                .expect("producer"),
-        }
-    }
-
-    async fn start_processor(&self) -> ServiceProcess {
-        let env = owned(&[
-            ("DATABASE_SCHEMA", self.db.schema()),
-            ("KAFKA_TOPIC", &self.topic.name),
-            ("KAFKA_CONSUMER_GROUP", &self.group),
-            ("ACTIVITY_DLQ_TOPIC", &self.dlq.name),
-            ("ANALYTICS_TOPIC", &self.analytics.name),
-        ]);
-        let mut processor = spawn("activity-log-processor", &env);
-        processor.wait_ready().await;
-        processor
-    }
-
-    /// Produces values keyed by `userId`, with seed 004's headers.
-    async fn produce(&self, values: &[Value]) {
-        let sends = values.iter().map(|value| {
-            let key = value["userId"].as_str().unwrap_or("none").to_owned();
-            let payload = serde_json::to_vec(value).expect("JSON");
-            async move {
-                let sent_at = Utc::now().to_rfc3339();
-                let headers = OwnedHeaders::new()
-                    .insert(Header {
-                        key: "source",
-                        value: Some("api"),
-                    })
-                    .insert(Header {
-                        key: "timestamp",
-                        value: Some(sent_at.as_str()),
-                    });
-                self.producer
-                    .send(
-                        FutureRecord::to(&self.topic.name)
-                            .key(&key)
-                            .payload(&payload)
-                            .headers(headers),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .expect("produce");
-            }
-        });
-        futures::future::join_all(sends).await;
-    }
-
-    async fn stored(&self) -> i64 {
-        count(&self.db, "SELECT count(*) AS n FROM activity_logs").await
-    }
-
-    /// Waits until `n` rows are stored; panics after `patience` without progress.
-    async fn wait_stored(&self, n: i64, processor: &ServiceProcess) {
-        let (mut last, mut since) = (-1, Instant::now());
-        loop {
-            let stored = self.stored().await;
-            if stored >= n {
-                return;
-            }
-            if stored != last {
-                (last, since) = (stored, Instant::now());
-            }
-            assert!(
-                since.elapsed() < Duration::from_secs(120),
-                "only {stored} of {n} stored\n{}",
-                processor.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-fn activity(user: &str, event_id: &str, activity_type: &str) -> Value {
-    json!({
-        "userId": user,
-        "activityType": activity_type,
-        "timestamp": Utc::now().to_rfc3339(),
-        "metadata": {"ipAddress": "192.168.1.1", "userAgent": "Mozilla/5.0", "sessionId": "sess_abc123"},
-        "eventId": event_id,
-        "version": "1.0"
-    })
-}
+use system_tests::{ActivityStack, activity, count, owned, spawn};
 
 fn header(message: &OwnedMessage, name: &str) -> Option<String> {
     message.headers().and_then(|headers| {
@@ -463,4 +356,47 @@ async fn analytics_rules_fire_for_a_burst_of_failed_logins_and_not_for_normal_tr
     stack.produce(&burst).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(events::testing::message_count(&stack.analytics), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_the_database_is_down_the_processor_holds_and_dead_letters_nothing() {
+    let stack = ActivityStack::new().await;
+    let proxy =
+        service_runtime::testing::ChaosProxy::start("127.0.0.1:5432".parse().expect("address"))
+            .await;
+    let url = repo::testing::test_database_url().replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let processor = stack
+        .start_processor_with(&[
+            ("DATABASE_URL", &url),
+            ("DATABASE_CONNECT_TIMEOUT", "1s"),
+            ("DATABASE_POOL_TIMEOUT", "1s"),
+        ])
+        .await;
+    let before: Vec<Value> = (0..100)
+        .map(|i| activity("u1", &format!("before-{i}"), "page_view"))
+        .collect();
+    stack.produce(&before).await;
+    stack.wait_stored(100, &processor).await;
+
+    proxy.cut();
+    let during: Vec<Value> = (0..200)
+        .map(|i| activity(&format!("u{}", i % 7), &format!("during-{i}"), "click"))
+        .collect();
+    stack.produce(&during).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert_eq!(stack.stored().await, 100, "nothing written while down");
+    proxy.restore();
+
+    stack.wait_stored(300, &processor).await;
+    assert_eq!(
+        events::testing::message_count(&stack.dlq),
+        0,
+        "an outage makes no dead letters"
+    );
+    let exited = processor.terminate().await;
+    assert!(
+        exited.logs.contains("dependency unavailable"),
+        "{}",
+        exited.logs
+    );
 }

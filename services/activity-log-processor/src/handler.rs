@@ -65,7 +65,13 @@ impl BatchHandler for ActivityBatches {
             .filter_map(|d| d.as_ref().ok().cloned())
             .collect();
         let stored = match self.ensure_partitions(&events).await {
-            Ok(()) => self.logs.insert_batch(&events).await,
+            Ok(()) => {
+                let started = std::time::Instant::now();
+                let inserted = self.logs.insert_batch(&events).await;
+                metrics::histogram!("activity_logs_insert_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                inserted
+            }
             Err(error) => Err(error),
         };
         let outcome = match stored {
