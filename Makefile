@@ -1,5 +1,5 @@
 # The two commands of the README are `make dev` and `make test`; CI runs `make test`.
-.PHONY: dev test stop lint stack fmt bench
+.PHONY: dev test stop lint stack fmt bench deploy-check
 
 ## dev: start PostgreSQL, the broker, topics, migrations and all seven services (logs in .stack/logs)
 dev:
@@ -34,3 +34,7 @@ bench:
 	cargo build --release -p gateway -p registration-batcher -p activity-log-processor
 	cargo bench -p system-tests --bench registration
 	cargo bench -p system-tests --bench activity_logs
+
+## deploy-check: the deployment files without a cluster or Docker engine (kustomize + schemas, compose, hadolint)
+deploy-check:
+	@deploy/check.sh

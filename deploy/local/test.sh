@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: every check, against the real PostgreSQL and broker of the local stack.
 #   1. the stack (started here if it is not running, and stopped again afterwards if so)
-#   2. cargo fmt --check, clippy with -D warnings, schema.rs against the migrations
+#   2. cargo fmt --check, clippy with -D warnings, schema.rs against the migrations, the
+#      deployment files (deploy/check.sh)
 #   3. the whole test suite (unit tests, and integration tests on the real servers)
 #   4. a smoke run of `make dev` / `make stop`: all seven services ready, then a clean SIGTERM
 set -euo pipefail
@@ -31,6 +32,9 @@ cargo clippy --quiet --workspace --all-targets -- -D warnings
 
 say "schema.rs against the migrations"
 "$ROOT/deploy/local/check-schema.sh"
+
+say "deployment files (make deploy-check)"
+"$ROOT/deploy/check.sh"
 
 say "cargo test"
 export TEST_DATABASE_URL KAFKA_BROKERS=$KAFKA_ADDR
