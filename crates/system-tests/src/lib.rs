@@ -117,12 +117,17 @@ impl RegistrationStack {
     /// Puts registration messages on the registration topic, keyed by request ID, as the
     /// gateway does.
     pub async fn produce(&self, messages: &[RegistrationMessage]) {
+        self.produce_to(&self.topic, messages).await;
+    }
+
+    /// Puts registration messages on `topic` (the retry queue, say), keyed by request ID.
+    pub async fn produce_to(&self, topic: &TestTopic, messages: &[RegistrationMessage]) {
         let producer = producer();
         let sends = messages.iter().map(|message| {
             let key = message.request_id.to_string();
             let payload = serde_json::to_vec(message).expect("serialize");
             let producer = &producer;
-            let topic = &self.topic.name;
+            let topic = &topic.name;
             async move {
                 producer
                     .send(

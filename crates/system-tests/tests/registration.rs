@@ -442,3 +442,48 @@ async fn a_batcher_killed_mid_stream_and_restarted_completes_everything_once() {
     assert_eq!(stack.count("SELECT count(*) AS n FROM users").await, 10_000);
     assert_eq!(message_count(&stack.retry_topic), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_attempted_while_the_database_is_down_does_not_count() {
+    let stack = RegistrationStack::new().await;
+    let proxy = ChaosProxy::start("127.0.0.1:5432".parse().expect("address")).await;
+    let url = repo::testing::test_database_url().replace("127.0.0.1:5432", &proxy.addr.to_string());
+    // Had a try during the outage counted, the request would have gone back on the queue with
+    // retry_count 1.
+    let retrier = stack
+        .start_retrier(&[
+            ("DATABASE_URL", &url),
+            ("DATABASE_CONNECT_TIMEOUT", "1s"),
+            ("DATABASE_POOL_TIMEOUT", "1s"),
+        ])
+        .await;
+    proxy.cut();
+    let mut queued = registration("patient@example.com");
+    queued.failure_reason = Some("canceling statement due to lock timeout".into());
+    stack
+        .produce_to(&stack.retry_topic, std::slice::from_ref(&queued))
+        .await;
+    // Due after 1 s; the retrier meets the outage and holds the request.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    proxy.restore();
+
+    stack.wait_until_finished(1, PATIENCE, &[&retrier]).await;
+    let record = repo::Registrations::new(stack.db.database().clone())
+        .find(queued.request_id)
+        .await
+        .expect("find")
+        .expect("a record");
+    let exited = retrier.terminate().await;
+    assert_eq!(
+        record.status,
+        domain::RegistrationStatus::Completed,
+        "{record:?}"
+    );
+    assert_eq!(record.retry_count, 0, "{record:?}");
+    assert_eq!(message_count(&stack.retry_topic), 1, "never queued again");
+    assert!(
+        exited.logs.contains("dependency unavailable"),
+        "the outage was met:\n{}",
+        exited.logs
+    );
+}
