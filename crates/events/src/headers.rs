@@ -42,7 +42,8 @@ pub fn with_traceparent(headers: OwnedHeaders) -> OwnedHeaders {
     }
 }
 
-pub(crate) fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+/// A header with a text value, for `OwnedHeaders::insert`.
+pub fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
         value: Some(value),

@@ -2,7 +2,7 @@
 
 mod service;
 
-pub use service::{WriterConfig, start_writer};
+pub use service::{WriterConfig, WriterLease, start_writer};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,7 +10,8 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use domain::{RegistrationMessage, UserId};
 use events::envelope::UserRegistered;
-use events::rdkafka::message::{Header, OwnedHeaders};
+use events::headers::header;
+use events::rdkafka::message::OwnedHeaders;
 use events::{Delivery, Event, EventBuilder, OutgoingRecord, Producer};
 use repo::{PendingRegistration, Refusal, RegistrationOutcome, Registrations, RepoError};
 use service_runtime::snowflake_ids::IdGenerator;
@@ -92,10 +93,6 @@ impl RegistrationWriter {
         messages: &[RegistrationMessage],
     ) -> Vec<Result<Written, WriteError>> {
         let started = Instant::now();
-        if self.ids.generate().is_none() {
-            let error = WriteError::Unavailable("the Snowflake node lease is not confirmed".into());
-            return vec![Err(error); messages.len()];
-        }
         let mut results: Vec<Option<Result<Written, WriteError>>> = vec![None; messages.len()];
         let mut pending = Vec::new();
         let mut pending_index = Vec::new();
@@ -216,10 +213,7 @@ impl RegistrationWriter {
             partition: None,
             key: Some(message.request_id.to_string().into_bytes()),
             payload: serde_json::to_vec(&queued).expect("registration messages serialize"),
-            headers: OwnedHeaders::new().insert(Header {
-                key: "failure_reason",
-                value: Some(reason),
-            }),
+            headers: OwnedHeaders::new().insert(header("failure_reason", reason)),
         };
         match self.producer.send(record).await {
             Ok(Delivery::Published { .. }) => {}

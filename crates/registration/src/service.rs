@@ -7,7 +7,10 @@
 //! | `USER_EVENTS_TOPIC` | the router's (`user-events`) | where `user.registered` is published |
 //! | `SNOWFLAKE_NODE_ID` | leased from PostgreSQL | see `service_runtime::snowflake_ids` |
 
+use std::future::Future;
+
 use anyhow::Context as _;
+use events::EventsError;
 use repo::Registrations;
 use service_runtime::snowflake_ids::SnowflakeIds;
 use service_runtime::{CancellationToken, ConfigError, Env, ServiceContext};
@@ -29,15 +32,50 @@ impl WriterConfig {
     }
 }
 
-/// A writer for the service of `ctx`, with a Snowflake node ID of its own. `lease_lost` is
-/// cancelled if the node ID's lease is lost; the service must then stop. Stop the returned
-/// `SnowflakeIds` on the way out to free the node ID at once.
+/// The node ID a writer's user IDs come from, and the signal that its lease was lost.
+#[derive(Debug)]
+pub struct WriterLease {
+    ids: SnowflakeIds,
+    lost: CancellationToken,
+}
+
+impl WriterLease {
+    /// Runs the consumer loop `consume` (stopped through the token it is given) until `shutdown`
+    /// or until the node ID's lease is lost; then stops it and frees the node ID. Fails if the
+    /// lease was lost: the service must not go on generating IDs another process may generate.
+    pub async fn consume_until_stopped<F, Fut>(
+        self,
+        shutdown: &CancellationToken,
+        consume: F,
+    ) -> anyhow::Result<()>
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = Result<(), EventsError>> + Send + 'static,
+    {
+        let stop = CancellationToken::new();
+        let consuming = tokio::spawn(consume(stop.clone()));
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = self.lost.cancelled() => tracing::error!("lost the Snowflake node ID lease; stopping"),
+        }
+        stop.cancel();
+        consuming.await.context("consumer task")??;
+        self.ids.stop().await;
+        anyhow::ensure!(
+            !self.lost.is_cancelled(),
+            "lost the Snowflake node ID lease"
+        );
+        Ok(())
+    }
+}
+
+/// A writer for the service of `ctx`, with a Snowflake node ID of its own.
 pub async fn start_writer(
     ctx: &ServiceContext,
     config: &WriterConfig,
-    lease_lost: CancellationToken,
-) -> anyhow::Result<(RegistrationWriter, SnowflakeIds)> {
-    let ids = SnowflakeIds::start(&ctx.env, &ctx.database, ctx.name, lease_lost)
+) -> anyhow::Result<(RegistrationWriter, WriterLease)> {
+    let lost = CancellationToken::new();
+    let ids = SnowflakeIds::start(&ctx.env, &ctx.database, ctx.name, lost.clone())
         .await
         .context("Snowflake node ID")?;
     if let Some(topic) = &config.user_events_topic {
@@ -52,5 +90,5 @@ pub async fn start_writer(
         ctx.name,
         config.retry_topic.clone(),
     );
-    Ok((writer, ids))
+    Ok((writer, WriterLease { ids, lost }))
 }

@@ -7,13 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chrono::Utc;
-use futures::SinkExt as _;
 use repo::ActivityLogs;
-use repo::testing::{TestDatabase, test_database_url};
+use repo::testing::TestDatabase;
 use serde_json::Value;
-use system_tests::{ActivityStack, activity, count};
+use system_tests::{ActivityStack, CopyClient, activity, count};
 
 const EVENTS: usize = 10_000;
 
@@ -74,14 +72,7 @@ async fn copy_same_rows(events: &[Value]) -> Duration {
         .ensure_partitions(Utc::now().date_naive() - chrono::Days::new(1), 3)
         .await
         .expect("partitions");
-    let (client, connection) = tokio_postgres::connect(&test_database_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("SET search_path = \"{}\"", db.schema()))
-        .await
-        .expect("search_path");
+    let client = CopyClient::connect(&db).await;
     let started = Instant::now();
     for batch in events.chunks(500) {
         let mut rows = String::new();
@@ -96,13 +87,13 @@ async fn copy_same_rows(events: &[Value]) -> Duration {
                 event["version"].as_str().expect("version"),
             ));
         }
-        let sink = client
-            .copy_in("COPY activity_logs (event_id, user_id, activity_type, occurred_at, metadata, version) FROM STDIN (FORMAT csv)")
-            .await
-            .expect("copy");
-        futures::pin_mut!(sink);
-        sink.send(Bytes::from(rows)).await.expect("rows");
-        assert_eq!(sink.finish().await.expect("finish") as usize, batch.len());
+        let copied = client
+            .copy(
+                "COPY activity_logs (event_id, user_id, activity_type, occurred_at, metadata, version) FROM STDIN (FORMAT csv)",
+                rows,
+            )
+            .await;
+        assert_eq!(copied as usize, batch.len());
     }
     started.elapsed()
 }

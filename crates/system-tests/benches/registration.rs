@@ -14,16 +14,15 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher as _, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Params, Version};
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use domain::{NodeId, RegistrationMessage, SnowflakeGenerator};
-use futures::{SinkExt as _, StreamExt as _};
-use repo::testing::{TestDatabase, test_database_url};
+use futures::StreamExt as _;
+use repo::testing::TestDatabase;
 use serde_json::{Value, json};
-use system_tests::{RegistrationStack, registration};
+use system_tests::{CopyClient, RegistrationStack, registration};
 use uuid::Uuid;
 
 const BATCHER_USERS: usize = 10_000;
@@ -102,14 +101,7 @@ async fn batcher_against_copy() {
 /// `COPY` of the rows the batcher writes (user, credential, outcome), in batches of 1000.
 async fn copy_same_rows(messages: &[RegistrationMessage]) -> Duration {
     let db = TestDatabase::with_pool_size(1).await;
-    let (client, connection) = tokio_postgres::connect(&test_database_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("SET search_path = \"{}\"", db.schema()))
-        .await
-        .expect("search_path");
+    let client = CopyClient::connect(&db).await;
     let ids = SnowflakeGenerator::new(NodeId::new(7).expect("node"));
     let started = Instant::now();
     for batch in messages.chunks(1000) {
@@ -136,10 +128,7 @@ async fn copy_same_rows(messages: &[RegistrationMessage]) -> Duration {
                 outcomes,
             ),
         ] {
-            let sink = client.copy_in(statement).await.expect("copy");
-            futures::pin_mut!(sink);
-            sink.send(Bytes::from(rows)).await.expect("rows");
-            sink.finish().await.expect("finish");
+            client.copy(statement, rows).await;
         }
     }
     started.elapsed()

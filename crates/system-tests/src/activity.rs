@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use events::rdkafka::message::{Header, OwnedHeaders};
+use events::headers::header;
+use events::rdkafka::message::OwnedHeaders;
 use events::rdkafka::producer::{FutureProducer, FutureRecord};
 use events::testing::{TestTopic, test_kafka_config, unique_name};
 use repo::testing::TestDatabase;
@@ -72,14 +73,8 @@ impl ActivityStack {
             async move {
                 let sent_at = Utc::now().to_rfc3339();
                 let headers = OwnedHeaders::new()
-                    .insert(Header {
-                        key: "source",
-                        value: Some("api"),
-                    })
-                    .insert(Header {
-                        key: "timestamp",
-                        value: Some(sent_at.as_str()),
-                    });
+                    .insert(header("source", "api"))
+                    .insert(header("timestamp", &sent_at));
                 self.producer
                     .send(
                         FutureRecord::to(&self.topic.name)

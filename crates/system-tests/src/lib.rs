@@ -10,6 +10,8 @@ use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use domain::RegistrationMessage;
+use events::rdkafka::Message as _;
+use events::rdkafka::message::OwnedMessage;
 use events::rdkafka::producer::{FutureProducer, FutureRecord};
 use events::testing::{TestTopic, test_kafka_config, unique_name};
 use repo::testing::TestDatabase;
@@ -200,6 +202,43 @@ pub async fn count(db: &TestDatabase, query: &str) -> i64 {
         .await
         .unwrap_or_else(|e| panic!("{query}: {e}"));
     counts[0].n
+}
+
+/// The text value of a message's header `name`.
+pub fn header<'m>(message: &'m OwnedMessage, name: &str) -> Option<&'m str> {
+    message
+        .headers()
+        .and_then(|headers| events::headers::header_str(headers, name))
+}
+
+/// A plain connection to a test schema, for the benchmarks' `COPY` baselines.
+#[derive(Debug)]
+pub struct CopyClient(tokio_postgres::Client);
+
+impl CopyClient {
+    pub async fn connect(db: &TestDatabase) -> Self {
+        let url = repo::testing::test_database_url();
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect for COPY");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("SET search_path = \"{}\"", db.schema()))
+            .await
+            .expect("search_path");
+        Self(client)
+    }
+
+    /// Runs `statement` (`COPY … FROM STDIN`) with `rows`; how many rows it copied.
+    pub async fn copy(&self, statement: &str, rows: String) -> u64 {
+        use futures::SinkExt as _;
+        let sink = self.0.copy_in(statement).await.expect("COPY");
+        futures::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(rows))
+            .await
+            .expect("COPY rows");
+        sink.finish().await.expect("COPY finish")
+    }
 }
 
 /// A registration message for `email`, as the gateway would produce it.

@@ -5,20 +5,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use events::rdkafka::Message as _;
-use events::rdkafka::message::{Headers as _, OwnedMessage};
+
 use events::testing::read_from_start;
 use serde_json::{Value, json};
-use system_tests::{ActivityStack, activity, count, owned, spawn};
-
-fn header(message: &OwnedMessage, name: &str) -> Option<String> {
-    message.headers().and_then(|headers| {
-        headers
-            .iter()
-            .find(|h| h.key == name)
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    })
-}
+use system_tests::{ActivityStack, activity, count, header, owned, spawn};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_are_stored_once_and_invalid_ones_dead_lettered_in_seed_004s_format() {
@@ -63,12 +53,12 @@ async fn events_are_stored_once_and_invalid_ones_dead_lettered_in_seed_004s_form
     assert!(value["error"]["timestamp"].as_str().is_some());
     assert_eq!(value["error"]["retryCount"], 0);
     assert_eq!(
-        header(&dead[0], "originalTopic").as_deref(),
+        header(&dead[0], "originalTopic"),
         Some(stack.topic.name.as_str())
     );
     assert!(header(&dead[0], "originalPartition").is_some_and(|p| p.parse::<i32>().is_ok()));
     assert!(header(&dead[0], "originalOffset").is_some_and(|o| o.parse::<i64>().is_ok()));
-    assert_eq!(header(&dead[0], "source").as_deref(), Some("api"));
+    assert_eq!(header(&dead[0], "source"), Some("api"));
     assert_eq!(dead[0].key(), Some(b"user1".as_slice()));
 
     let exited = processor.terminate().await;

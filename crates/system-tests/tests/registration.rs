@@ -7,24 +7,13 @@ use std::time::Duration;
 use domain::RegistrationMessage;
 use events::consumer::dead_letter;
 use events::rdkafka::Message as _;
-use events::rdkafka::message::Headers as _;
 use events::testing::{message_count, read_from_start};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use service_runtime::testing::ChaosProxy;
-use system_tests::{RegistrationStack, registration};
+use system_tests::{RegistrationStack, header, registration};
 
 const PATIENCE: Duration = Duration::from_secs(120);
-
-fn header(message: &events::rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
-    message.headers().and_then(|headers| {
-        headers
-            .iter()
-            .find(|h| h.key == name)
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    })
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_async_and_a_bulk_of_a_thousand_all_complete_once() {
@@ -200,11 +189,11 @@ async fn a_malformed_message_is_dead_lettered_and_the_stream_flows_on() {
     );
     for message in &dead {
         assert_eq!(
-            header(message, dead_letter::ERROR_CODE).as_deref(),
+            header(message, dead_letter::ERROR_CODE),
             Some("malformed_message")
         );
         assert_eq!(
-            header(message, dead_letter::ORIGINAL_TOPIC).as_deref(),
+            header(message, dead_letter::ORIGINAL_TOPIC),
             Some(stack.topic.name.as_str())
         );
         assert!(header(message, dead_letter::ORIGINAL_OFFSET).is_some());

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use events::{Backoff, ConsumerSettings, EventConsumer, RetryPolicy};
-use service_runtime::CancellationToken;
 
 use crate::config::RetrierConfig;
 use crate::handler::RetryHandler;
@@ -22,9 +21,7 @@ fn main() -> ExitCode {
     service_runtime::run_service("dlq-retrier", |ctx| async move {
         let config = RetrierConfig::from_env(&ctx.env)?;
         tracing::info!(?config, "configured");
-        let lease_lost = CancellationToken::new();
-        let (writer, ids) =
-            registration::start_writer(&ctx, &config.writer, lease_lost.clone()).await?;
+        let (writer, lease) = registration::start_writer(&ctx, &config.writer).await?;
 
         let mut settings = ConsumerSettings::new(
             &config.consumer.group_id,
@@ -45,19 +42,8 @@ fn main() -> ExitCode {
             max_retries: config.max_retries,
         };
 
-        let stop = CancellationToken::new();
-        let consuming = tokio::spawn(consumer.run(handler, stop.clone()));
-        tokio::select! {
-            () = ctx.shutdown.cancelled() => {}
-            () = lease_lost.cancelled() => tracing::error!("lost the Snowflake node ID lease; stopping"),
-        }
-        stop.cancel();
-        consuming.await.context("consumer task")??;
-        ids.stop().await;
-        anyhow::ensure!(
-            !lease_lost.is_cancelled(),
-            "lost the Snowflake node ID lease"
-        );
-        Ok(())
+        lease
+            .consume_until_stopped(&ctx.shutdown, |stop| consumer.run(handler, stop))
+            .await
     })
 }

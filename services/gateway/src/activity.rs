@@ -9,7 +9,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use domain::ActivityEvent;
-use events::rdkafka::message::{Header, OwnedHeaders};
+use events::headers::header;
+use events::rdkafka::message::OwnedHeaders;
 use events::{Delivery, OutgoingRecord, Producer};
 use repo::{ActivityCursor, ActivityLogs, ActivityQuery, RepoError};
 use serde::Deserialize;
@@ -83,14 +84,8 @@ impl ActivityApi {
         let sent_at = Utc::now().to_rfc3339();
         let sends = events.iter().map(|event| {
             let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "source",
-                    value: Some("api"),
-                })
-                .insert(Header {
-                    key: "timestamp",
-                    value: Some(sent_at.as_str()),
-                });
+                .insert(header("source", "api"))
+                .insert(header("timestamp", &sent_at));
             self.producer.send(OutgoingRecord {
                 topic: self.topic.clone(),
                 partition: None,

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use events::{Backoff, ConsumerSettings, EventConsumer, RetryPolicy};
-use service_runtime::CancellationToken;
 
 use crate::config::BatcherConfig;
 use crate::handler::RegistrationBatches;
@@ -22,16 +21,13 @@ fn main() -> ExitCode {
     service_runtime::run_service("registration-batcher", |ctx| async move {
         let config = BatcherConfig::from_env(&ctx.env)?;
         tracing::info!(?config, "configured");
-        let lease_lost = CancellationToken::new();
-        let (writer, ids) =
-            registration::start_writer(&ctx, &config.writer, lease_lost.clone()).await?;
+        let (writer, lease) = registration::start_writer(&ctx, &config.writer).await?;
 
         let mut settings = ConsumerSettings::new(
             &config.consumer.group_id,
             &[config.consumer.topic.as_str()],
             &config.writer.retry_topic,
         );
-        settings.max_in_flight = config.batch.max_messages * 2;
         settings.shutdown_timeout = ctx.config.shutdown_timeout;
         // Unexpected failures: a few quick tries. Outages: checked again every 5 s at most.
         settings.retry = RetryPolicy {
@@ -45,19 +41,10 @@ fn main() -> ExitCode {
             transient_attempts: config.transient_attempts,
         };
 
-        let stop = CancellationToken::new();
-        let consuming = tokio::spawn(consumer.run_batches(handler, config.batch, stop.clone()));
-        tokio::select! {
-            () = ctx.shutdown.cancelled() => {}
-            () = lease_lost.cancelled() => tracing::error!("lost the Snowflake node ID lease; stopping"),
-        }
-        stop.cancel();
-        consuming.await.context("consumer task")??;
-        ids.stop().await;
-        anyhow::ensure!(
-            !lease_lost.is_cancelled(),
-            "lost the Snowflake node ID lease"
-        );
-        Ok(())
+        lease
+            .consume_until_stopped(&ctx.shutdown, |stop| {
+                consumer.run_batches(handler, config.batch, stop)
+            })
+            .await
     })
 }
