@@ -1,7 +1,8 @@
 //! Where a service's Snowflake IDs come from: `SNOWFLAKE_NODE_ID` when set (a fixed node ID per
 //! process, e.g. from a StatefulSet ordinal), otherwise a node ID leased from PostgreSQL, renewed
 //! in the background and released on shutdown, so that `kubectl scale` never gives two replicas
-//! the same node ID.
+//! the same node ID. A database that is unreachable when the lease is first taken delays the
+//! start; it does not stop the service.
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
@@ -57,9 +58,7 @@ impl SnowflakeIds {
             });
         }
         let ttl = env.duration("SNOWFLAKE_LEASE_TTL", Duration::from_secs(30))?;
-        let lease = NodeLease::acquire(database, holder, ttl)
-            .await
-            .context("leasing a Snowflake node ID")?;
+        let lease = acquire_when_reachable(database, holder, ttl).await?;
         tracing::info!(
             node_id = lease.node_id().get(),
             ?ttl,
@@ -179,6 +178,30 @@ async fn keep_renewed(
             Err(error) => {
                 tracing::warn!(%error, "could not renew the Snowflake node lease; will retry");
             }
+        }
+    }
+}
+
+/// Takes a lease, waiting (with backoff) while PostgreSQL is unreachable: a service that starts
+/// during a database outage, or sees one between its readiness check and its lease, waits for
+/// the database like every other dependency instead of exiting.
+async fn acquire_when_reachable(
+    database: &Database,
+    holder: &str,
+    ttl: Duration,
+) -> anyhow::Result<NodeLease> {
+    let backoff = events::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match NodeLease::acquire(database, holder, ttl).await {
+            Ok(lease) => return Ok(lease),
+            Err(error @ (RepoError::Unavailable(_) | RepoError::Transient(_))) => {
+                let delay = backoff.delay(attempt);
+                tracing::warn!(%error, attempt, delay_ms = delay.as_millis() as u64, "cannot lease a Snowflake node ID yet; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => return Err(error).context("leasing a Snowflake node ID"),
         }
     }
 }

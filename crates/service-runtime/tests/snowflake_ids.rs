@@ -1,5 +1,6 @@
 //! Node IDs at start-up: fixed from SNOWFLAKE_NODE_ID, or leased, released on stop, and a lost
-//! lease stops the service; an unreachable database only withholds IDs until it is back.
+//! lease stops the service; an unreachable database only delays the lease or withholds IDs
+//! until it is back.
 
 use std::time::Duration;
 
@@ -19,6 +20,19 @@ async fn lease_rows(db: &TestDatabase) -> i64 {
     .get_result(&mut conn)
     .await
     .unwrap()
+}
+
+/// A pool on the test schema through a chaos proxy, with short timeouts.
+async fn through_a_proxy(db: &TestDatabase) -> (ChaosProxy, Database) {
+    let proxy = ChaosProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let mut config = DatabaseConfig::new(
+        repo::testing::test_database_url().replace("127.0.0.1:5432", &proxy.addr.to_string()),
+        "svc",
+    );
+    config.search_path = Some(db.schema().to_owned());
+    config.connect_timeout = Duration::from_millis(300);
+    config.pool_wait_timeout = Duration::from_millis(300);
+    (proxy, Database::connect(&config).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,15 +102,7 @@ async fn a_lease_taken_over_stops_the_service() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ids_are_withheld_while_the_lease_cannot_be_renewed_and_resume_after() {
     let db = TestDatabase::new().await;
-    let proxy = ChaosProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let mut config = DatabaseConfig::new(
-        repo::testing::test_database_url().replace("127.0.0.1:5432", &proxy.addr.to_string()),
-        "svc",
-    );
-    config.search_path = Some(db.schema().to_owned());
-    config.connect_timeout = Duration::from_millis(300);
-    config.pool_wait_timeout = Duration::from_millis(300);
-    let through_proxy = Database::connect(&config).unwrap();
+    let (proxy, through_proxy) = through_a_proxy(&db).await;
     let env = Env::from_pairs([("SNOWFLAKE_LEASE_TTL", "900ms")]);
     let lost = CancellationToken::new();
     let ids = SnowflakeIds::start(&env, &through_proxy, "svc", lost.clone())
@@ -129,5 +135,25 @@ async fn ids_are_withheld_while_the_lease_cannot_be_renewed_and_resume_after() {
         .await
         .expect("IDs resume once the lease is renewed");
     assert!(!lost.is_cancelled());
+    ids.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_unreachable_at_start_delays_the_lease_instead_of_failing() {
+    let db = TestDatabase::new().await;
+    let (proxy, through_proxy) = through_a_proxy(&db).await;
+    proxy.cut();
+    let restore = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        proxy.restore();
+    };
+    let env = Env::from_pairs::<&str, &str>([]);
+    let (started, ()) = tokio::join!(
+        SnowflakeIds::start(&env, &through_proxy, "svc", CancellationToken::new()),
+        restore
+    );
+    let ids = started.expect("the lease is taken once the database is back");
+    assert!(ids.generator().generate().is_some());
+    assert_eq!(lease_rows(&db).await, 1);
     ids.stop().await;
 }
