@@ -34,6 +34,7 @@ bench:
 	cargo build --release -p gateway -p registration-batcher -p activity-log-processor
 	cargo bench -p system-tests --bench registration
 	cargo bench -p system-tests --bench activity_logs
+	cargo bench -p system-tests --bench positions
 
 ## deploy-check: the deployment files without a cluster or Docker engine (kustomize + schemas, compose, hadolint)
 deploy-check:

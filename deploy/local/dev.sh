@@ -15,6 +15,10 @@ export DATABASE_URL=$DEV_DATABASE_URL KAFKA_BROKERS=$KAFKA_ADDR HTTP_ADDR=$GATEW
 # Tansu 0.6 corrupts its producer state when several idempotent producers start at once, as
 # the seven services do; production (Apache Kafka) keeps the default, idempotence on.
 export KAFKA_ENABLE_IDEMPOTENCE=false
+# Waitlist: verification tokens shared by the gateway and the email-worker; with no SMTP_URL the
+# email- and reward-workers write each email as an .eml file here.
+export VERIFICATION_SECRET=${VERIFICATION_SECRET:-local-development-only}
+export EMAIL_OUTBOX_DIR=${EMAIL_OUTBOX_DIR:-$ROOT/.stack/email-outbox}
 export RUST_LOG=${RUST_LOG:-info,rdkafka=warn} LOG_FORMAT=${LOG_FORMAT:-text}
 
 for entry in "${SERVICES[@]}"; do

@@ -6,6 +6,7 @@ mod registration;
 mod snowflake;
 mod users;
 mod values;
+pub mod waitlist;
 
 pub use activity::{
     ACTIVITY_TYPES, ActivityEvent, MAX_CLOCK_SKEW, MAX_ID_LENGTH, MAX_METADATA_BYTES,

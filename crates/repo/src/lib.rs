@@ -14,6 +14,7 @@ mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod user_repository;
+pub mod waitlist;
 
 pub use activity_logs::{ActivityCursor, ActivityLogs, ActivityPage, ActivityQuery};
 pub use config::DatabaseConfig;
@@ -22,3 +23,4 @@ pub use error::{DbError, RepoError};
 pub use pg_user_repository::PgUserRepository;
 pub use registrations::{PendingRegistration, Refusal, RegistrationOutcome, Registrations};
 pub use user_repository::{RepoResult, UserRepository};
+pub use waitlist::Waitlist;

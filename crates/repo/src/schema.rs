@@ -13,6 +13,39 @@ diesel::table! {
 }
 
 diesel::table! {
+    campaign_milestones (campaign_id, participant_count) {
+        campaign_id -> Uuid,
+        participant_count -> Int8,
+        reached_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    campaign_reward_tiers (id) {
+        id -> Uuid,
+        campaign_id -> Uuid,
+        name -> Text,
+        referral_threshold -> Int4,
+        delivery_method -> Text,
+        webhook_url -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    campaigns (id) {
+        id -> Uuid,
+        name -> Text,
+        status -> Text,
+        points_per_referral -> Int4,
+        participant_count -> Int8,
+        notify_email -> Nullable<Text>,
+        webhook_secret -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     credential_history (id) {
         id -> Int8,
         user_id -> Int8,
@@ -126,6 +159,60 @@ diesel::table! {
 }
 
 diesel::table! {
+    outbox_events (id) {
+        id -> Int8,
+        topic -> Text,
+        message_key -> Text,
+        payload -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    participant_rewards (id) {
+        id -> Uuid,
+        campaign_id -> Uuid,
+        participant_id -> Uuid,
+        tier_id -> Uuid,
+        earned_at -> Timestamptz,
+        delivery_status -> Text,
+        delivery_attempts -> Int4,
+        last_error -> Nullable<Text>,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    participants (id) {
+        id -> Uuid,
+        campaign_id -> Uuid,
+        email -> Text,
+        email_lower -> Text,
+        email_canonical -> Text,
+        referral_code -> Text,
+        original_position -> Int8,
+        position -> Int8,
+        verified_referral_count -> Int4,
+        signup_ip -> Nullable<Text>,
+        verified_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    referrals (id) {
+        id -> Uuid,
+        campaign_id -> Uuid,
+        referrer_id -> Uuid,
+        referred_id -> Uuid,
+        status -> Text,
+        fraud_reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+        verified_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     registration_requests (request_id) {
         request_id -> Uuid,
         status -> Text,
@@ -135,6 +222,17 @@ diesel::table! {
         retry_count -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sent_emails (event_id, template, recipient) {
+        event_id -> Uuid,
+        template -> Text,
+        recipient -> Text,
+        status -> Text,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -173,6 +271,8 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(campaign_milestones -> campaigns (campaign_id));
+diesel::joinable!(campaign_reward_tiers -> campaigns (campaign_id));
 diesel::joinable!(credential_history -> users (user_id));
 diesel::joinable!(oauth2_access_tokens -> users (user_id));
 diesel::joinable!(oauth2_authorization_codes -> users (user_id));
@@ -180,10 +280,18 @@ diesel::joinable!(oauth2_clients -> users (owner_user_id));
 diesel::joinable!(oauth2_refresh_tokens -> users (user_id));
 diesel::joinable!(oauth2_user_consents -> users (user_id));
 diesel::joinable!(oauth_accounts -> users (user_id));
+diesel::joinable!(participant_rewards -> campaign_reward_tiers (tier_id));
+diesel::joinable!(participant_rewards -> campaigns (campaign_id));
+diesel::joinable!(participant_rewards -> participants (participant_id));
+diesel::joinable!(participants -> campaigns (campaign_id));
+diesel::joinable!(referrals -> campaigns (campaign_id));
 diesel::joinable!(user_credentials -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     activity_logs,
+    campaign_milestones,
+    campaign_reward_tiers,
+    campaigns,
     credential_history,
     oauth2_access_tokens,
     oauth2_audit_logs,
@@ -193,7 +301,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     oauth2_scopes,
     oauth2_user_consents,
     oauth_accounts,
+    outbox_events,
+    participant_rewards,
+    participants,
+    referrals,
     registration_requests,
+    sent_emails,
     snowflake_node_leases,
     user_credentials,
     users,

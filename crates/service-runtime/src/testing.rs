@@ -19,6 +19,19 @@ pub fn base_env() -> Vec<(String, String)> {
         ),
         // As for make dev: the local broker cannot take concurrent idempotent producers.
         ("KAFKA_ENABLE_IDEMPOTENCE".into(), "false".into()),
+        // The gateway and the email-worker must share it.
+        (
+            "VERIFICATION_SECRET".into(),
+            "test-verification-secret".into(),
+        ),
+        // Emails of workers without SMTP_URL go to a scratch folder, not the source tree.
+        (
+            "EMAIL_OUTBOX_DIR".into(),
+            std::env::temp_dir()
+                .join("signup-test-email-outbox")
+                .to_string_lossy()
+                .into_owned(),
+        ),
         ("LOG_FORMAT".into(), "json".into()),
         ("RUST_LOG".into(), "info".into()),
     ]

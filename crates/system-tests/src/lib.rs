@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
 mod activity;
+mod waitlist;
 
 pub use activity::{ActivityStack, activity};
+pub use waitlist::{SmtpSink, WaitlistStack, WebhookCall, WebhookReceiver, call, wait_until};
 
 use std::time::{Duration, Instant};
 
@@ -73,22 +75,14 @@ impl RegistrationStack {
     /// Starts the gateway (cheap Argon2 parameters unless `extra` says otherwise); returns it
     /// and the API's base URL.
     pub async fn start_gateway(&self, extra: &[(&str, &str)]) -> (ServiceProcess, String) {
-        let http_addr = free_local_addr();
         let mut env = self.shared_env();
         env.extend(owned(&[
-            ("HTTP_ADDR", &http_addr.to_string()),
             ("REGISTRATION_TOPIC", &self.topic.name),
             ("ARGON2_MEMORY_KIB", "1024"),
             ("ARGON2_ITERATIONS", "1"),
         ]));
         env.extend(owned(extra));
-        let mut gateway = spawn("gateway", &env);
-        gateway.wait_ready().await;
-        let base = format!("http://{http_addr}");
-        gateway
-            .wait_for_listener(&format!("{base}/api/v1/openapi.json"))
-            .await;
-        (gateway, base)
+        start_gateway(env).await
     }
 
     pub async fn start_batcher(&self, extra: &[(&str, &str)]) -> ServiceProcess {
@@ -229,6 +223,11 @@ impl CopyClient {
         Self(client)
     }
 
+    /// The plain client, for statements of the benchmarks' own.
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self.0
+    }
+
     /// Runs `statement` (`COPY … FROM STDIN`) with `rows`; how many rows it copied.
     pub async fn copy(&self, statement: &str, rows: String) -> u64 {
         use futures::SinkExt as _;
@@ -261,6 +260,20 @@ fn producer() -> FutureProducer {
         .producer_client_config()
         .create()
         .expect("test producer")
+}
+
+/// Starts the gateway with `env` on a free port and waits until its API answers; returns it and
+/// the API's base URL.
+pub async fn start_gateway(mut env: Vec<(String, String)>) -> (ServiceProcess, String) {
+    let http_addr = free_local_addr();
+    env.push(("HTTP_ADDR".into(), http_addr.to_string()));
+    let mut gateway = spawn("gateway", &env);
+    gateway.wait_ready().await;
+    let base = format!("http://{http_addr}");
+    gateway
+        .wait_for_listener(&format!("{base}/api/v1/openapi.json"))
+        .await;
+    (gateway, base)
 }
 
 /// `(&str, &str)` pairs as owned ones.

@@ -8,7 +8,7 @@ use events::rdkafka::Message as _;
 
 use events::testing::read_from_start;
 use serde_json::{Value, json};
-use system_tests::{ActivityStack, activity, count, header, owned, spawn};
+use system_tests::{ActivityStack, activity, count, header, owned, start_gateway};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_are_stored_once_and_invalid_ones_dead_lettered_in_seed_004s_format() {
@@ -97,19 +97,12 @@ async fn a_processor_killed_mid_stream_loses_and_doubles_nothing() {
 async fn events_posted_over_http_read_back_newest_first_page_by_page() {
     let stack = ActivityStack::new().await;
     let processor = stack.start_processor().await;
-    let http_addr = service_runtime::testing::free_local_addr().to_string();
-    let env = owned(&[
+    let (_gateway, api) = start_gateway(owned(&[
         ("DATABASE_SCHEMA", stack.db.schema()),
-        ("HTTP_ADDR", &http_addr),
         ("ACTIVITY_TOPIC", &stack.topic.name),
         ("ACTIVITY_BATCH_MAX", "10"),
-    ]);
-    let mut gateway = spawn("gateway", &env);
-    gateway.wait_ready().await;
-    let api = format!("http://{http_addr}");
-    gateway
-        .wait_for_listener(&format!("{api}/api/v1/openapi.json"))
-        .await;
+    ]))
+    .await;
     let http = reqwest::Client::new();
 
     // One at a time, then a batch, all for user-a, with increasing timestamps.

@@ -260,6 +260,8 @@ async fn the_openapi_document_covers_every_endpoint() {
                 "{api}{}",
                 path.replace("{request_id}", &Uuid::now_v7().to_string())
                     .replace("{userId}", "user1")
+                    .replace("{campaign_id}", &Uuid::now_v7().to_string())
+                    .replace("{participant_id}", &Uuid::now_v7().to_string())
             );
             let request = match method.as_str() {
                 "get" => http.get(&url),
@@ -282,6 +284,12 @@ async fn the_openapi_document_covers_every_endpoint() {
         "/api/v1/activity-logs",
         "/api/v1/activity-logs/batch",
         "/api/v1/users/{userId}/activity-logs",
+        "/api/v1/campaigns",
+        "/api/v1/campaigns/{campaign_id}",
+        "/api/v1/campaigns/{campaign_id}/signups",
+        "/api/v1/campaigns/{campaign_id}/signups/{participant_id}",
+        "/api/v1/campaigns/{campaign_id}/verify",
+        "/api/v1/campaigns/{campaign_id}/leaderboard",
     ] {
         assert!(
             paths.contains_key(served),

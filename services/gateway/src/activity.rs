@@ -12,12 +12,12 @@ use domain::ActivityEvent;
 use events::headers::header;
 use events::rdkafka::message::OwnedHeaders;
 use events::{Delivery, OutgoingRecord, Producer};
-use repo::{ActivityCursor, ActivityLogs, ActivityQuery, RepoError};
+use repo::{ActivityCursor, ActivityLogs, ActivityQuery};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::errors::ApiError;
+use crate::errors::{ApiError, repo_error};
 
 #[derive(Debug, Clone)]
 pub(crate) struct ActivityApi {
@@ -219,14 +219,7 @@ async fn list(
             after,
         })
         .await
-        .map_err(|error| match error {
-            RepoError::Unavailable(_) | RepoError::Transient(_) => ApiError::unavailable(
-                "database_unavailable",
-                "the database is unavailable; try again",
-                5,
-            ),
-            other => ApiError::internal(other),
-        })?;
+        .map_err(repo_error)?;
     Ok(HttpResponse::Ok().json(json!({
         "events": page.events,
         "nextCursor": page.next.map(|c| c.encode()),

@@ -15,12 +15,23 @@
 //! | `ACTIVITY_TOPIC` | `user-activity-logs` | where activity events are published |
 //! | `ACTIVITY_BATCH_MAX` | `100` | most events per batch request |
 //! | `ACTIVITY_RETENTION` | `30d` | events older than this are refused (the processor's retention) |
+//! | `DOMAIN_EVENTS_TOPIC` | `domain-events` | where the waitlist's domain events are relayed |
+//! | `VERIFICATION_SECRET` | required | signs email-verification tokens; the email-worker's must be the same |
+//! | `WAITLIST_PUBLIC_URL` | `http://127.0.0.1:3000` | the waitlist's web pages, for referral links |
+//! | `SIGNUP_IP_LIMIT` | `10` | signups from one IP per window above which referrals are flagged |
+//! | `SIGNUP_IP_WINDOW` | `1h` | the window of that rule |
+//! | `TRUST_X_FORWARDED_FOR` | `false` | take the client IP from `X-Forwarded-For` (set it only behind a proxy that sets the header) |
+//! | `OUTBOX_BATCH` | `500` | outbox events relayed per round |
+//! | `OUTBOX_POLL_INTERVAL` | `500ms` | how often the relay looks for events written elsewhere |
 //! | `SNOWFLAKE_NODE_ID` | leased | user IDs of `register-sync` (see `service_runtime::snowflake_ids`) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use domain::waitlist::FraudRules;
+use secrecy::SecretString;
 use service_runtime::{ConfigError, Env};
+use waitlist::RelayConfig;
 
 use crate::hashing::HashParams;
 use crate::registration::validation::PasswordRules;
@@ -42,6 +53,12 @@ pub(crate) struct GatewayConfig {
     pub(crate) activity_topic: String,
     pub(crate) activity_batch_max: usize,
     pub(crate) activity_retention: Duration,
+    pub(crate) domain_events_topic: String,
+    pub(crate) verification_secret: SecretString,
+    pub(crate) public_url: String,
+    pub(crate) fraud: FraudRules,
+    pub(crate) trust_forwarded_for: bool,
+    pub(crate) relay: RelayConfig,
 }
 
 impl GatewayConfig {
@@ -75,6 +92,21 @@ impl GatewayConfig {
             activity_batch_max: env.parse("ACTIVITY_BATCH_MAX", 100)?.max(1),
             activity_retention: env
                 .duration("ACTIVITY_RETENTION", Duration::from_secs(30 * 24 * 3600))?,
+            domain_events_topic: env.string("DOMAIN_EVENTS_TOPIC", "domain-events"),
+            verification_secret: env.required_secret("VERIFICATION_SECRET")?,
+            public_url: env
+                .string("WAITLIST_PUBLIC_URL", "http://127.0.0.1:3000")
+                .trim_end_matches('/')
+                .to_owned(),
+            fraud: FraudRules {
+                max_signups_per_ip: env.parse("SIGNUP_IP_LIMIT", 10i64)?.max(1),
+                ip_window: env.duration("SIGNUP_IP_WINDOW", Duration::from_secs(3600))?,
+            },
+            trust_forwarded_for: env.parse("TRUST_X_FORWARDED_FOR", false)?,
+            relay: RelayConfig {
+                batch: env.parse("OUTBOX_BATCH", 500i64)?.max(1),
+                poll_interval: env.duration("OUTBOX_POLL_INTERVAL", Duration::from_millis(500))?,
+            },
         };
         if config.password_rules.min_length > config.password_rules.max_length {
             return Err(ConfigError::Invalid {
@@ -100,16 +132,28 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_issue_and_owasp() {
-        let config = GatewayConfig::from_env(&Env::from_pairs::<&str, &str>([])).unwrap();
+        let config =
+            GatewayConfig::from_env(&Env::from_pairs([("VERIFICATION_SECRET", "s")])).unwrap();
         assert_eq!(config.bulk_max_users, 1000);
         assert_eq!(config.registration_topic, "user.registration");
         assert_eq!(config.hash_params, HashParams::default());
         assert_eq!(config.password_rules, PasswordRules::default());
+        assert_eq!(config.domain_events_topic, "domain-events");
+        assert_eq!(config.fraud.max_signups_per_ip, 10);
+    }
+
+    #[test]
+    fn the_verification_secret_is_required() {
+        assert!(GatewayConfig::from_env(&Env::from_pairs::<&str, &str>([])).is_err());
     }
 
     #[test]
     fn inconsistent_password_bounds_are_refused() {
-        let env = Env::from_pairs([("PASSWORD_MIN_LENGTH", "20"), ("PASSWORD_MAX_LENGTH", "10")]);
+        let env = Env::from_pairs([
+            ("VERIFICATION_SECRET", "s"),
+            ("PASSWORD_MIN_LENGTH", "20"),
+            ("PASSWORD_MAX_LENGTH", "10"),
+        ]);
         assert!(GatewayConfig::from_env(&env).is_err());
     }
 }

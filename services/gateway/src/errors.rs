@@ -5,6 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use repo::RepoError;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -103,6 +104,22 @@ impl ResponseError for ApiError {
                 field: self.field.as_deref(),
             },
         })
+    }
+}
+
+/// A repository failure: 503 with `Retry-After` while the database is unreachable or busy,
+/// otherwise 500.
+pub(crate) fn repo_error(error: RepoError) -> ApiError {
+    match error {
+        RepoError::Unavailable(_) | RepoError::Transient(_) => {
+            tracing::warn!(%error, "database unavailable");
+            ApiError::unavailable(
+                "database_unavailable",
+                "the database is unavailable; try again",
+                5,
+            )
+        }
+        other => ApiError::internal(other),
     }
 }
 

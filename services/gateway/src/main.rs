@@ -3,6 +3,7 @@
 //! of every endpoint is served at `/api/v1/openapi.json`.
 
 mod activity;
+mod campaigns;
 mod config;
 mod errors;
 mod hashing;
@@ -13,11 +14,12 @@ use std::process::ExitCode;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use repo::{ActivityLogs, PgUserRepository, Registrations};
+use repo::{ActivityLogs, PgUserRepository, Registrations, Waitlist};
 use service_runtime::CancellationToken;
 use service_runtime::snowflake_ids::SnowflakeIds;
 
 use crate::activity::ActivityApi;
+use crate::campaigns::WaitlistApi;
 use crate::config::GatewayConfig;
 use crate::hashing::PasswordHasher;
 use crate::registration::RegistrationApi;
@@ -52,6 +54,22 @@ fn main() -> ExitCode {
             retention: chrono::Duration::from_std(config.activity_retention)
                 .context("ACTIVITY_RETENTION")?,
         });
+        let relay = waitlist::OutboxRelay::new(
+            Waitlist::new(ctx.database.clone()),
+            ctx.producer.clone(),
+            config.relay,
+        );
+        let campaigns_api = web::Data::new(WaitlistApi {
+            waitlist: Waitlist::new(ctx.database.clone()),
+            encoder: waitlist::DomainEventEncoder::new(&config.domain_events_topic, ctx.name),
+            relay: relay.notifier(),
+            tokens: waitlist::VerificationTokens::new(config.verification_secret.clone()),
+            fraud: config.fraud,
+            trust_forwarded_for: config.trust_forwarded_for,
+            public_url: config.public_url.clone(),
+        });
+        let stop_relay = CancellationToken::new();
+        let relaying = tokio::spawn(relay.run(stop_relay.clone()));
         let max_body_bytes = config.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
@@ -64,8 +82,10 @@ fn main() -> ExitCode {
                 .app_data(web::QueryConfig::default().error_handler(activity::query_error))
                 .app_data(registrations.clone())
                 .app_data(activity.clone())
+                .app_data(campaigns_api.clone())
                 .configure(registration::routes)
                 .configure(activity::routes)
+                .configure(campaigns::routes)
                 .route("/api/v1/openapi.json", web::get().to(openapi::document))
                 .default_service(web::to(errors::route_not_found))
         })
@@ -88,6 +108,10 @@ fn main() -> ExitCode {
             .await
             .context("API server task")?
             .context("API server")?;
+        // Requests are done: what they wrote to the outbox is relayed in this last round or by
+        // another replica.
+        stop_relay.cancel();
+        relaying.await.context("outbox relay task")?;
         ids.stop().await;
         anyhow::ensure!(
             !lease_lost.is_cancelled(),

@@ -1,23 +1,68 @@
 //! Recalculates waitlist positions when referrals verify (seed 003).
 //!
-//! Consumer group `position-workers` on `domain-events`. It starts, connects to PostgreSQL and the broker,
-//! serves the operations endpoints and stops cleanly; its message handling arrives with the
-//! waitlist issue.
+//! Consumer group `position-workers` on `domain-events`, exactly one handler in flight per
+//! instance (`KAFKA_WORKER_POOL_SIZE` is ignored). On `referral.verified` it recomputes the
+//! campaign's positions from the source of truth in one statement under
+//! `pg_advisory_xact_lock(hashtext(campaign_id))` (`repo::Waitlist::recalculate_positions`), so
+//! instances that share the group (`kubectl scale`) never interleave on one campaign and a
+//! replayed event gives the same positions. Other event types are skipped.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use service_runtime::ConsumerConfig;
+use anyhow::Context as _;
+use async_trait::async_trait;
+use events::rdkafka::message::OwnedMessage;
+use events::{Backoff, EventPayload, Handler, HandlerError, RetryPolicy};
+use repo::Waitlist;
+use waitlist::worker::{WorkerConfig, event_id, parse_event, repo_failure};
+
+#[derive(Debug)]
+struct PositionHandler {
+    waitlist: Waitlist,
+}
+
+#[async_trait]
+impl Handler for PositionHandler {
+    async fn handle(&self, message: &OwnedMessage) -> Result<(), HandlerError> {
+        let event = parse_event(message)?;
+        let EventPayload::ReferralVerified(data) = &event.payload else {
+            return Ok(());
+        };
+        let campaign_id = event_id(&data.campaign_id, "campaign_id")?;
+        let started = std::time::Instant::now();
+        let changed = self
+            .waitlist
+            .recalculate_positions(campaign_id)
+            .await
+            .map_err(repo_failure)?;
+        metrics::histogram!("waitlist_position_recalculation_seconds")
+            .record(started.elapsed().as_secs_f64());
+        tracing::info!(%campaign_id, changed, "positions recalculated");
+        Ok(())
+    }
+}
 
 fn main() -> ExitCode {
     service_runtime::run_service("position-worker", |ctx| async move {
-        let defaults = ConsumerConfig {
-            group_id: "position-workers".into(),
-            topic: "domain-events".into(),
-            worker_pool_size: 1,
+        let mut config = WorkerConfig::from_env(&ctx.env, "position-workers", 1)?;
+        if config.consumer.worker_pool_size != 1 {
+            tracing::warn!(
+                configured = config.consumer.worker_pool_size,
+                "the position-worker runs one handler at a time; KAFKA_WORKER_POOL_SIZE ignored"
+            );
+            config.consumer.worker_pool_size = 1;
+        }
+        tracing::info!(?config, "configured");
+        let retry = RetryPolicy {
+            max_attempts: 8,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
         };
-        let consumer = ConsumerConfig::from_env(&ctx.env, defaults)?;
-        tracing::info!(?consumer, "configured");
-        ctx.shutdown.cancelled().await;
-        Ok(())
+        let handler = PositionHandler {
+            waitlist: Waitlist::new(ctx.database.clone()),
+        };
+        waitlist::worker::consume(&ctx, &config, retry, handler)
+            .await
+            .context("consuming domain events")
     })
 }

@@ -1,23 +1,50 @@
-//! Delivers earned rewards by email or webhook (seed 003).
+//! Delivers the rewards participants earn (seed 003).
 //!
-//! Consumer group `reward-workers` on `domain-events`. It starts, connects to PostgreSQL and the broker,
-//! serves the operations endpoints and stops cleanly; its message handling arrives with the
-//! waitlist issue.
+//! Consumer group `reward-workers` on `domain-events`, `KAFKA_WORKER_POOL_SIZE` (10) handlers.
+//! On `reward.earned` it reads the reward's delivery record (created `pending` with the event)
+//! and delivers by email or webhook (`delivery`); the record ends `delivered`, or `failed` after
+//! `REWARD_MAX_ATTEMPTS` tries or a permanent refusal, when the event also goes to
+//! `waitlist.dlq` with the reason. A delivered or failed reward is never tried again, so a
+//! replayed event delivers nothing twice.
+
+mod config;
+mod delivery;
 
 use std::process::ExitCode;
 
-use service_runtime::ConsumerConfig;
+use anyhow::Context as _;
+use events::{Backoff, RetryPolicy};
+use repo::Waitlist;
+use waitlist::{Mailer, Templates};
+
+use crate::config::RewardWorkerConfig;
+use crate::delivery::RewardHandler;
 
 fn main() -> ExitCode {
     service_runtime::run_service("reward-worker", |ctx| async move {
-        let defaults = ConsumerConfig {
-            group_id: "reward-workers".into(),
-            topic: "domain-events".into(),
-            worker_pool_size: 10,
+        let config = RewardWorkerConfig::from_env(&ctx.env)?;
+        let mailer = Mailer::new(&config.mailer).context("setting up email sending")?;
+        tracing::info!(?config, transport = mailer.kind(), "configured");
+        let handler = RewardHandler {
+            waitlist: Waitlist::new(ctx.database.clone()),
+            mailer,
+            templates: Templates::load(config.mailer.templates_dir.as_deref())
+                .context("loading the email templates")?,
+            http: reqwest::Client::builder()
+                .timeout(config.webhook_timeout)
+                .connect_timeout(config.webhook_timeout)
+                .user_agent("waitlist-reward-worker/1")
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .context("building the HTTP client")?,
+            max_attempts: config.max_attempts,
         };
-        let consumer = ConsumerConfig::from_env(&ctx.env, defaults)?;
-        tracing::info!(?consumer, "configured");
-        ctx.shutdown.cancelled().await;
-        Ok(())
+        let retry = RetryPolicy {
+            max_attempts: config.max_attempts,
+            backoff: Backoff::new(config.retry_backoff, config.retry_backoff_max),
+        };
+        waitlist::worker::consume(&ctx, &config.worker, retry, handler)
+            .await
+            .context("consuming domain events")
     })
 }

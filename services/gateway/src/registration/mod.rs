@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use service_runtime::snowflake_ids::IdGenerator;
 use uuid::Uuid;
 
-use crate::errors::ApiError;
+use crate::errors::{ApiError, repo_error};
 use crate::hashing::{HashError, PasswordHasher};
 use validation::{PasswordRules, RegistrationInput};
 
@@ -231,19 +231,5 @@ impl RegistrationApi {
         };
         let age = Utc::now().timestamp() - i64::try_from(seconds).unwrap_or(i64::MAX);
         (-60..i64::try_from(self.pending_window.as_secs()).unwrap_or(i64::MAX)).contains(&age)
-    }
-}
-
-fn repo_error(error: RepoError) -> ApiError {
-    match error {
-        RepoError::Unavailable(_) | RepoError::Transient(_) => {
-            tracing::warn!(%error, "database unavailable");
-            ApiError::unavailable(
-                "database_unavailable",
-                "the database is unavailable; try again",
-                5,
-            )
-        }
-        other => ApiError::internal(other),
     }
 }

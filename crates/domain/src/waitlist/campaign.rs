@@ -1,0 +1,235 @@
+//! A campaign's definition and its validation.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Email;
+
+/// Most reward tiers and milestones a campaign may have (each is checked on every
+/// verification or signup).
+pub const MAX_REWARD_TIERS: usize = 20;
+pub const MAX_MILESTONES: usize = 50;
+
+/// Whether a campaign takes signups: only `active` ones do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStatus {
+    Draft,
+    Active,
+    Paused,
+    Ended,
+}
+
+impl CampaignStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Ended => "ended",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Draft, Self::Active, Self::Paused, Self::Ended]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for CampaignStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a reward reaches the participant who earned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryMethod {
+    /// An email to the participant.
+    Email,
+    /// An HTTP POST to the campaign owner's receiver, signed with the campaign's secret.
+    Webhook { url: String },
+}
+
+impl DeliveryMethod {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Webhook { .. } => "webhook",
+        }
+    }
+
+    pub fn webhook_url(&self) -> Option<&str> {
+        match self {
+            Self::Email => None,
+            Self::Webhook { url } => Some(url),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRewardTier {
+    pub name: String,
+    /// Verified referrals needed.
+    pub referral_threshold: i32,
+    pub delivery: DeliveryMethod,
+}
+
+/// A campaign as created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCampaign {
+    pub name: String,
+    pub status: CampaignStatus,
+    pub points_per_referral: i32,
+    pub reward_tiers: Vec<NewRewardTier>,
+    /// Participant counts worth an announcement.
+    pub milestones: Vec<i64>,
+    pub notify_email: Option<Email>,
+}
+
+/// Why a campaign was refused; `field` is the JSON path of the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidCampaign {
+    pub field: String,
+    pub reason: String,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidCampaign {
+    InvalidCampaign {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl NewCampaign {
+    /// Checks what the database cannot say clearly: lengths, ranges, duplicates, URL schemes.
+    pub fn validate(&self) -> Result<(), InvalidCampaign> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(invalid("name", "must be 1 to 200 characters"));
+        }
+        if !(0..=1_000_000).contains(&self.points_per_referral) {
+            return Err(invalid(
+                "points_per_referral",
+                "must be between 0 and 1000000",
+            ));
+        }
+        if self.reward_tiers.len() > MAX_REWARD_TIERS {
+            return Err(invalid(
+                "reward_tiers",
+                format!("at most {MAX_REWARD_TIERS} tiers"),
+            ));
+        }
+        for (i, tier) in self.reward_tiers.iter().enumerate() {
+            let field = |f: &str| format!("reward_tiers[{i}].{f}");
+            if tier.name.trim().is_empty() || tier.name.chars().count() > 200 {
+                return Err(invalid(field("name"), "must be 1 to 200 characters"));
+            }
+            if tier.referral_threshold < 1 {
+                return Err(invalid(field("referral_threshold"), "must be at least 1"));
+            }
+            if self.reward_tiers[..i]
+                .iter()
+                .any(|t| t.referral_threshold == tier.referral_threshold)
+            {
+                return Err(invalid(
+                    field("referral_threshold"),
+                    "another tier has the same threshold",
+                ));
+            }
+            if let DeliveryMethod::Webhook { url } = &tier.delivery {
+                let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+                if !scheme_ok || url.len() > 2000 || url.chars().any(char::is_whitespace) {
+                    return Err(invalid(
+                        field("webhook_url"),
+                        "must be an http(s) URL of at most 2000 characters",
+                    ));
+                }
+            }
+        }
+        if self.milestones.len() > MAX_MILESTONES {
+            return Err(invalid(
+                "milestones",
+                format!("at most {MAX_MILESTONES} milestones"),
+            ));
+        }
+        for (i, milestone) in self.milestones.iter().enumerate() {
+            if *milestone < 1 {
+                return Err(invalid(format!("milestones[{i}]"), "must be at least 1"));
+            }
+            if self.milestones[..i].contains(milestone) {
+                return Err(invalid(format!("milestones[{i}]"), "appears twice"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Seed 003's milestone name: `1000_participants`.
+pub fn milestone_name(participant_count: i64) -> String {
+    format!("{participant_count}_participants")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn campaign() -> NewCampaign {
+        NewCampaign {
+            name: "Launch".into(),
+            status: CampaignStatus::Active,
+            points_per_referral: 2,
+            reward_tiers: vec![NewRewardTier {
+                name: "Sticker".into(),
+                referral_threshold: 1,
+                delivery: DeliveryMethod::Email,
+            }],
+            milestones: vec![10, 100],
+            notify_email: None,
+        }
+    }
+
+    #[test]
+    fn a_sound_campaign_passes() {
+        assert_eq!(campaign().validate(), Ok(()));
+        assert_eq!(milestone_name(1000), "1000_participants");
+    }
+
+    #[test]
+    fn each_problem_names_its_field() {
+        type Breakage = Box<dyn Fn(&mut NewCampaign)>;
+        let cases: Vec<(Breakage, &str)> = vec![
+            (Box::new(|c| c.name = " ".into()), "name"),
+            (
+                Box::new(|c| c.points_per_referral = -1),
+                "points_per_referral",
+            ),
+            (
+                Box::new(|c| c.reward_tiers[0].referral_threshold = 0),
+                "reward_tiers[0].referral_threshold",
+            ),
+            (
+                Box::new(|c| {
+                    c.reward_tiers[0].delivery = DeliveryMethod::Webhook {
+                        url: "ftp://x".into(),
+                    };
+                }),
+                "reward_tiers[0].webhook_url",
+            ),
+            (
+                Box::new(|c| c.reward_tiers.push(c.reward_tiers[0].clone())),
+                "reward_tiers[1].referral_threshold",
+            ),
+            (Box::new(|c| c.milestones.push(10)), "milestones[2]"),
+            (Box::new(|c| c.milestones[0] = 0), "milestones[0]"),
+        ];
+        for (break_it, field) in cases {
+            let mut c = campaign();
+            break_it(&mut c);
+            assert_eq!(c.validate().unwrap_err().field, field);
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Creating and reading campaigns.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use domain::waitlist::{CampaignStatus, NewCampaign};
+use uuid::Uuid;
+
+use super::{Campaign, Milestone, RewardTier, Waitlist};
+use crate::{RepoError, RepoResult};
+
+#[derive(QueryableByName)]
+struct CampaignRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Integer)]
+    points_per_referral: i32,
+    #[diesel(sql_type = BigInt)]
+    participant_count: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    notify_email: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct TierRow {
+    #[diesel(sql_type = SqlUuid)]
+    campaign_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Integer)]
+    referral_threshold: i32,
+    #[diesel(sql_type = Text)]
+    delivery_method: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    webhook_url: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct MilestoneRow {
+    #[diesel(sql_type = SqlUuid)]
+    campaign_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    participant_count: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    reached_at: Option<DateTime<Utc>>,
+}
+
+const CAMPAIGN_COLUMNS: &str =
+    "id, name, status, points_per_referral, participant_count, notify_email, created_at";
+
+impl Waitlist {
+    /// Stores a validated campaign with its tiers and milestones. `webhook_secret` signs the
+    /// campaign's reward webhooks.
+    pub async fn create_campaign(
+        &self,
+        id: Uuid,
+        campaign: &NewCampaign,
+        webhook_secret: &str,
+    ) -> RepoResult<Campaign> {
+        let mut conn = self.database.connection().await?;
+        conn.transaction::<_, RepoError, _>(async |conn| {
+            sql_query(
+                "INSERT INTO campaigns (id, name, status, points_per_referral, notify_email, webhook_secret)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind::<SqlUuid, _>(id)
+            .bind::<Text, _>(campaign.name.trim())
+            .bind::<Text, _>(campaign.status.as_str())
+            .bind::<Integer, _>(campaign.points_per_referral)
+            .bind::<Nullable<Text>, _>(campaign.notify_email.as_ref().map(|e| e.as_str().to_owned()))
+            .bind::<Text, _>(webhook_secret)
+            .execute(conn)
+            .await?;
+            let tiers = &campaign.reward_tiers;
+            sql_query(
+                "INSERT INTO campaign_reward_tiers
+                     (id, campaign_id, name, referral_threshold, delivery_method, webhook_url)
+                 SELECT t.id, $1, t.name, t.threshold, t.method, t.url
+                 FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::text[], $6::text[])
+                     AS t(id, name, threshold, method, url)",
+            )
+            .bind::<SqlUuid, _>(id)
+            .bind::<Array<SqlUuid>, _>(tiers.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(tiers.iter().map(|t| t.name.trim().to_owned()).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(tiers.iter().map(|t| t.referral_threshold).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(tiers.iter().map(|t| t.delivery.name().to_owned()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(
+                tiers.iter().map(|t| t.delivery.webhook_url().map(str::to_owned)).collect::<Vec<_>>(),
+            )
+            .execute(conn)
+            .await?;
+            sql_query(
+                "INSERT INTO campaign_milestones (campaign_id, participant_count)
+                 SELECT $1, unnest($2::int8[])",
+            )
+            .bind::<SqlUuid, _>(id)
+            .bind::<Array<BigInt>, _>(&campaign.milestones)
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+        .await?;
+        self.campaign(id)
+            .await?
+            .ok_or_else(|| RepoError::not_found("campaign", id))
+    }
+
+    pub async fn campaign(&self, id: Uuid) -> RepoResult<Option<Campaign>> {
+        let mut conn = self.database.connection().await?;
+        let rows: Vec<CampaignRow> = sql_query(format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1"
+        ))
+        .bind::<SqlUuid, _>(id)
+        .load(&mut *conn)
+        .await?;
+        Ok(with_details(&mut conn, rows).await?.pop())
+    }
+
+    /// The newest campaigns first, `limit` of them.
+    pub async fn campaigns(&self, limit: i64) -> RepoResult<Vec<Campaign>> {
+        let mut conn = self.database.connection().await?;
+        let rows: Vec<CampaignRow> = sql_query(format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY created_at DESC, id DESC LIMIT $1"
+        ))
+        .bind::<BigInt, _>(limit)
+        .load(&mut *conn)
+        .await?;
+        with_details(&mut conn, rows).await
+    }
+}
+
+/// Adds each campaign's tiers (by threshold) and milestones (by count).
+async fn with_details(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<CampaignRow>,
+) -> RepoResult<Vec<Campaign>> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let tiers: Vec<TierRow> = sql_query(
+        "SELECT campaign_id, id, name, referral_threshold, delivery_method, webhook_url
+         FROM campaign_reward_tiers WHERE campaign_id = ANY($1) ORDER BY referral_threshold",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .load(conn)
+    .await?;
+    let milestones: Vec<MilestoneRow> = sql_query(
+        "SELECT campaign_id, participant_count, reached_at
+         FROM campaign_milestones WHERE campaign_id = ANY($1) ORDER BY participant_count",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Campaign {
+                status: CampaignStatus::parse(&row.status).ok_or_else(|| {
+                    RepoError::Database(format!("unknown campaign status {:?}", row.status))
+                })?,
+                reward_tiers: tiers
+                    .iter()
+                    .filter(|t| t.campaign_id == row.id)
+                    .map(|t| RewardTier {
+                        id: t.id,
+                        name: t.name.clone(),
+                        referral_threshold: t.referral_threshold,
+                        delivery_method: t.delivery_method.clone(),
+                        webhook_url: t.webhook_url.clone(),
+                    })
+                    .collect(),
+                milestones: milestones
+                    .iter()
+                    .filter(|m| m.campaign_id == row.id)
+                    .map(|m| Milestone {
+                        participant_count: m.participant_count,
+                        reached_at: m.reached_at,
+                    })
+                    .collect(),
+                id: row.id,
+                name: row.name,
+                points_per_referral: row.points_per_referral,
+                participant_count: row.participant_count,
+                notify_email: row.notify_email,
+                created_at: row.created_at,
+            })
+        })
+        .collect()
+}

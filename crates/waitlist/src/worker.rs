@@ -1,0 +1,101 @@
+//! What the three waitlist workers share: their configuration, how they read an event, how a
+//! repository failure becomes a handler failure, and the consume-until-shutdown loop.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `KAFKA_TOPIC` | `domain-events` | the topic of seed 003's domain events |
+//! | `KAFKA_CONSUMER_GROUP` | the worker's (`email-workers`, `position-workers`, `reward-workers`) | the consumer group |
+//! | `KAFKA_WORKER_POOL_SIZE` | `10` (`1` for the position-worker, which ignores it) | handlers in flight |
+//! | `WAITLIST_DLQ_TOPIC` | `waitlist.dlq` | where events that cannot be handled go, with the reason |
+
+use events::rdkafka::Message as _;
+use events::rdkafka::message::OwnedMessage;
+use events::{
+    ConsumerSettings, Event, EventConsumer, EventsError, Handler, HandlerError, RetryPolicy,
+};
+use repo::waitlist::RewardDelivery;
+use repo::{RepoError, Waitlist};
+use service_runtime::{ConfigError, ConsumerConfig, Env, ServiceContext};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub consumer: ConsumerConfig,
+    pub dlq_topic: String,
+}
+
+impl WorkerConfig {
+    pub fn from_env(
+        env: &Env,
+        group_id: &str,
+        worker_pool_size: usize,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            consumer: ConsumerConfig::from_env(
+                env,
+                ConsumerConfig {
+                    group_id: group_id.into(),
+                    topic: "domain-events".into(),
+                    worker_pool_size,
+                },
+            )?,
+            dlq_topic: env.string("WAITLIST_DLQ_TOPIC", "waitlist.dlq"),
+        })
+    }
+}
+
+/// Joins the group and handles events until shutdown.
+pub async fn consume<H: Handler>(
+    ctx: &ServiceContext,
+    config: &WorkerConfig,
+    retry: RetryPolicy,
+    handler: H,
+) -> Result<(), EventsError> {
+    let mut settings = ConsumerSettings::new(
+        &config.consumer.group_id,
+        &[config.consumer.topic.as_str()],
+        &config.dlq_topic,
+    );
+    settings.worker_pool_size = config.consumer.worker_pool_size;
+    settings.shutdown_timeout = ctx.config.shutdown_timeout;
+    settings.retry = retry;
+    let consumer = EventConsumer::new(&ctx.config.kafka, settings, ctx.producer.clone())?;
+    consumer.run(handler, ctx.shutdown.clone()).await
+}
+
+/// The event in a message; one that is not an event is dead-lettered at once.
+pub fn parse_event(message: &OwnedMessage) -> Result<Event, HandlerError> {
+    let payload = message
+        .payload()
+        .ok_or_else(|| HandlerError::reject("empty_message", "the message has no value"))?;
+    Event::from_json(payload).map_err(|error| {
+        HandlerError::reject("invalid_event", format!("not a domain event: {error}"))
+    })
+}
+
+/// A repository failure: held while the database is unreachable, retried otherwise.
+pub fn repo_failure(error: RepoError) -> HandlerError {
+    match error {
+        RepoError::Unavailable(_) => HandlerError::unavailable("database_unavailable", error),
+        other => HandlerError::retry("database_error", other),
+    }
+}
+
+/// An ID inside an event's data.
+pub fn event_id(text: &str, field: &str) -> Result<uuid::Uuid, HandlerError> {
+    uuid::Uuid::try_parse(text).map_err(|_| {
+        HandlerError::reject("invalid_event", format!("{field} {text:?} is not a UUID"))
+    })
+}
+
+/// The reward a `reward.earned` event names; an unknown one is dead-lettered.
+pub async fn earned_reward(
+    waitlist: &Waitlist,
+    user_reward_id: &str,
+) -> Result<RewardDelivery, HandlerError> {
+    let id = event_id(user_reward_id, "user_reward_id")?;
+    waitlist
+        .reward_delivery(id)
+        .await
+        .map_err(repo_failure)?
+        .ok_or_else(|| HandlerError::reject("unknown_reward", format!("no reward {id}")))
+}
