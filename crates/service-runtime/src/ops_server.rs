@@ -20,6 +20,9 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct Readiness {
     database: Database,
     producer: Producer,
+    /// Set by the service once its own start-up (node ID lease, consumer group, listener) is
+    /// done: reachable dependencies alone do not make a service that is still starting ready.
+    started: AtomicBool,
     /// Set on SIGTERM, so load balancers stop sending work while the service drains.
     draining: AtomicBool,
 }
@@ -29,8 +32,13 @@ impl Readiness {
         Self {
             database,
             producer,
+            started: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn mark_started(&self) {
+        self.started.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn start_draining(&self) {
@@ -113,16 +121,24 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
     let readiness = &state.readiness;
     let (database, broker) = readiness.check().await;
+    let started = readiness.started.load(Ordering::SeqCst);
     let draining = readiness.draining.load(Ordering::SeqCst);
     let check = |result: &Result<(), String>| match result {
         Ok(()) => json!({ "status": "up" }),
         Err(error) => json!({ "status": "down", "error": error }),
     };
-    let ready = database.is_ok() && broker.is_ok() && !draining;
+    let reachable = database.is_ok() && broker.is_ok();
+    let status = match (draining, started, reachable) {
+        (true, _, _) => "draining",
+        (false, false, _) => "starting",
+        (false, true, false) => "not_ready",
+        (false, true, true) => "ready",
+    };
     let body = json!({
-        "status": if ready { "ready" } else if draining { "draining" } else { "not_ready" },
+        "status": status,
         "checks": { "database": check(&database), "broker": check(&broker) },
     });
+    let ready = status == "ready";
     if ready {
         HttpResponse::Ok().json(body)
     } else {
@@ -135,4 +151,54 @@ async fn render_metrics(state: web::Data<OpsState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::{TestRequest, call_service, init_service, read_body_json};
+    use repo::DatabaseConfig;
+
+    use super::*;
+
+    /// Against the real PostgreSQL and broker: both reachable is not enough while the service
+    /// is still starting, and not enough once it drains.
+    #[actix_web::test]
+    async fn readyz_waits_for_the_service_to_start_and_stops_on_drain() {
+        let database = Database::connect(&DatabaseConfig::new(
+            repo::testing::test_database_url(),
+            "ops",
+        ))
+        .unwrap();
+        let producer = Producer::connect(&events::testing::test_kafka_config()).unwrap();
+        let readiness = Arc::new(Readiness::new(database, producer));
+        let state = web::Data::new(OpsState {
+            readiness: readiness.clone(),
+            metrics: crate::metrics_recorder::prometheus(),
+        });
+        let app = init_service(
+            App::new()
+                .app_data(state)
+                .route("/readyz", web::get().to(readyz)),
+        )
+        .await;
+        let probe = || async {
+            let response = call_service(&app, TestRequest::get().uri("/readyz").to_request()).await;
+            let status = response.status().as_u16();
+            let body: serde_json::Value = read_body_json(response).await;
+            (status, body["status"].as_str().unwrap().to_owned(), body)
+        };
+
+        let (status, text, body) = probe().await;
+        assert_eq!((status, text.as_str()), (503, "starting"), "{body}");
+        assert_eq!(body["checks"]["database"]["status"], "up", "{body}");
+        assert_eq!(body["checks"]["broker"]["status"], "up", "{body}");
+
+        readiness.mark_started();
+        let (status, text, body) = probe().await;
+        assert_eq!((status, text.as_str()), (200, "ready"), "{body}");
+
+        readiness.start_draining();
+        let (status, text, body) = probe().await;
+        assert_eq!((status, text.as_str()), (503, "draining"), "{body}");
+    }
 }

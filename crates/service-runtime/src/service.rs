@@ -27,6 +27,18 @@ pub struct ServiceContext {
     pub producer: Producer,
     /// Cancelled on SIGTERM/SIGINT: stop taking new work, finish what is in flight, return.
     pub shutdown: CancellationToken,
+    readiness: Arc<Readiness>,
+}
+
+impl ServiceContext {
+    /// Says the service's own start-up is done (its node ID leased, its consumer created, its
+    /// listener bound): from now on `/readyz` answers 200 while the dependencies do. Until then
+    /// it answers 503 `starting`, so that an orchestrator, `make dev` or a test never takes a
+    /// service that is still waiting for its lease for one that works.
+    pub fn mark_started(&self) {
+        self.readiness.mark_started();
+        tracing::info!(service = self.name, "started; ready for work");
+    }
 }
 
 /// Runs a service: configuration, telemetry, connections, the operations server, the service's
@@ -102,13 +114,13 @@ where
         .with_context(|| format!("binding the operations server to {}", config.ops_addr))?;
     match readiness.check().await {
         (Ok(()), Ok(())) => {
-            tracing::info!(ops_addr = %config.ops_addr, "started; database and broker reachable");
+            tracing::info!(ops_addr = %config.ops_addr, "database and broker reachable; starting");
         }
         (database, broker) => tracing::warn!(
             ops_addr = %config.ops_addr,
             database = ?database.err(),
             broker = ?broker.err(),
-            "started, but not ready yet"
+            "database or broker not reachable yet; starting"
         ),
     }
 
@@ -121,6 +133,7 @@ where
         database: database.clone(),
         producer: producer.clone(),
         shutdown: shutdown.clone(),
+        readiness: readiness.clone(),
     };
     let mut work = tokio::spawn(service(context));
 

@@ -4,7 +4,7 @@ mod activity;
 mod waitlist;
 
 pub use activity::{ActivityStack, activity};
-pub use waitlist::{SmtpSink, WaitlistStack, WebhookCall, WebhookReceiver, call, wait_until};
+pub use waitlist::{SmtpSink, WaitlistStack, WebhookCall, WebhookReceiver, call};
 
 use std::time::{Duration, Instant};
 
@@ -288,4 +288,25 @@ pub fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 pub fn spawn(binary: &str, env: &[(String, String)]) -> ServiceProcess {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     ServiceProcess::spawn(&workspace_binary(binary), &env)
+}
+
+/// Waits until `condition` holds; panics with `what` and `logs` after `patience`.
+pub async fn wait_until<F, Fut>(
+    what: &str,
+    patience: Duration,
+    logs: impl Fn() -> String,
+    condition: F,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !condition().await {
+        assert!(
+            started.elapsed() < patience,
+            "timed out waiting for {what}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

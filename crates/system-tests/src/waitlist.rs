@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use events::testing::{TestTopic, unique_name};
@@ -85,27 +84,6 @@ impl WaitlistStack {
 
     pub async fn count(&self, query: &str) -> i64 {
         crate::count(&self.db, query).await
-    }
-}
-
-/// Waits until `condition` holds; panics with `what` and `logs` after `patience`.
-pub async fn wait_until<F, Fut>(
-    what: &str,
-    patience: Duration,
-    logs: impl Fn() -> String,
-    condition: F,
-) where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !condition().await {
-        assert!(
-            started.elapsed() < patience,
-            "timed out waiting for {what}\n{}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -43,7 +43,7 @@ impl WorkerConfig {
     }
 }
 
-/// Joins the group and handles events until shutdown.
+/// Joins the group, reports the service started (`/readyz`) and handles events until shutdown.
 pub async fn consume<H: Handler>(
     ctx: &ServiceContext,
     config: &WorkerConfig,
@@ -59,6 +59,7 @@ pub async fn consume<H: Handler>(
     settings.shutdown_timeout = ctx.config.shutdown_timeout;
     settings.retry = retry;
     let consumer = EventConsumer::new(&ctx.config.kafka, settings, ctx.producer.clone())?;
+    ctx.mark_started();
     consumer.run(handler, ctx.shutdown.clone()).await
 }
 

@@ -66,6 +66,7 @@ fn main() -> ExitCode {
         let stop = CancellationToken::new();
         let maintenance = tokio::spawn(maintain_partitions(logs, config.clone(), stop.clone()));
         let consuming = tokio::spawn(consumer.run_batches(handler, config.batch, stop.clone()));
+        ctx.mark_started();
         ctx.shutdown.cancelled().await;
         stop.cancel();
         consuming.await.context("consumer task")??;

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             retry_delay: config.retry_delay,
             max_retries: config.max_retries,
         };
+        ctx.mark_started();
 
         lease
             .consume_until_stopped(&ctx.shutdown, |stop| consumer.run(handler, stop))

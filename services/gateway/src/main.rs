@@ -98,6 +98,7 @@ fn main() -> ExitCode {
         tracing::info!(http_addr = %config.http_addr, "API listening");
         let handle = server.handle();
         let serving = tokio::spawn(server);
+        ctx.mark_started();
         tokio::select! {
             () = ctx.shutdown.cancelled() => {}
             () = lease_lost.cancelled() => tracing::error!("lost the Snowflake node ID lease; stopping"),

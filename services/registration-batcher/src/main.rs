@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             writer,
             transient_attempts: config.transient_attempts,
         };
+        ctx.mark_started();
 
         lease
             .consume_until_stopped(&ctx.shutdown, |stop| {
