@@ -8,7 +8,7 @@ use events::rdkafka::Message as _;
 
 use events::testing::read_from_start;
 use serde_json::{Value, json};
-use system_tests::{ActivityStack, activity, count, header, owned, start_gateway};
+use system_tests::{ActivityStack, activity, count, header, owned, start_gateway, wait_until};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_are_stored_once_and_invalid_ones_dead_lettered_in_seed_004s_format() {
@@ -366,7 +366,15 @@ async fn while_the_database_is_down_the_processor_holds_and_dead_letters_nothing
         .map(|i| activity(&format!("u{}", i % 7), &format!("during-{i}"), "click"))
         .collect();
     stack.produce(&during).await;
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    wait_until(
+        "the processor to meet the outage",
+        Duration::from_secs(120),
+        || processor.logs(),
+        || async { processor.logs().contains("dependency unavailable") },
+    )
+    .await;
+    // A few more held tries, none of which may write or dead-letter anything.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(stack.stored().await, 100, "nothing written while down");
     proxy.restore();
 
