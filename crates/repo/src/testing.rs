@@ -3,6 +3,7 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
+use crate::waitlist::RELAY_LOCK_KEYS;
 use crate::{Database, DatabaseConfig, migrations};
 
 /// The database tests use when `TEST_DATABASE_URL` is not set: the one `make test` creates.
@@ -64,6 +65,42 @@ impl TestDatabase {
 
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// Takes this schema's outbox relay lock on a connection of its own, so that no gateway
+    /// relays until [`RelayHold::release`]: events committed meanwhile stay in the outbox, as
+    /// if every relay were stuck or dead.
+    pub async fn hold_outbox_relay(&self) -> RelayHold {
+        let mut conn = AsyncPgConnection::establish(&self.url)
+            .await
+            .expect("connect to hold the relay lock");
+        conn.batch_execute(&format!(
+            "SET search_path TO \"{}\"; SELECT pg_advisory_lock({RELAY_LOCK_KEYS})",
+            self.schema
+        ))
+        .await
+        .expect("take the relay lock");
+        RelayHold { conn }
+    }
+}
+
+/// The outbox relay lock of one schema, held by a test.
+pub struct RelayHold {
+    conn: AsyncPgConnection,
+}
+
+impl std::fmt::Debug for RelayHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayHold").finish_non_exhaustive()
+    }
+}
+
+impl RelayHold {
+    pub async fn release(mut self) {
+        self.conn
+            .batch_execute(&format!("SELECT pg_advisory_unlock({RELAY_LOCK_KEYS})"))
+            .await
+            .expect("release the relay lock");
     }
 }
 

@@ -784,3 +784,77 @@ async fn two_position_workers_keep_positions_right_under_a_burst() {
     }
     assert_eq!(message_count(&stack.dlq), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_committed_before_a_gateway_dies_are_published_by_the_next_one() {
+    let stack = WaitlistStack::new().await;
+    // No relay may publish until the first gateway is dead.
+    let hold = stack.db.hold_outbox_relay().await;
+    let (gateway, api) = stack.start_gateway(&[]).await;
+    let http = reqwest::Client::new();
+    let campaign = create_campaign(&http, (&gateway, &api), json!({"name": "Crash"})).await;
+    let campaign_id = campaign["id"].as_str().unwrap();
+    let (status, first) = sign_up(
+        &http,
+        &api,
+        campaign_id,
+        "first@example.com",
+        None,
+        "10.0.0.1",
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    let code = first["referral_code"].as_str().unwrap();
+    for i in 1..10 {
+        let (status, body) = sign_up(
+            &http,
+            &api,
+            campaign_id,
+            &format!("p{i}@example.com"),
+            Some(code),
+            &format!("10.0.0.{}", i + 1),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Ten user.signed_up and nine referral.created, committed and waiting.
+    let mut conn = stack.db.database().connection().await.expect("connection");
+    #[derive(diesel::QueryableByName)]
+    struct EventId {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+    }
+    let waiting: BTreeSet<String> = diesel_async::RunQueryDsl::load::<EventId>(
+        diesel::sql_query("SELECT payload->>'id' AS id FROM outbox_events"),
+        &mut conn,
+    )
+    .await
+    .expect("outbox rows")
+    .into_iter()
+    .map(|row| row.id)
+    .collect();
+    drop(conn);
+    assert_eq!(waiting.len(), 19);
+    assert_eq!(message_count(&stack.topic), 0, "nothing relayed yet");
+
+    gateway.kill().await;
+    hold.release().await;
+    let (next, _) = stack.start_gateway(&[]).await;
+    wait_until(
+        "the outbox to drain",
+        PATIENCE,
+        || next.logs(),
+        || async { stack.count("SELECT count(*) AS n FROM outbox_events").await == 0 },
+    )
+    .await;
+    let published: BTreeSet<String> = read_from_start(&stack.topic.name, waiting.len())
+        .await
+        .iter()
+        .map(|m| {
+            let event: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            event["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(published, waiting, "every committed event, none other");
+    assert_eq!(message_count(&stack.topic), 19, "each once");
+}

@@ -20,6 +20,8 @@ use uuid::Uuid;
 use crate::{Database, RepoError};
 
 pub use notifications::{EmailClaim, RewardDelivery};
+#[cfg(feature = "testing")]
+pub(crate) use outbox::RELAY_LOCK_KEYS;
 pub use outbox::{OutboxMessage, OutboxRow, RelayOutcome};
 
 /// Turns a domain fact into its outbox row; the events crate knows the JSON shapes, so the

@@ -12,8 +12,12 @@ use domain::waitlist::WaitlistEvent;
 use super::{OutboxEncoder, Waitlist};
 use crate::{RepoError, RepoResult};
 
-/// The advisory lock key of the relay (any constant no other code uses).
-const RELAY_LOCK: i64 = 0x7761_6974_6c69_7374; // "waitlist"
+/// The relay's advisory lock, as the arguments of `pg_*advisory*lock`: one key for "the outbox
+/// relay" and one for the schema, so deployments that share a database in different schemas
+/// (`DATABASE_SCHEMA`) relay independently. The two-key form never meets the one-key locks of
+/// the position recalculation.
+pub(crate) const RELAY_LOCK_KEYS: &str =
+    "hashtext('waitlist outbox relay'), hashtext(current_schema())";
 
 /// An event to publish: the topic, the partition key and the JSON.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,10 +88,11 @@ impl Waitlist {
     {
         let mut conn = self.database.connection().await?;
         conn.transaction::<_, RepoError, _>(async move |conn| {
-            let lock: Locked = sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
-                .bind::<BigInt, _>(RELAY_LOCK)
-                .get_result(conn)
-                .await?;
+            let lock: Locked = sql_query(format!(
+                "SELECT pg_try_advisory_xact_lock({RELAY_LOCK_KEYS}) AS locked"
+            ))
+            .get_result(conn)
+            .await?;
             if !lock.locked {
                 return Ok(RelayOutcome::Busy);
             }
