@@ -21,6 +21,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    campaign_rankings (campaign_id) {
+        campaign_id -> Uuid,
+        verified_total -> Int8,
+        ranked_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     campaign_reward_tiers (id) {
         id -> Uuid,
         campaign_id -> Uuid,
@@ -272,6 +280,7 @@ diesel::table! {
 }
 
 diesel::joinable!(campaign_milestones -> campaigns (campaign_id));
+diesel::joinable!(campaign_rankings -> campaigns (campaign_id));
 diesel::joinable!(campaign_reward_tiers -> campaigns (campaign_id));
 diesel::joinable!(credential_history -> users (user_id));
 diesel::joinable!(oauth2_access_tokens -> users (user_id));
@@ -290,6 +299,7 @@ diesel::joinable!(user_credentials -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     activity_logs,
     campaign_milestones,
+    campaign_rankings,
     campaign_reward_tiers,
     campaigns,
     credential_history,

@@ -5,7 +5,9 @@
 //! campaign's positions from the source of truth in one statement under
 //! `pg_advisory_xact_lock(hashtext(campaign_id))` (`repo::Waitlist::recalculate_positions`), so
 //! instances that share the group (`kubectl scale`) never interleave on one campaign and a
-//! replayed event gives the same positions. Other event types are skipped.
+//! replayed event gives the same positions. An event whose verification an earlier
+//! recalculation already saw (a replay, or one of a burst) costs one sum, not a recalculation
+//! (`campaign_rankings`). Other event types are skipped.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use async_trait::async_trait;
 use events::rdkafka::message::OwnedMessage;
 use events::{Backoff, EventPayload, Handler, HandlerError, RetryPolicy};
 use repo::Waitlist;
+use repo::waitlist::Recalculation;
 use waitlist::worker::{WorkerConfig, event_id, parse_event, repo_failure};
 
 #[derive(Debug)]
@@ -31,14 +34,22 @@ impl Handler for PositionHandler {
         };
         let campaign_id = event_id(&data.campaign_id, "campaign_id")?;
         let started = std::time::Instant::now();
-        let changed = self
+        let outcome = self
             .waitlist
             .recalculate_positions(campaign_id)
             .await
             .map_err(repo_failure)?;
-        metrics::histogram!("waitlist_position_recalculation_seconds")
-            .record(started.elapsed().as_secs_f64());
-        tracing::info!(%campaign_id, changed, "positions recalculated");
+        let seconds = started.elapsed().as_secs_f64();
+        match outcome {
+            Recalculation::Ranked { changed } => {
+                metrics::histogram!("waitlist_position_recalculation_seconds").record(seconds);
+                tracing::info!(%campaign_id, changed, "positions recalculated");
+            }
+            Recalculation::UpToDate => {
+                metrics::counter!("waitlist_position_recalculations_skipped_total").increment(1);
+                tracing::debug!(%campaign_id, "positions already up to date");
+            }
+        }
         Ok(())
     }
 }

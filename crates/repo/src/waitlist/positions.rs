@@ -1,7 +1,7 @@
 //! The position recalculation (seed 003's position consumer).
 
-use diesel::sql_query;
-use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Nullable, Text, Uuid as SqlUuid};
+use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncConnection as _, RunQueryDsl};
 use uuid::Uuid;
 
@@ -23,22 +23,73 @@ FROM (
 ) ranked
 WHERE p.id = ranked.id AND p.position <> ranked.position";
 
+/// The campaign's total of verified referrals now, and the total its last recalculation saw
+/// (none before the first).
+const RANKING_STATE: &str = "
+SELECT (SELECT coalesce(sum(verified_referral_count), 0)::int8
+        FROM participants WHERE campaign_id = $1) AS verified_total,
+       (SELECT verified_total FROM campaign_rankings WHERE campaign_id = $1) AS ranked_total";
+
+const RECORD_RANKING: &str = "
+INSERT INTO campaign_rankings (campaign_id, verified_total) VALUES ($1, $2)
+ON CONFLICT (campaign_id) DO UPDATE
+SET verified_total = excluded.verified_total, ranked_at = now()";
+
+#[derive(QueryableByName)]
+struct RankingState {
+    #[diesel(sql_type = BigInt)]
+    verified_total: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    ranked_total: Option<i64>,
+}
+
+/// What a recalculation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recalculation {
+    /// No referral has counted since the last recalculation: the positions are right already
+    /// (a replayed event, or one of a burst an earlier recalculation covered).
+    UpToDate,
+    /// The campaign was ranked again; `changed` positions were written.
+    Ranked { changed: usize },
+}
+
 impl Waitlist {
-    /// Recomputes a campaign's positions under `pg_advisory_xact_lock(hashtext(campaign_id))`,
-    /// so that two recalculations of one campaign never interleave, whoever runs them. The lock
-    /// is taken before the statement starts, so the statement's snapshot sees every change
-    /// committed by the previous holder. Returns how many positions changed.
-    pub async fn recalculate_positions(&self, campaign_id: Uuid) -> RepoResult<usize> {
+    /// Brings a campaign's positions up to date under
+    /// `pg_advisory_xact_lock(hashtext(campaign_id))`, so that two recalculations of one
+    /// campaign never interleave, whoever runs them. The lock is taken before anything is read,
+    /// so what follows sees every change committed by the previous holder.
+    ///
+    /// The event that asks for it was published after its verification committed, so that
+    /// verification is in the campaign's verified total by now. Verified counts only grow:
+    /// when the total equals the one the last recalculation recorded, that recalculation saw
+    /// this verification already, and nothing is done. The total is read before the ranking
+    /// statement, so a verification committed in between is ranked but not yet recorded, and
+    /// only costs one more recalculation later, never a missed one.
+    pub async fn recalculate_positions(&self, campaign_id: Uuid) -> RepoResult<Recalculation> {
         let mut conn = self.database.connection().await?;
         conn.transaction::<_, RepoError, _>(async |conn| {
             sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
                 .bind::<Text, _>(campaign_id.to_string())
                 .execute(conn)
                 .await?;
-            Ok(sql_query(RECALCULATE)
+            let state: RankingState = sql_query(RANKING_STATE)
+                .bind::<SqlUuid, _>(campaign_id)
+                .get_result(conn)
+                .await?;
+            // Never ranked and nothing verified: every position is still its original one.
+            if state.ranked_total.unwrap_or(0) == state.verified_total {
+                return Ok(Recalculation::UpToDate);
+            }
+            let changed = sql_query(RECALCULATE)
                 .bind::<SqlUuid, _>(campaign_id)
                 .execute(conn)
-                .await?)
+                .await?;
+            sql_query(RECORD_RANKING)
+                .bind::<SqlUuid, _>(campaign_id)
+                .bind::<BigInt, _>(state.verified_total)
+                .execute(conn)
+                .await?;
+            Ok(Recalculation::Ranked { changed })
         })
         .await
     }
