@@ -19,6 +19,8 @@ export KAFKA_ENABLE_IDEMPOTENCE=false
 # email- and reward-workers write each email as an .eml file here.
 export VERIFICATION_SECRET=${VERIFICATION_SECRET:-local-development-only}
 export EMAIL_OUTBOX_DIR=${EMAIL_OUTBOX_DIR:-$ROOT/.stack/email-outbox}
+# Webhook receivers you run on this machine are on the loopback interface.
+export WEBHOOK_ALLOW_PRIVATE_NETWORKS=${WEBHOOK_ALLOW_PRIVATE_NETWORKS:-true}
 export RUST_LOG=${RUST_LOG:-info,rdkafka=warn} LOG_FORMAT=${LOG_FORMAT:-text}
 
 for entry in "${SERVICES[@]}"; do

@@ -187,6 +187,8 @@ async fn a_scripted_campaign_ranks_rewards_announces_and_mails_exactly_once() {
         .await;
     let mut reward_env = smtp_env.clone();
     reward_env.push(("REWARD_RETRY_BACKOFF", "200ms"));
+    // The receiver is on the loopback interface.
+    reward_env.push(("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true"));
     let rewarder = stack
         .start_worker("reward-worker", "reward-workers", &reward_env)
         .await;
@@ -857,4 +859,74 @@ async fn events_committed_before_a_gateway_dies_are_published_by_the_next_one() 
         .collect();
     assert_eq!(published, waiting, "every committed event, none other");
     assert_eq!(message_count(&stack.topic), 19, "each once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_to_internal_addresses_are_refused_and_recorded() {
+    let stack = WaitlistStack::new().await;
+    let receiver = WebhookReceiver::start(0).await;
+    let (gateway, api) = stack.start_gateway(&[]).await;
+    // WEBHOOK_ALLOW_PRIVATE_NETWORKS unset, as in production.
+    let rewarder = stack
+        .start_worker("reward-worker", "reward-workers", &[])
+        .await;
+    let http = reqwest::Client::new();
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let campaign = create_campaign(
+        &http,
+        (&gateway, &api),
+        json!({"name": "Internal", "reward_tiers": [
+            {"name": "By address", "referral_threshold": 1, "delivery": "webhook", "webhook_url": receiver.url},
+            {"name": "By name", "referral_threshold": 2, "delivery": "webhook", "webhook_url": by_name},
+        ]}),
+    )
+    .await;
+    let campaign_id = campaign["id"].as_str().unwrap();
+    let (_, ann) = sign_up(&http, &api, campaign_id, "ann@example.com", None, "1.1.1.1").await;
+    let code = ann["referral_code"].as_str().unwrap();
+    let tokens = waitlist::VerificationTokens::new("test-verification-secret".to_owned().into());
+    let campaign_uuid = uuid::Uuid::try_parse(campaign_id).unwrap();
+    for (email, ip) in [("bo@example.com", "2.2.2.2"), ("cy@example.com", "3.3.3.3")] {
+        let (status, body) = sign_up(&http, &api, campaign_id, email, Some(code), ip).await;
+        assert_eq!(status, 201, "{body}");
+        let participant = uuid::Uuid::try_parse(body["participant_id"].as_str().unwrap()).unwrap();
+        let (status, body) = call(
+            http.post(format!("{api}/api/v1/campaigns/{campaign_id}/verify"))
+                .json(&json!({ "token": tokens.issue(campaign_uuid, participant) })),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    wait_until(
+        "both rewards to fail",
+        PATIENCE,
+        || rewarder.logs(),
+        || async {
+            stack
+            .count("SELECT count(*) AS n FROM participant_rewards WHERE delivery_status = 'failed'")
+            .await
+            == 2
+        },
+    )
+    .await;
+    assert_eq!(
+        stack
+            .count(
+                "SELECT count(*) AS n FROM participant_rewards
+                 WHERE delivery_attempts = 1 AND last_error LIKE '%has no public address%'"
+            )
+            .await,
+        2,
+        "refused at once, with the reason\n{}",
+        rewarder.logs()
+    );
+    assert!(receiver.calls().is_empty(), "nothing reached the receiver");
+    wait_until(
+        "both events dead-lettered",
+        PATIENCE,
+        || rewarder.logs(),
+        || async { message_count(&stack.dlq) == 2 },
+    )
+    .await;
 }

@@ -7,6 +7,7 @@
 //! | `REWARD_RETRY_BACKOFF` | `1s` | wait before the second try, doubling after each failure… |
 //! | `REWARD_RETRY_BACKOFF_MAX` | `1m` | …up to this |
 //! | `WEBHOOK_TIMEOUT` | `10s` | how long a webhook receiver may take to connect and answer |
+//! | `WEBHOOK_ALLOW_PRIVATE_NETWORKS` | `false` | deliver webhooks to loopback, private and other non-public addresses (local development; see `egress`) |
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub(crate) struct RewardWorkerConfig {
     pub(crate) retry_backoff: Duration,
     pub(crate) retry_backoff_max: Duration,
     pub(crate) webhook_timeout: Duration,
+    pub(crate) allow_private_networks: bool,
 }
 
 impl RewardWorkerConfig {
@@ -33,6 +35,7 @@ impl RewardWorkerConfig {
             retry_backoff: env.duration("REWARD_RETRY_BACKOFF", Duration::from_secs(1))?,
             retry_backoff_max: env.duration("REWARD_RETRY_BACKOFF_MAX", Duration::from_secs(60))?,
             webhook_timeout: env.duration("WEBHOOK_TIMEOUT", Duration::from_secs(10))?,
+            allow_private_networks: env.parse("WEBHOOK_ALLOW_PRIVATE_NETWORKS", false)?,
         })
     }
 }
@@ -48,5 +51,9 @@ mod tests {
         assert_eq!(config.worker.consumer.worker_pool_size, 10);
         assert_eq!(config.worker.dlq_topic, "waitlist.dlq");
         assert_eq!(config.max_attempts, 5);
+        assert!(
+            !config.allow_private_networks,
+            "webhooks go to public addresses only"
+        );
     }
 }

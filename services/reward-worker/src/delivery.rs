@@ -10,12 +10,16 @@ use waitlist::webhook::{IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature};
 use waitlist::worker::{earned_reward, parse_event, repo_failure};
 use waitlist::{MailError, Mailer, OutgoingEmail, Templates};
 
+use crate::egress;
+
 #[derive(Debug)]
 pub(crate) struct RewardHandler {
     pub(crate) waitlist: Waitlist,
     pub(crate) mailer: Mailer,
     pub(crate) templates: Templates,
+    /// Built with `egress::PublicOnlyResolver` unless private networks are allowed.
     pub(crate) http: reqwest::Client,
+    pub(crate) allow_private_networks: bool,
     pub(crate) max_attempts: u32,
 }
 
@@ -112,6 +116,11 @@ impl RewardHandler {
             .webhook_url
             .as_deref()
             .ok_or_else(|| Failure::Permanent("webhook tier without a URL".into()))?;
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| Failure::Permanent(format!("invalid webhook URL {url:?}: {e}")))?;
+        if !self.allow_private_networks {
+            egress::check_literal_host(&url).map_err(|e| Failure::Permanent(e.to_string()))?;
+        }
         let body = serde_json::to_vec(&json!({
             "id": reward.user_reward_id,
             "type": "reward.earned",
@@ -140,7 +149,10 @@ impl RewardHandler {
             .body(body)
             .send()
             .await
-            .map_err(|e| Failure::Transient(format!("webhook request failed: {e}")))?;
+            .map_err(|e| match egress::refusal(&e) {
+                Some(refused) => Failure::Permanent(refused.to_string()),
+                None => Failure::Transient(format!("webhook request failed: {e}")),
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

@@ -5,12 +5,14 @@
 //! and delivers by email or webhook (`delivery`); the record ends `delivered`, or `failed` after
 //! `REWARD_MAX_ATTEMPTS` tries or a permanent refusal, when the event also goes to
 //! `waitlist.dlq` with the reason. A delivered or failed reward is never tried again, so a
-//! replayed event delivers nothing twice.
+//! replayed event delivers nothing twice. Webhooks go to public addresses only (`egress`).
 
 mod config;
 mod delivery;
+mod egress;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use events::{Backoff, RetryPolicy};
@@ -30,13 +32,8 @@ fn main() -> ExitCode {
             mailer,
             templates: Templates::load(config.mailer.templates_dir.as_deref())
                 .context("loading the email templates")?,
-            http: reqwest::Client::builder()
-                .timeout(config.webhook_timeout)
-                .connect_timeout(config.webhook_timeout)
-                .user_agent("waitlist-reward-worker/1")
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .context("building the HTTP client")?,
+            http: webhook_client(&config).context("building the HTTP client")?,
+            allow_private_networks: config.allow_private_networks,
             max_attempts: config.max_attempts,
         };
         let retry = RetryPolicy {
@@ -47,4 +44,22 @@ fn main() -> ExitCode {
             .await
             .context("consuming domain events")
     })
+}
+
+/// The webhook client: bounded in time, never following redirects (a redirect could lead to an
+/// address the checks refuse), and resolving host names to public addresses only unless
+/// private networks are allowed.
+fn webhook_client(config: &RewardWorkerConfig) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
+        .timeout(config.webhook_timeout)
+        .connect_timeout(config.webhook_timeout)
+        .user_agent("waitlist-reward-worker/1")
+        .redirect(reqwest::redirect::Policy::none());
+    if config.allow_private_networks {
+        builder.build()
+    } else {
+        builder
+            .dns_resolver(Arc::new(egress::PublicOnlyResolver))
+            .build()
+    }
 }
