@@ -9,7 +9,9 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::Email;
-use domain::waitlist::{CampaignStatus, DeliveryMethod, FraudRules, NewCampaign, NewRewardTier};
+use domain::waitlist::{
+    CampaignStatus, DeliveryMethod, FraudRules, NewCampaign, NewRewardTier, webhook_address,
+};
 use repo::RepoError;
 use repo::waitlist::{Campaign, NewSignup, Participant, SignupError, Verification, Waitlist};
 use serde::Deserialize;
@@ -33,6 +35,8 @@ pub(crate) struct WaitlistApi {
     /// Take the client address from `X-Forwarded-For` (behind a trusted proxy) rather than the
     /// connection.
     pub(crate) trust_forwarded_for: bool,
+    /// Accept webhook URLs with a non-public IP literal host (`WEBHOOK_ALLOW_PRIVATE_NETWORKS`).
+    pub(crate) allow_private_webhooks: bool,
     pub(crate) public_url: String,
 }
 
@@ -283,11 +287,33 @@ fn new_campaign(input: CampaignInput) -> Result<NewCampaign, ApiError> {
     Ok(campaign)
 }
 
+/// Refuses webhook URLs whose host is a non-public IP literal: the reward-worker would refuse
+/// to deliver to them, so say so now. Host names are checked by the worker when it connects.
+fn refuse_private_webhooks(campaign: &NewCampaign) -> Result<(), ApiError> {
+    for (i, tier) in campaign.reward_tiers.iter().enumerate() {
+        let ip = tier
+            .delivery
+            .webhook_url()
+            .and_then(|url| url::Url::parse(url).ok())
+            .and_then(|url| webhook_address::literal_ip(&url));
+        if let Some(ip) = ip.filter(|ip| !webhook_address::is_public(*ip)) {
+            return Err(ApiError::invalid(
+                format!("reward_tiers[{i}].webhook_url"),
+                format!("{ip} is not a public address; webhooks go to public addresses only"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn create_campaign(
     api: web::Data<WaitlistApi>,
     body: web::Json<CampaignInput>,
 ) -> Result<HttpResponse, ApiError> {
     let campaign = new_campaign(body.into_inner())?;
+    if !api.allow_private_webhooks {
+        refuse_private_webhooks(&campaign)?;
+    }
     let secret = format!("whsec_{}", hex::encode(Uuid::new_v4().as_bytes()));
     let created = api
         .waitlist

@@ -21,6 +21,7 @@
 //! | `SIGNUP_IP_LIMIT` | `10` | signups from one IP per window above which referrals are flagged |
 //! | `SIGNUP_IP_WINDOW` | `1h` | the window of that rule |
 //! | `TRUST_X_FORWARDED_FOR` | `false` | take the client IP from `X-Forwarded-For` (set it only behind a proxy that sets the header) |
+//! | `WEBHOOK_ALLOW_PRIVATE_NETWORKS` | `false` | accept reward webhook URLs whose host is a loopback, private or other non-public IP (local development; the reward-worker has the same setting) |
 //! | `OUTBOX_BATCH` | `500` | outbox events relayed per round |
 //! | `OUTBOX_POLL_INTERVAL` | `500ms` | how often the relay looks for events written elsewhere |
 //! | `SNOWFLAKE_NODE_ID` | leased | user IDs of `register-sync` (see `service_runtime::snowflake_ids`) |
@@ -58,6 +59,7 @@ pub(crate) struct GatewayConfig {
     pub(crate) public_url: String,
     pub(crate) fraud: FraudRules,
     pub(crate) trust_forwarded_for: bool,
+    pub(crate) allow_private_webhooks: bool,
     pub(crate) relay: RelayConfig,
 }
 
@@ -103,6 +105,7 @@ impl GatewayConfig {
                 ip_window: env.duration("SIGNUP_IP_WINDOW", Duration::from_secs(3600))?,
             },
             trust_forwarded_for: env.parse("TRUST_X_FORWARDED_FOR", false)?,
+            allow_private_webhooks: env.parse("WEBHOOK_ALLOW_PRIVATE_NETWORKS", false)?,
             relay: RelayConfig {
                 batch: env.parse("OUTBOX_BATCH", 500i64)?.max(1),
                 poll_interval: env.duration("OUTBOX_POLL_INTERVAL", Duration::from_millis(500))?,
@@ -140,6 +143,7 @@ mod tests {
         assert_eq!(config.password_rules, PasswordRules::default());
         assert_eq!(config.domain_events_topic, "domain-events");
         assert_eq!(config.fraud.max_signups_per_ip, 10);
+        assert!(!config.allow_private_webhooks);
     }
 
     #[test]

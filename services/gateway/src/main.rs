@@ -66,6 +66,7 @@ fn main() -> ExitCode {
             tokens: waitlist::VerificationTokens::new(config.verification_secret.clone()),
             fraud: config.fraud,
             trust_forwarded_for: config.trust_forwarded_for,
+            allow_private_webhooks: config.allow_private_webhooks,
             public_url: config.public_url.clone(),
         });
         let stop_relay = CancellationToken::new();

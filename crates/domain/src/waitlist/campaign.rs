@@ -141,11 +141,13 @@ impl NewCampaign {
                 ));
             }
             if let DeliveryMethod::Webhook { url } = &tier.delivery {
-                let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-                if !scheme_ok || url.len() > 2000 || url.chars().any(char::is_whitespace) {
+                let parsed = url::Url::parse(url).ok().filter(|parsed| {
+                    matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some()
+                });
+                if parsed.is_none() || url.len() > 2000 || url.chars().any(char::is_whitespace) {
                     return Err(invalid(
                         field("webhook_url"),
-                        "must be an http(s) URL of at most 2000 characters",
+                        "must be an http(s) URL with a host, of at most 2000 characters",
                     ));
                 }
             }
@@ -215,6 +217,22 @@ mod tests {
                 Box::new(|c| {
                     c.reward_tiers[0].delivery = DeliveryMethod::Webhook {
                         url: "ftp://x".into(),
+                    };
+                }),
+                "reward_tiers[0].webhook_url",
+            ),
+            (
+                Box::new(|c| {
+                    c.reward_tiers[0].delivery = DeliveryMethod::Webhook {
+                        url: "https://".into(),
+                    };
+                }),
+                "reward_tiers[0].webhook_url",
+            ),
+            (
+                Box::new(|c| {
+                    c.reward_tiers[0].delivery = DeliveryMethod::Webhook {
+                        url: "http://exa mple.com/".into(),
                     };
                 }),
                 "reward_tiers[0].webhook_url",

@@ -6,6 +6,7 @@ mod campaign;
 mod events;
 mod fraud;
 mod positions;
+pub mod webhook_address;
 
 pub use campaign::{
     CampaignStatus, DeliveryMethod, InvalidCampaign, MAX_MILESTONES, MAX_REWARD_TIERS, NewCampaign,
