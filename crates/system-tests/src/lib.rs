@@ -4,7 +4,7 @@ mod activity;
 mod waitlist;
 
 pub use activity::{ActivityStack, activity};
-pub use waitlist::{SmtpSink, WaitlistStack, WebhookCall, WebhookReceiver, call};
+pub use waitlist::{SmtpSink, WaitlistStack, WebhookCall, WebhookReceiver};
 
 use std::time::{Duration, Instant};
 
@@ -309,4 +309,13 @@ pub async fn wait_until<F, Fut>(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A JSON request and its answer.
+pub async fn call(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let response = request.send().await.expect("HTTP request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("HTTP body");
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, body)
 }

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use events::testing::{TestTopic, unique_name};
 use repo::testing::TestDatabase;
-use serde_json::Value;
 use service_runtime::testing::{ServiceProcess, free_local_addr};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -85,15 +84,6 @@ impl WaitlistStack {
     pub async fn count(&self, query: &str) -> i64 {
         crate::count(&self.db, query).await
     }
-}
-
-/// A JSON request and its answer.
-pub async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.expect("HTTP request");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("HTTP body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
 }
 
 /// An SMTP server that accepts every message and keeps its raw text.

@@ -8,7 +8,9 @@ use events::rdkafka::Message as _;
 
 use events::testing::read_from_start;
 use serde_json::{Value, json};
-use system_tests::{ActivityStack, activity, count, header, owned, start_gateway, wait_until};
+use system_tests::{
+    ActivityStack, activity, call, count, header, owned, start_gateway, wait_until,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_are_stored_once_and_invalid_ones_dead_lettered_in_seed_004s_format() {
@@ -108,17 +110,12 @@ async fn events_posted_over_http_read_back_newest_first_page_by_page() {
     // One at a time, then a batch, all for user-a, with increasing timestamps.
     let base = Utc::now() - chrono::Duration::minutes(30);
     let at = |i: i64| (base + chrono::Duration::seconds(i)).to_rfc3339();
-    let response = http
-        .post(format!("{api}/api/v1/activity-logs"))
-        .json(
-            &json!({"userId": "user-a", "activityType": "login", "timestamp": at(0),
+    let (status, body) = call(http.post(format!("{api}/api/v1/activity-logs")).json(
+        &json!({"userId": "user-a", "activityType": "login", "timestamp": at(0),
                       "metadata": {"ipAddress": "10.1.1.1", "sessionId": "s1"}}),
-        )
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(response.status(), 202);
-    let body: Value = response.json().await.expect("JSON");
+    ))
+    .await;
+    assert_eq!(status, 202);
     let first_id = body["eventId"]
         .as_str()
         .expect("a generated eventId")
@@ -127,14 +124,12 @@ async fn events_posted_over_http_read_back_newest_first_page_by_page() {
         .map(|i| json!({"userId": "user-a", "activityType": "page_view", "timestamp": at(i), "eventId": format!("evt-{i}")}))
         .chain([json!({"userId": "user-b", "activityType": "logout", "timestamp": at(5)})])
         .collect();
-    let response = http
-        .post(format!("{api}/api/v1/activity-logs/batch"))
-        .json(&json!({ "events": batch }))
-        .send()
-        .await
-        .expect("POST batch");
-    assert_eq!(response.status(), 202);
-    let body: Value = response.json().await.expect("JSON");
+    let (status, body) = call(
+        http.post(format!("{api}/api/v1/activity-logs/batch"))
+            .json(&json!({ "events": batch })),
+    )
+    .await;
+    assert_eq!(status, 202);
     assert_eq!(body["count"], 10);
     stack.wait_stored(11, &processor).await;
 
@@ -146,14 +141,7 @@ async fn events_posted_over_http_read_back_newest_first_page_by_page() {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = http
-            .get(&url)
-            .send()
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("JSON");
+        let (_, page) = call(http.get(&url)).await;
         for event in page["events"].as_array().expect("events") {
             seen.push(event["eventId"].as_str().expect("eventId").to_owned());
         }
@@ -166,16 +154,10 @@ async fn events_posted_over_http_read_back_newest_first_page_by_page() {
     expected.push(first_id);
     assert_eq!(seen, expected);
 
-    let logins: Value = http
-        .get(format!(
-            "{api}/api/v1/users/user-a/activity-logs?type=login"
-        ))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let (_, logins) = call(http.get(format!(
+        "{api}/api/v1/users/user-a/activity-logs?type=login"
+    )))
+    .await;
     assert_eq!(logins["events"].as_array().map(Vec::len), Some(1));
     assert_eq!(logins["events"][0]["metadata"]["ipAddress"], "10.1.1.1");
 
@@ -212,28 +194,14 @@ async fn events_posted_over_http_read_back_newest_first_page_by_page() {
             "events[1].activityType",
         ),
     ] {
-        let response = http
-            .post(format!("{api}/api/v1/{path}"))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        assert_eq!(response.status().as_u16(), status, "{body}");
-        let error: Value = response.json().await.expect("JSON");
+        let (got, error) = call(http.post(format!("{api}/api/v1/{path}")).json(&body)).await;
+        assert_eq!(got, status, "{body}");
         assert_eq!(error["error"]["field"], field, "{error}");
     }
     for query in ["limit=0", "limit=abc", "cursor=zz", "since=yesterday"] {
-        let response = http
-            .get(format!("{api}/api/v1/users/user-a/activity-logs?{query}"))
-            .send()
-            .await
-            .expect("GET");
-        assert!(
-            response.status().is_client_error(),
-            "{query}: {}",
-            response.status()
-        );
-        let error: Value = response.json().await.expect("JSON");
+        let (status, error) =
+            call(http.get(format!("{api}/api/v1/users/user-a/activity-logs?{query}"))).await;
+        assert!((400..500).contains(&status), "{query}: {status}");
         assert!(error["error"]["code"].is_string(), "{query}: {error}");
     }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod encoder;
+pub mod links;
 pub mod mailer;
 pub mod relay;
 pub mod templates;

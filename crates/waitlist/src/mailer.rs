@@ -50,10 +50,7 @@ impl MailerConfig {
             from,
             smtp_timeout: env.duration("SMTP_TIMEOUT", Duration::from_secs(10))?,
             templates_dir: env.optional("EMAIL_TEMPLATES_DIR").map(PathBuf::from),
-            public_url: env
-                .string("WAITLIST_PUBLIC_URL", "http://127.0.0.1:3000")
-                .trim_end_matches('/')
-                .to_owned(),
+            public_url: crate::links::public_url_from_env(env),
         })
     }
 }

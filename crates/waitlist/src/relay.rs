@@ -122,7 +122,7 @@ async fn publish(producer: Producer, rows: Vec<OutboxRow>) -> Vec<i64> {
 /// The record of a row: its JSON exactly as stored, its key, and the event's headers.
 fn record_for(row: &OutboxRow) -> OutgoingRecord {
     let payload = serde_json::to_vec(&row.payload).expect("JSON values serialize");
-    let headers = match serde_json::from_value::<Event>(row.payload.clone()) {
+    let headers = match serde_json::from_slice::<Event>(&payload) {
         Ok(mut event) => {
             event.source = Some("gateway".into());
             headers::event_headers(&event)

@@ -6,6 +6,7 @@ use events::{EventPayload, Handler, HandlerError};
 use repo::Waitlist;
 use repo::waitlist::{EmailClaim, Participant};
 use uuid::Uuid;
+use waitlist::links::referral_link;
 use waitlist::worker::{earned_reward, event_id, parse_event, repo_failure};
 use waitlist::{MailError, Mailer, OutgoingEmail, Templates, VerificationTokens};
 
@@ -150,9 +151,10 @@ impl EmailHandler {
             ("referral_code", participant.referral_code.clone()),
             (
                 "referral_link",
-                format!(
-                    "{}/campaigns/{}?ref={}",
-                    self.public_url, participant.campaign_id, participant.referral_code
+                referral_link(
+                    &self.public_url,
+                    participant.campaign_id,
+                    &participant.referral_code,
                 ),
             ),
         ])

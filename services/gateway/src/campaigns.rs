@@ -9,15 +9,14 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::Email;
-use domain::waitlist::{
-    CampaignStatus, DeliveryMethod, FraudRules, NewCampaign, NewRewardTier, webhook_address,
-};
+use domain::waitlist::{CampaignStatus, DeliveryMethod, FraudRules, NewCampaign, NewRewardTier};
 use repo::RepoError;
 use repo::waitlist::{Campaign, NewSignup, Participant, SignupError, Verification, Waitlist};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use uuid::Uuid;
+use waitlist::links::referral_link;
 use waitlist::{DomainEventEncoder, VerificationTokens};
 
 use crate::errors::{ApiError, repo_error};
@@ -119,10 +118,6 @@ struct LimitParams {
 }
 
 impl WaitlistApi {
-    fn referral_link(&self, campaign_id: Uuid, code: &str) -> String {
-        format!("{}/campaigns/{campaign_id}?ref={code}", self.public_url)
-    }
-
     fn participant_json(&self, participant: &Participant) -> Value {
         json!({
             "participant_id": participant.id,
@@ -134,7 +129,7 @@ impl WaitlistApi {
             "verified": participant.verified_at.is_some(),
             "verified_at": participant.verified_at,
             "referral_code": participant.referral_code,
-            "referral_link": self.referral_link(participant.campaign_id, &participant.referral_code),
+            "referral_link": referral_link(&self.public_url, participant.campaign_id, &participant.referral_code),
             "rewards": participant.rewards.iter().map(|r| json!({
                 "user_reward_id": r.id,
                 "reward_id": r.tier_id,
@@ -287,32 +282,15 @@ fn new_campaign(input: CampaignInput) -> Result<NewCampaign, ApiError> {
     Ok(campaign)
 }
 
-/// Refuses webhook URLs whose host is a non-public IP literal: the reward-worker would refuse
-/// to deliver to them, so say so now. Host names are checked by the worker when it connects.
-fn refuse_private_webhooks(campaign: &NewCampaign) -> Result<(), ApiError> {
-    for (i, tier) in campaign.reward_tiers.iter().enumerate() {
-        let ip = tier
-            .delivery
-            .webhook_url()
-            .and_then(|url| url::Url::parse(url).ok())
-            .and_then(|url| webhook_address::literal_ip(&url));
-        if let Some(ip) = ip.filter(|ip| !webhook_address::is_public(*ip)) {
-            return Err(ApiError::invalid(
-                format!("reward_tiers[{i}].webhook_url"),
-                format!("{ip} is not a public address; webhooks go to public addresses only"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 async fn create_campaign(
     api: web::Data<WaitlistApi>,
     body: web::Json<CampaignInput>,
 ) -> Result<HttpResponse, ApiError> {
     let campaign = new_campaign(body.into_inner())?;
     if !api.allow_private_webhooks {
-        refuse_private_webhooks(&campaign)?;
+        campaign
+            .require_public_webhooks()
+            .map_err(|e| ApiError::invalid(e.field, e.reason))?;
     }
     let secret = format!("whsec_{}", hex::encode(Uuid::new_v4().as_bytes()));
     let created = api
@@ -481,9 +459,9 @@ async fn leaderboard(
 ) -> Result<HttpResponse, ApiError> {
     let campaign_id = parse_id(&path, "campaign")?;
     let limit = limit(&params)?;
-    let campaign = api
+    let participant_count = api
         .waitlist
-        .campaign(campaign_id)
+        .participant_count(campaign_id)
         .await
         .map_err(repo_error)?
         .ok_or_else(|| campaign_not_found(campaign_id))?;
@@ -494,7 +472,7 @@ async fn leaderboard(
         .map_err(repo_error)?;
     Ok(HttpResponse::Ok().json(json!({
         "campaign_id": campaign_id,
-        "participant_count": campaign.participant_count,
+        "participant_count": participant_count,
         "entries": entries.iter().map(|e| json!({
             "position": e.position,
             "participant_id": e.participant_id,

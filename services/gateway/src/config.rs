@@ -96,10 +96,7 @@ impl GatewayConfig {
                 .duration("ACTIVITY_RETENTION", Duration::from_secs(30 * 24 * 3600))?,
             domain_events_topic: env.string("DOMAIN_EVENTS_TOPIC", "domain-events"),
             verification_secret: env.required_secret("VERIFICATION_SECRET")?,
-            public_url: env
-                .string("WAITLIST_PUBLIC_URL", "http://127.0.0.1:3000")
-                .trim_end_matches('/')
-                .to_owned(),
+            public_url: waitlist::links::public_url_from_env(env),
             fraud: FraudRules {
                 max_signups_per_ip: env.parse("SIGNUP_IP_LIMIT", 10i64)?.max(1),
                 ip_window: env.duration("SIGNUP_IP_WINDOW", Duration::from_secs(3600))?,

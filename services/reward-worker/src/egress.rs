@@ -9,7 +9,6 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use domain::waitlist::webhook_address::{is_public, literal_ip};
-
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// A webhook destination refused because it is not on the public internet.

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::webhook_address;
 use crate::Email;
 
 /// Most reward tiers and milestones a campaign may have (each is checked on every
@@ -105,6 +106,26 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidCampai
 }
 
 impl NewCampaign {
+    /// Refuses a webhook whose host is an IP literal off the public internet (see
+    /// `webhook_address`), for deployments that keep webhooks to public addresses. Host names
+    /// are left to the reward-worker, which checks the address it connects to.
+    pub fn require_public_webhooks(&self) -> Result<(), InvalidCampaign> {
+        for (i, tier) in self.reward_tiers.iter().enumerate() {
+            let ip = tier
+                .delivery
+                .webhook_url()
+                .and_then(|url| url::Url::parse(url).ok())
+                .and_then(|url| webhook_address::literal_ip(&url));
+            if let Some(ip) = ip.filter(|ip| !webhook_address::is_public(*ip)) {
+                return Err(invalid(
+                    format!("reward_tiers[{i}].webhook_url"),
+                    format!("{ip} is not a public address; webhooks go to public addresses only"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what the database cannot say clearly: lengths, ranges, duplicates, URL schemes.
     pub fn validate(&self) -> Result<(), InvalidCampaign> {
         let name = self.name.trim();
@@ -192,6 +213,26 @@ mod tests {
             milestones: vec![10, 100],
             notify_email: None,
         }
+    }
+
+    #[test]
+    fn webhooks_to_internal_ip_literals_are_refused_on_request() {
+        let mut c = campaign();
+        c.reward_tiers.push(NewRewardTier {
+            name: "Hook".into(),
+            referral_threshold: 2,
+            delivery: DeliveryMethod::Webhook {
+                url: "https://hooks.example.com/x".into(),
+            },
+        });
+        assert_eq!(c.require_public_webhooks(), Ok(()));
+        c.reward_tiers[1].delivery = DeliveryMethod::Webhook {
+            url: "http://10.0.0.7:8080/x".into(),
+        };
+        assert_eq!(c.validate(), Ok(()), "valid as such");
+        let refused = c.require_public_webhooks().unwrap_err();
+        assert_eq!(refused.field, "reward_tiers[1].webhook_url");
+        assert!(refused.reason.contains("10.0.0.7"), "{}", refused.reason);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use diesel::{QueryableByName, sql_query};
+use diesel::{OptionalExtension as _, QueryableByName, sql_query};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use domain::waitlist::{CampaignStatus, NewCampaign};
 use uuid::Uuid;
@@ -123,6 +123,24 @@ impl Waitlist {
         .load(&mut *conn)
         .await?;
         Ok(with_details(&mut conn, rows).await?.pop())
+    }
+
+    /// A campaign's participant count; `None` when there is no such campaign. For reads that
+    /// need no more of the campaign than that (the leaderboard).
+    pub async fn participant_count(&self, id: Uuid) -> RepoResult<Option<i64>> {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            participant_count: i64,
+        }
+        let mut conn = self.database.connection().await?;
+        let count: Option<Count> =
+            sql_query("SELECT participant_count FROM campaigns WHERE id = $1")
+                .bind::<SqlUuid, _>(id)
+                .get_result(&mut *conn)
+                .await
+                .optional()?;
+        Ok(count.map(|c| c.participant_count))
     }
 
     /// The newest campaigns first, `limit` of them.

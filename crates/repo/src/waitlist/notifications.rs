@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use diesel::{QueryableByName, sql_query};
+use diesel::{OptionalExtension as _, QueryableByName, sql_query};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
@@ -119,7 +119,7 @@ impl Waitlist {
         user_reward_id: Uuid,
     ) -> RepoResult<Option<RewardDelivery>> {
         let mut conn = self.database.connection().await?;
-        let rows: Vec<RewardDelivery> = sql_query(
+        Ok(sql_query(
             "SELECT r.id AS user_reward_id, c.id AS campaign_id, c.name AS campaign_name,
                     c.webhook_secret, p.id AS participant_id, p.email AS participant_email,
                     t.id AS tier_id, t.name AS tier_name, t.referral_threshold,
@@ -132,9 +132,9 @@ impl Waitlist {
              WHERE r.id = $1",
         )
         .bind::<SqlUuid, _>(user_reward_id)
-        .load(&mut *conn)
-        .await?;
-        Ok(rows.into_iter().next())
+        .get_result(&mut *conn)
+        .await
+        .optional()?)
     }
 
     /// Counts a delivery attempt about to be made; returns the attempts so far, this one

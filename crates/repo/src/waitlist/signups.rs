@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Double, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use diesel::{QueryableByName, sql_query};
+use diesel::{OptionalExtension as _, QueryableByName, sql_query};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use domain::waitlist::{
     CampaignStatus, SignupFacts, WaitlistEvent, canonical_email, new_referral_code,
@@ -177,14 +177,15 @@ impl Waitlist {
         participant_id: Uuid,
     ) -> RepoResult<Option<Participant>> {
         let mut conn = self.database.connection().await?;
-        let rows: Vec<ParticipantRow> = sql_query(format!(
+        let row: Option<ParticipantRow> = sql_query(format!(
             "SELECT {PARTICIPANT_COLUMNS} FROM participants WHERE id = $1 AND campaign_id = $2"
         ))
         .bind::<SqlUuid, _>(participant_id)
         .bind::<SqlUuid, _>(campaign_id)
-        .load(&mut *conn)
-        .await?;
-        let Some(row) = rows.into_iter().next() else {
+        .get_result(&mut *conn)
+        .await
+        .optional()?;
+        let Some(row) = row else {
             return Ok(None);
         };
         let rewards: Vec<RewardRow> = sql_query(
@@ -277,8 +278,7 @@ async fn sign_up_in_transaction(
             .bind::<SqlUuid, _>(campaign_id)
             .get_result(conn)
             .await
-            .map(Some)
-            .or_else(not_found_as_none)?;
+            .optional()?;
     let campaign = campaign.ok_or(SignupError::CampaignNotFound)?;
     let status = CampaignStatus::parse(&campaign.status).unwrap_or(CampaignStatus::Ended);
     if status != CampaignStatus::Active {
@@ -444,10 +444,9 @@ async fn verify_in_transaction(
     )
     .bind::<SqlUuid, _>(participant_id)
     .bind::<SqlUuid, _>(campaign_id)
-    .load(conn)
-    .await?
-    .into_iter()
-    .next()
+    .get_result(conn)
+    .await
+    .optional()?
     .ok_or_else(|| RepoError::not_found("participant", participant_id))?;
     if target.verified_at.is_some() {
         return Ok(Verification::AlreadyVerified);
@@ -510,11 +509,4 @@ async fn verify_in_transaction(
     }
     insert_outbox(conn, &events, encoder).await?;
     Ok(Verification::Verified { referral_counted })
-}
-
-fn not_found_as_none<T>(error: diesel::result::Error) -> Result<Option<T>, diesel::result::Error> {
-    match error {
-        diesel::result::Error::NotFound => Ok(None),
-        other => Err(other),
-    }
 }
