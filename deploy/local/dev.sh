@@ -12,9 +12,6 @@ say "building the services"
 cargo build --quiet --bins
 
 export DATABASE_URL=$DEV_DATABASE_URL KAFKA_BROKERS=$KAFKA_ADDR HTTP_ADDR=$GATEWAY_HTTP_ADDR
-# Tansu 0.6 corrupts its producer state when several idempotent producers start at once, as
-# the seven services do; production (Apache Kafka) keeps the default, idempotence on.
-export KAFKA_ENABLE_IDEMPOTENCE=false
 # Waitlist: verification tokens shared by the gateway and the email-worker; with no SMTP_URL the
 # email- and reward-workers write each email as an .eml file here.
 export VERIFICATION_SECRET=${VERIFICATION_SECRET:-local-development-only}

@@ -8,9 +8,8 @@ LOG_DIR=$STACK_DIR/logs
 RUN_DIR=$STACK_DIR/run
 mkdir -p "$LOG_DIR" "$RUN_DIR"
 
-TANSU_VERSION=0.6.0
 DIESEL_CLI_VERSION=2.3.4
-# The local broker listens on IPv4 only: always 127.0.0.1, never localhost.
+# The local Apache Kafka (deploy/local/kafka/server.properties) listens on 127.0.0.1.
 KAFKA_ADDR=127.0.0.1:9092
 PG_HOST=127.0.0.1
 PG_PORT=5432

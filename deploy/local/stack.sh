@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The local stack: PostgreSQL, the Kafka-protocol broker, the topics and the migrations.
+# The local stack: PostgreSQL, Apache Kafka, the topics and the migrations.
 #
 #   stack.sh up      install what is missing, start what is not running, apply topics and
 #                    migrations (idempotent: safe to run again)
 #   stack.sh down    stop the broker if this script started it (PostgreSQL is left running)
 #
-# Nothing is assumed installed: a fresh Debian machine gets PostgreSQL and the build libraries
-# from apt, and Tansu (an Apache-licensed Kafka-compatible broker, since Apache Kafka cannot run
-# here) from crates.io.
+# Nothing is assumed installed: a fresh Debian machine gets PostgreSQL, Java, Maven and the build
+# libraries from apt, Apache Kafka from Maven Central (deploy/local/kafka.sh) and diesel_cli
+# from crates.io.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -73,15 +73,6 @@ ensure_databases() {
     done
 }
 
-ensure_tansu() {
-    if command -v tansu >/dev/null && tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-        return
-    fi
-    say "installing tansu $TANSU_VERSION from crates.io (about 10 minutes on 2 cores, once)"
-    # --locked is required: without it the dependency resolution breaks the build.
-    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
-}
-
 ensure_diesel_cli() {
     if command -v diesel >/dev/null && diesel --version 2>/dev/null | grep -q "$DIESEL_CLI_VERSION"; then
         return
@@ -91,42 +82,49 @@ ensure_diesel_cli() {
         --no-default-features --features postgres
 }
 
+# The local Apache Kafka: one KRaft node (broker and controller) on $KAFKA_ADDR, its data in
+# .stack/kafka/node/data (kept across restarts and kill -9), its log in .stack/logs/kafka.log.
 start_broker() {
     if listening "$KAFKA_ADDR"; then
         say "a broker is listening on $KAFKA_ADDR"
         return
     fi
-    ensure_tansu
-    mkdir -p "$STACK_DIR/tansu"
-    say "starting tansu on $KAFKA_ADDR (data in $STACK_DIR/tansu, log in $LOG_DIR/tansu.log)"
-    # sqlite storage keeps every message and committed offset across a kill of the broker. Tansu
-    # reads the path after sqlite:// relative to its working directory, hence the cd. Its own
-    # OTLP export stays off whatever the environment says.
-    (cd "$STACK_DIR/tansu" && exec env -u OTEL_EXPORTER_OTLP_ENDPOINT setsid tansu broker \
-        --listener-url "tcp://$KAFKA_ADDR" \
-        --advertised-listener-url "tcp://$KAFKA_ADDR" \
-        --storage-engine "sqlite://tansu.db" \
-        >>"$LOG_DIR/tansu.log" 2>&1 </dev/null) &
+    "$ROOT/deploy/local/kafka.sh" install >/dev/null
+    local node=$STACK_DIR/kafka/node
+    mkdir -p "$node"
+    {
+        cat "$ROOT/deploy/local/kafka/server.properties"
+        echo "log.dirs=$node/data"
+    } >"$node/server.properties"
+    say "starting Apache Kafka on $KAFKA_ADDR (data in $node/data, log in $LOG_DIR/kafka.log)"
+    setsid "$ROOT/deploy/local/kafka.sh" run "$node" >>"$LOG_DIR/kafka.log" 2>&1 </dev/null &
     local pid=$!
-    echo "$pid" >"$RUN_DIR/tansu.pid"
-    for _ in $(seq 300); do
-        listening "$KAFKA_ADDR" && return 0
+    echo "$pid" >"$RUN_DIR/kafka.pid"
+    for _ in $(seq 1200); do
+        listening "$KAFKA_ADDR" && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    tail -n 20 "$LOG_DIR/tansu.log" >&2
-    die "tansu did not start"
+    # Listening is not serving: wait until the broker answers a metadata request.
+    if ! kill -0 "$pid" 2>/dev/null \
+        || ! timeout 120 "$ROOT/deploy/local/kafka-tool.sh" kafka-topics \
+            --bootstrap-server "$KAFKA_ADDR" --list >/dev/null; then
+        tail -n 30 "$LOG_DIR/kafka.log" >&2
+        die "Apache Kafka did not start; see $LOG_DIR/kafka.log"
+    fi
 }
 
 stop_broker() {
-    local pidfile=$RUN_DIR/tansu.pid
+    local pidfile=$RUN_DIR/kafka.pid
     [ -f "$pidfile" ] || return 0
     local pid
     pid=$(cat "$pidfile")
     if kill -0 "$pid" 2>/dev/null; then
-        say "stopping tansu (pid $pid)"
+        say "stopping Apache Kafka (pid $pid)"
         kill -TERM "$pid"
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        # A controlled shutdown takes a few seconds; a broker that hangs is killed after 60 s
+        # (its data survives that too).
+        for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$pidfile"

@@ -7,8 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 /// runtime; see the workspace README for the variables and their defaults.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
-    /// `host:port` of one or more brokers. Locally `127.0.0.1:9092` (the local broker listens on
-    /// IPv4 only, so never `localhost`).
+    /// `host:port` of one or more brokers. Locally `127.0.0.1:9092`.
     pub brokers: Vec<String>,
     /// Shown in broker logs and quotas; the service name unless set.
     pub client_id: String,
@@ -37,10 +36,6 @@ pub struct ProducerSettings {
     pub delivery_timeout: Duration,
     /// Where records that could not be delivered go (`KAFKA_DLQ_TOPIC`).
     pub dlq_topic: String,
-    /// `enable.idempotence` (`KAFKA_ENABLE_IDEMPOTENCE`): on in production, so librdkafka's own
-    /// retries never duplicate or reorder. The local broker (Tansu 0.6) corrupts its producer
-    /// state when several idempotent producers start at once, so the local stack turns it off.
-    pub idempotence: bool,
 }
 
 impl Default for ProducerSettings {
@@ -56,7 +51,6 @@ impl Default for ProducerSettings {
             flush_timeout: Duration::from_millis(10),
             delivery_timeout: Duration::from_secs(30),
             dlq_topic: "events-dlq".to_owned(),
-            idempotence: true,
         }
     }
 }
@@ -90,13 +84,14 @@ impl KafkaConfig {
         }
     }
 
-    /// The producer's settings: the shared ones, plus idempotence (`acks=all`, no duplicates or
-    /// reordering on librdkafka's own retries), lz4 compression and seed 002's batching.
+    /// The producer's settings: the shared ones, plus idempotence, always on (`acks=all`, no
+    /// duplicates or reordering on librdkafka's own retries), lz4 compression and seed 002's
+    /// batching.
     pub fn producer_client_config(&self) -> ClientConfig {
         let settings = &self.producer;
         let mut config = self.client_config();
         config
-            .set("enable.idempotence", settings.idempotence.to_string())
+            .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("batch.num.messages", settings.flush_messages.to_string())

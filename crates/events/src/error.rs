@@ -10,6 +10,11 @@ pub enum EventsError {
     /// The brokers did not answer in time or refused the request. Usually retryable.
     #[error("Kafka broker unavailable: {0}")]
     Unavailable(#[source] KafkaError),
+    /// The brokers refused the client's credentials (SASL) or the TLS handshake failed: the
+    /// client keeps trying, but nothing gets through until the configuration is fixed. Holds
+    /// librdkafka's own description, which never includes the password.
+    #[error("Kafka authentication failed: {0}")]
+    Authentication(String),
     /// The broker refused to create a topic.
     #[error("cannot create topic {topic}: {reason}")]
     TopicCreation { topic: String, reason: String },

@@ -20,5 +20,8 @@ pub use consumer::{
 };
 pub use envelope::{Event, EventBuilder, EventPayload};
 pub use error::EventsError;
-pub use producer::{ClusterInfo, Delivery, OutgoingRecord, Producer, ProducerStats, PublishError};
+pub use producer::{
+    ClusterInfo, Delivery, OutgoingRecord, Producer, ProducerClientContext, ProducerStats,
+    PublishError,
+};
 pub use rdkafka;

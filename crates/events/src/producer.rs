@@ -7,12 +7,13 @@
 //! seed 002's format. Nothing is dropped silently: if the DLQ cannot take it either, the caller
 //! gets the error.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
+use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
@@ -83,10 +84,33 @@ struct Counters {
     dead_lettered: AtomicU64,
 }
 
+/// librdkafka's callbacks for the producer: errors are logged as by default, and the last
+/// authentication or TLS failure is kept, so a health check that cannot reach the cluster can
+/// say why (a wrong password looks like an unreachable broker otherwise).
+#[derive(Debug, Default)]
+pub struct ProducerClientContext {
+    /// librdkafka's description of the last such failure; shared with the `Producer`.
+    auth_failure: Arc<Mutex<Option<String>>>,
+}
+
+impl ClientContext for ProducerClientContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!(%error, reason, "librdkafka error");
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
+        ) {
+            *self.auth_failure.lock().expect("auth failure lock") = Some(reason.to_owned());
+        }
+    }
+}
+
 /// The service's Kafka producer. Cheap to clone: clones share one librdkafka producer.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<ProducerClientContext>,
+    /// The last authentication or TLS failure the context saw (see `ProducerClientContext`).
+    auth_failure: Arc<Mutex<Option<String>>>,
     settings: ProducerSettings,
     backoff: Backoff,
     router: Arc<TopicRouter>,
@@ -132,13 +156,16 @@ impl Producer {
     /// Creates the producer. librdkafka connects in the background, so this succeeds while the
     /// brokers are still starting; `health_check` tells when they answer.
     pub fn connect(config: &KafkaConfig) -> Result<Self, EventsError> {
-        let inner: FutureProducer = config
+        let context = ProducerClientContext::default();
+        let auth_failure = context.auth_failure.clone();
+        let inner = config
             .producer_client_config()
-            .create()
+            .create_with_context(context)
             .map_err(EventsError::Config)?;
         let settings = config.producer.clone();
         Ok(Self {
             inner,
+            auth_failure,
             backoff: Backoff::new(settings.retry_backoff, settings.retry_backoff_max),
             settings,
             router: Arc::new(TopicRouter::default()),
@@ -271,18 +298,30 @@ impl Producer {
     }
 
     /// Asks the cluster for its metadata (brokers and topics). Publishes nothing.
+    ///
+    /// # Errors
+    /// `Authentication` when the brokers refused the credentials or the TLS handshake since the
+    /// last successful check, `Unavailable` when they did not answer in `timeout`.
     pub async fn health_check(&self, timeout: Duration) -> Result<ClusterInfo, EventsError> {
-        let producer = self.inner.clone();
+        let (producer, auth_failure) = (self.inner.clone(), self.auth_failure.clone());
         // librdkafka's metadata call blocks the calling thread.
         tokio::task::spawn_blocking(move || {
-            let metadata = producer
-                .client()
-                .fetch_metadata(None, timeout)
-                .map_err(EventsError::Unavailable)?;
-            Ok(ClusterInfo {
-                brokers: metadata.brokers().len(),
-                topics: metadata.topics().len(),
-            })
+            let result = producer.client().fetch_metadata(None, timeout);
+            let mut auth_failure = auth_failure.lock().expect("auth failure lock");
+            match result {
+                Ok(metadata) => {
+                    // Whatever failed before has been fixed.
+                    *auth_failure = None;
+                    Ok(ClusterInfo {
+                        brokers: metadata.brokers().len(),
+                        topics: metadata.topics().len(),
+                    })
+                }
+                Err(error) => Err(match auth_failure.clone() {
+                    Some(reason) => EventsError::Authentication(reason),
+                    None => EventsError::Unavailable(error),
+                }),
+            }
         })
         .await
         .expect("the metadata task does not panic")
@@ -308,7 +347,7 @@ impl Producer {
     }
 
     /// The underlying rdkafka producer, for code with needs of its own.
-    pub fn rdkafka(&self) -> &FutureProducer {
+    pub fn rdkafka(&self) -> &FutureProducer<ProducerClientContext> {
         &self.inner
     }
 }

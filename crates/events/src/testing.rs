@@ -18,10 +18,7 @@ pub const DEFAULT_TEST_BROKERS: &str = "127.0.0.1:9092";
 pub fn test_kafka_config() -> KafkaConfig {
     let brokers =
         std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| DEFAULT_TEST_BROKERS.to_owned());
-    let mut config = KafkaConfig::new(brokers, "tests");
-    // Tests start many producers at once, which the local broker cannot take with idempotence.
-    config.producer.idempotence = false;
-    config
+    KafkaConfig::new(brokers, "tests")
 }
 
 /// The first `count` messages of `topic`, read from its start by a group of their own. Gives up
@@ -56,26 +53,41 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A freshly created topic with a unique name. Tests never delete their topics: deleting a
-/// topic in the local broker (Tansu 0.6) disturbs the metadata of other topics in use, and the
-/// broker's data lives in the throw-away `.stack/` folder anyway.
+/// A freshly created topic with a unique name, deleted again when dropped (at the end of the
+/// test that made it), so that the broker's disk holds only the topics of running tests.
 #[derive(Debug)]
 pub struct TestTopic {
     pub name: String,
     pub partitions: i32,
+    /// The cluster it lives on.
+    pub kafka: KafkaConfig,
 }
 
 impl TestTopic {
-    /// Creates the topic and waits until its metadata is visible. Panics with a clear message when
-    /// the broker is not reachable.
+    /// Creates the topic on the test broker (`test_kafka_config`), one replica, and waits until
+    /// its metadata is visible. Panics with a clear message when the broker is not reachable.
     pub async fn create(prefix: &str, partitions: i32) -> Self {
-        let config = test_kafka_config();
+        Self::create_on(&test_kafka_config(), prefix, partitions, 1).await
+    }
+
+    /// Creates the topic on the cluster `config` reaches, with `replication` replicas and, when
+    /// there are several, `min.insync.replicas` one less (2 of 3, as in production).
+    pub async fn create_on(
+        config: &KafkaConfig,
+        prefix: &str,
+        partitions: i32,
+        replication: i32,
+    ) -> Self {
         let name = unique_name(prefix);
-        let admin = admin(&config);
+        let admin = admin(config);
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let min_isr = (replication - 1).max(1).to_string();
         let results = admin
             .create_topics(
-                &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
+                &[
+                    NewTopic::new(&name, partitions, TopicReplication::Fixed(replication))
+                        .set("min.insync.replicas", &min_isr),
+                ],
                 &options,
             )
             .await
@@ -88,13 +100,41 @@ impl TestTopic {
         for result in results {
             result.unwrap_or_else(|(topic, code)| panic!("cannot create {topic}: {code}"));
         }
-        wait_until_visible(&config, &name, partitions).await;
-        Self { name, partitions }
+        wait_until_visible(config, &name, partitions).await;
+        Self {
+            name,
+            partitions,
+            kafka: config.clone(),
+        }
     }
 }
 
-/// Waits until a new client sees the topic with all its partitions: producing to a topic the
-/// broker has not finished creating is a race the local broker handles badly.
+impl Drop for TestTopic {
+    fn drop(&mut self) {
+        // Drop cannot await, and may run inside a runtime: delete from a thread of its own.
+        // A topic left behind (the broker unreachable, say) costs only disk, so errors are
+        // reported, not raised.
+        let (name, kafka) = (self.name.clone(), self.kafka.clone());
+        let deleted = std::thread::spawn(move || {
+            let admin = admin(&kafka);
+            let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+            futures::executor::block_on(admin.delete_topics(&[&name], &options))
+                .map_err(|e| format!("{name}: {e}"))
+                .and_then(|results| {
+                    results
+                        .into_iter()
+                        .try_for_each(|r| r.map(drop).map_err(|(t, c)| format!("{t}: {c}")))
+                })
+        })
+        .join();
+        if let Ok(Err(error)) = deleted {
+            eprintln!("could not delete test topic {error}");
+        }
+    }
+}
+
+/// Waits until a new client sees the topic with all its partitions, so that a test's first
+/// produce or subscription does not race the topic's creation.
 async fn wait_until_visible(config: &KafkaConfig, name: &str, partitions: i32) {
     let client: BaseConsumer = config.client_config().create().expect("metadata client");
     for _ in 0..300 {
@@ -121,13 +161,14 @@ fn admin(config: &KafkaConfig) -> AdminClient<DefaultClientContext> {
 
 /// How many messages `topic` holds: the sum of its partitions' high watermarks.
 pub fn message_count(topic: &TestTopic) -> i64 {
-    let client: BaseConsumer = test_kafka_config()
+    let client: BaseConsumer = topic
+        .kafka
         .client_config()
         .create()
         .expect("watermark client");
     (0..topic.partitions)
         .map(|partition| {
-            // The local broker can be slow to answer under load: a few patient tries.
+            // A broker busy with many tests at once can be slow to answer: a few patient tries.
             let mut tries = 0;
             loop {
                 tries += 1;

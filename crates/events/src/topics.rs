@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
 
@@ -114,12 +113,6 @@ pub enum TopicOutcome {
         from: usize,
         to: usize,
     },
-    /// It has fewer partitions than declared, and the broker cannot add partitions (Apache Kafka
-    /// can; the local broker cannot). An operator must add them.
-    PartitionsNotAdded {
-        from: usize,
-        to: usize,
-    },
 }
 
 /// Creates every declared topic that does not exist, and adds partitions to existing topics
@@ -178,15 +171,10 @@ pub async fn ensure_topics(
         })
         .collect();
     if !grow.is_empty() {
-        for (name, outcome) in add_partitions(&admin, &grow, &options).await? {
+        for name in add_partitions(&admin, &grow, &options).await? {
             let to = spec.topic(&name).map_or(0, |t| t.partitions.into());
             let from = existing[&name];
-            let outcome = if outcome {
-                TopicOutcome::PartitionsAdded { from, to }
-            } else {
-                TopicOutcome::PartitionsNotAdded { from, to }
-            };
-            outcomes.insert(name, outcome);
+            outcomes.insert(name, TopicOutcome::PartitionsAdded { from, to });
         }
     }
 
@@ -200,27 +188,24 @@ pub async fn ensure_topics(
         .collect())
 }
 
-/// Adds partitions; per topic, whether the broker did (false when it does not support it).
+/// Adds partitions; the names of the topics that grew.
+///
+/// # Errors
+/// `Unavailable` when the cluster cannot be reached, `TopicCreation` naming the first topic the
+/// broker refused to grow.
 async fn add_partitions(
     admin: &AdminClient<DefaultClientContext>,
     grow: &[NewPartitions<'_>],
     options: &AdminOptions,
-) -> Result<Vec<(String, bool)>, EventsError> {
-    let results = match admin.create_partitions(grow, options).await {
-        Ok(results) => results,
-        Err(KafkaError::AdminOp(RDKafkaErrorCode::UnsupportedFeature)) => {
-            return Ok(grow
-                .iter()
-                .map(|g| (g.topic_name.to_owned(), false))
-                .collect());
-        }
-        Err(error) => return Err(EventsError::Unavailable(error)),
-    };
+) -> Result<Vec<String>, EventsError> {
+    let results = admin
+        .create_partitions(grow, options)
+        .await
+        .map_err(EventsError::Unavailable)?;
     results
         .into_iter()
         .map(|result| match result {
-            Ok(name) => Ok((name, true)),
-            Err((name, RDKafkaErrorCode::UnsupportedFeature)) => Ok((name, false)),
+            Ok(name) => Ok(name),
             Err((topic, code)) => Err(EventsError::TopicCreation {
                 topic,
                 reason: format!("adding partitions: {code}"),

@@ -106,12 +106,6 @@ async fn run(command: Command, env: &Env) -> anyhow::Result<()> {
                     TopicOutcome::PartitionsAdded { from, to } => {
                         tracing::info!(%topic, from, to, "added partitions");
                     }
-                    TopicOutcome::PartitionsNotAdded { from, to } => tracing::warn!(
-                        %topic,
-                        from,
-                        to,
-                        "the broker cannot add partitions; add them with kafka-topics --alter"
-                    ),
                 }
             }
         }

@@ -23,7 +23,6 @@
 //! | `KAFKA_FLUSH_TIMEOUT` | `10ms` | how long a producer batch waits to fill |
 //! | `KAFKA_DELIVERY_TIMEOUT` | `30s` | how long one publish attempt may take |
 //! | `KAFKA_DLQ_TOPIC` | `events-dlq` | where undeliverable records go |
-//! | `KAFKA_ENABLE_IDEMPOTENCE` | `true` | idempotent producer; `make dev` sets `false` for the local broker |
 //! | `OPS_ADDR` | `0.0.0.0:9090` | where `/healthz`, `/readyz` and `/metrics` are served |
 //! | `SHUTDOWN_TIMEOUT` | `8s` | how long in-flight work may take after SIGTERM |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
@@ -111,7 +110,6 @@ pub fn kafka_config(env: &Env, service_name: &str) -> Result<KafkaConfig, Config
         flush_timeout: env.duration("KAFKA_FLUSH_TIMEOUT", defaults.flush_timeout)?,
         delivery_timeout: env.duration("KAFKA_DELIVERY_TIMEOUT", defaults.delivery_timeout)?,
         dlq_topic: env.string("KAFKA_DLQ_TOPIC", &defaults.dlq_topic),
-        idempotence: env.parse("KAFKA_ENABLE_IDEMPOTENCE", defaults.idempotence)?,
     };
     Ok(config)
 }

@@ -17,8 +17,6 @@ pub fn base_env() -> Vec<(String, String)> {
             "KAFKA_BROKERS".into(),
             events::testing::test_kafka_config().brokers.join(","),
         ),
-        // As for make dev: the local broker cannot take concurrent idempotent producers.
-        ("KAFKA_ENABLE_IDEMPOTENCE".into(), "false".into()),
         // The gateway and the email-worker must share it.
         (
             "VERIFICATION_SECRET".into(),

@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
 mod activity;
+mod kafka_cluster;
 mod waitlist;
 
 pub use activity::{ActivityStack, activity};
+pub use kafka_cluster::{ClusterSpec, KafkaCluster};
 pub use waitlist::{SmtpSink, WaitlistStack, WebhookCall, WebhookReceiver};
 
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use domain::RegistrationMessage;
+use events::KafkaConfig;
 use events::rdkafka::Message as _;
 use events::rdkafka::message::OwnedMessage;
 use events::rdkafka::producer::{FutureProducer, FutureRecord};
@@ -37,6 +40,8 @@ pub struct RegistrationStack {
     pub events_topic: TestTopic,
     /// Where the retrier's own dead letters go.
     pub parking_topic: TestTopic,
+    /// The cluster the topics are on, as the test reaches it.
+    pub kafka: KafkaConfig,
     suffix: String,
 }
 
@@ -47,19 +52,28 @@ struct Count {
 }
 
 impl RegistrationStack {
+    /// On the test broker, one replica per partition.
     pub async fn new() -> Self {
+        Self::on(&test_kafka_config(), 1).await
+    }
+
+    /// On the cluster `kafka` reaches (services get its brokers as `KAFKA_BROKERS`), with
+    /// `replication` replicas per partition.
+    pub async fn on(kafka: &KafkaConfig, replication: i32) -> Self {
         Self {
             db: TestDatabase::new().await,
-            topic: TestTopic::create("user.registration", 6).await,
-            retry_topic: TestTopic::create("user.registration.dlq", 3).await,
-            events_topic: TestTopic::create("user-events", 1).await,
-            parking_topic: TestTopic::create("events-dlq", 1).await,
+            topic: TestTopic::create_on(kafka, "user.registration", 6, replication).await,
+            retry_topic: TestTopic::create_on(kafka, "user.registration.dlq", 3, replication).await,
+            events_topic: TestTopic::create_on(kafka, "user-events", 1, replication).await,
+            parking_topic: TestTopic::create_on(kafka, "events-dlq", 1, replication).await,
+            kafka: kafka.clone(),
             suffix: unique_name("g"),
         }
     }
 
     fn shared_env(&self) -> Vec<(String, String)> {
         vec![
+            ("KAFKA_BROKERS".into(), self.kafka.brokers.join(",")),
             ("DATABASE_SCHEMA".into(), self.db.schema().to_owned()),
             (
                 "REGISTRATION_DLQ_TOPIC".into(),
@@ -118,7 +132,7 @@ impl RegistrationStack {
 
     /// Puts registration messages on `topic` (the retry queue, say), keyed by request ID.
     pub async fn produce_to(&self, topic: &TestTopic, messages: &[RegistrationMessage]) {
-        let producer = producer();
+        let producer = producer(&topic.kafka);
         let sends = messages.iter().map(|message| {
             let key = message.request_id.to_string();
             let payload = serde_json::to_vec(message).expect("serialize");
@@ -139,7 +153,7 @@ impl RegistrationStack {
 
     /// Puts any bytes on the registration topic.
     pub async fn produce_raw(&self, key: &str, payload: &[u8]) {
-        producer()
+        producer(&self.topic.kafka)
             .send(
                 FutureRecord::to(&self.topic.name).key(key).payload(payload),
                 Duration::from_secs(30),
@@ -255,8 +269,8 @@ pub fn registration(email: &str) -> RegistrationMessage {
     }
 }
 
-fn producer() -> FutureProducer {
-    test_kafka_config()
+fn producer(kafka: &KafkaConfig) -> FutureProducer {
+    kafka
         .producer_client_config()
         .create()
         .expect("test producer")

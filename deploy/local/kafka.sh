@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Apache Kafka for the local stack and the tests, run from its Maven Central artifacts (the
+# pinned project in deploy/local/kafka/pom.xml) on the machine's Java.
+#
+#   kafka.sh install          resolve the broker and tools once into .stack/kafka/libs-<hash>/
+#                             (java and maven come from apt when missing); prints that folder
+#   kafka.sh cluster-id       a new random cluster ID
+#   kafka.sh run NODE_DIR     run one KRaft node in the foreground (exec) with the settings in
+#                             NODE_DIR/server.properties; its storage (the log.dirs there) is
+#                             formatted on the first run with the ID in NODE_DIR/cluster-id,
+#                             made when absent. Extra `kafka-storage format` arguments (for
+#                             example --add-scram …) come from KAFKA_FORMAT_ARGS.
+#   kafka.sh tool NAME ARG…   one of Kafka's command-line tools; see deploy/local/kafka-tool.sh
+#
+# KAFKA_HEAP_OPTS bounds the heap (default -Xmx1g -Xms1g, as Kafka's own scripts).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+KAFKA_PROJECT=$ROOT/deploy/local/kafka
+
+# The folder holding the runtime classpath, named after the pom's hash so that a changed pom
+# resolves again and an unchanged one never downloads anything.
+libs_dir() {
+    local hash
+    hash=$(sha256sum "$KAFKA_PROJECT/pom.xml" | cut -c1-12)
+    echo "$STACK_DIR/kafka/libs-$hash"
+}
+
+install() {
+    local libs
+    libs=$(libs_dir)
+    if [ -f "$libs/.complete" ]; then
+        echo "$libs"
+        return
+    fi
+    command -v java >/dev/null || apt_install openjdk-17-jre-headless
+    command -v mvn >/dev/null || apt_install maven
+    say "resolving Apache Kafka $(kafka_version) from Maven Central into $libs (once)"
+    rm -rf "$libs.partial"
+    # Resolve into a scratch folder and rename it at the end, so an interrupted download is never
+    # mistaken for a complete classpath.
+    mvn -q -B -f "$KAFKA_PROJECT/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$libs.partial" >&2 \
+        || die "could not resolve Apache Kafka from Maven Central (see the Maven output above)"
+    touch "$libs.partial/.complete"
+    rm -rf "$libs"
+    mv "$libs.partial" "$libs"
+    echo "$libs"
+}
+
+kafka_version() {
+    sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_PROJECT/pom.xml"
+}
+
+# Runs a Java main class of Kafka's with its classpath, as kafka-run-class.sh does.
+java_main() {
+    local libs
+    libs=$(install)
+    local heap=${KAFKA_HEAP_OPTS:--Xmx256m}
+    # shellcheck disable=SC2086 # heap and JVM options are word lists
+    exec java $heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+        -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$KAFKA_PROJECT/log4j2.xml" \
+        ${KAFKA_JVM_OPTS:-} \
+        -cp "$libs/*" "$@"
+}
+
+# Kafka's tools by the names of its bin/ scripts (bin/kafka-topics.sh → kafka-topics).
+tool_class() {
+    case "$1" in
+        kafka-acls) echo org.apache.kafka.tools.AclCommand ;;
+        kafka-broker-api-versions) echo org.apache.kafka.tools.BrokerApiVersionsCommand ;;
+        kafka-cluster) echo org.apache.kafka.tools.ClusterTool ;;
+        kafka-configs) echo org.apache.kafka.tools.ConfigCommand ;;
+        kafka-console-consumer) echo org.apache.kafka.tools.consumer.ConsoleConsumer ;;
+        kafka-console-producer) echo org.apache.kafka.tools.ConsoleProducer ;;
+        kafka-consumer-groups) echo org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
+        kafka-delete-records) echo org.apache.kafka.tools.DeleteRecordsCommand ;;
+        kafka-features) echo org.apache.kafka.tools.FeatureCommand ;;
+        kafka-get-offsets) echo org.apache.kafka.tools.GetOffsetShell ;;
+        kafka-groups) echo org.apache.kafka.tools.GroupsCommand ;;
+        kafka-leader-election) echo org.apache.kafka.tools.LeaderElectionCommand ;;
+        kafka-log-dirs) echo org.apache.kafka.tools.LogDirsCommand ;;
+        kafka-metadata-quorum) echo org.apache.kafka.tools.MetadataQuorumCommand ;;
+        kafka-reassign-partitions) echo org.apache.kafka.tools.reassign.ReassignPartitionsCommand ;;
+        kafka-storage) echo kafka.tools.StorageTool ;;
+        kafka-topics) echo org.apache.kafka.tools.TopicCommand ;;
+        kafka-transactions) echo org.apache.kafka.tools.TransactionsCommand ;;
+        *) return 1 ;;
+    esac
+}
+
+tool() {
+    [ $# -ge 1 ] || die "usage: kafka-tool.sh NAME [ARG…]; NAME is one of Kafka's bin/ scripts, e.g. kafka-topics"
+    local name=${1%.sh} class
+    shift
+    class=$(tool_class "$name") || die "unknown Kafka tool '$name'; see tool_class in $0 for the list"
+    KAFKA_JVM_OPTS="-Dkafka.root.log.level=WARN ${KAFKA_JVM_OPTS:-}" java_main "$class" "$@"
+}
+
+run() {
+    local node=${1:?usage: kafka.sh run NODE_DIR}
+    local properties=$node/server.properties
+    [ -f "$properties" ] || die "no $properties"
+    local data
+    data=$(sed -n 's/^log\.dirs=//p' "$properties" | tail -n 1)
+    [ -n "$data" ] || die "$properties sets no log.dirs"
+    if [ ! -f "$data/meta.properties" ]; then
+        [ -f "$node/cluster-id" ] || (KAFKA_HEAP_OPTS=-Xmx128m tool kafka-storage random-uuid) >"$node/cluster-id"
+        say "formatting the Kafka storage in $data (cluster $(cat "$node/cluster-id"))"
+        # Split on spaces only: SCRAM credentials look like globs (`…=[name=a,password=b]`).
+        local format_args=()
+        read -r -a format_args <<<"${KAFKA_FORMAT_ARGS:-}"
+        (KAFKA_HEAP_OPTS=-Xmx256m tool kafka-storage format --ignore-formatted \
+            --cluster-id "$(cat "$node/cluster-id")" --config "$properties" \
+            "${format_args[@]}") >&2
+    fi
+    KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx1g -Xms1g} java_main kafka.Kafka "$properties"
+}
+
+case "${1:-}" in
+    install) install ;;
+    cluster-id) KAFKA_HEAP_OPTS=-Xmx128m tool kafka-storage random-uuid ;;
+    run) shift; run "$@" ;;
+    tool) shift; tool "$@" ;;
+    *) die "usage: $0 install | cluster-id | run NODE_DIR | tool NAME [ARG…]" ;;
+esac
