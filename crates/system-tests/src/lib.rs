@@ -99,16 +99,22 @@ impl RegistrationStack {
         start_gateway(env).await
     }
 
+    /// Starts the registration-batcher and waits until it is ready.
     pub async fn start_batcher(&self, extra: &[(&str, &str)]) -> ServiceProcess {
+        let mut batcher = self.spawn_batcher(extra);
+        batcher.wait_ready().await;
+        batcher
+    }
+
+    /// Starts the registration-batcher without waiting for it to be ready.
+    pub fn spawn_batcher(&self, extra: &[(&str, &str)]) -> ServiceProcess {
         let mut env = self.shared_env();
         env.extend(owned(&[
             ("KAFKA_TOPIC", &self.topic.name),
             ("KAFKA_CONSUMER_GROUP", &format!("batcher-{}", self.suffix)),
         ]));
         env.extend(owned(extra));
-        let mut batcher = spawn("registration-batcher", &env);
-        batcher.wait_ready().await;
-        batcher
+        spawn("registration-batcher", &env)
     }
 
     pub async fn start_retrier(&self, extra: &[(&str, &str)]) -> ServiceProcess {
