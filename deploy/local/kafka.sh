@@ -9,7 +9,9 @@
 #                             NODE_DIR/server.properties; its storage (the log.dirs there) is
 #                             formatted on the first run with the ID in NODE_DIR/cluster-id,
 #                             made when absent. Extra `kafka-storage format` arguments (for
-#                             example --add-scram …) come from KAFKA_FORMAT_ARGS.
+#                             example --add-scram …) come from KAFKA_FORMAT_ARGS. With
+#                             KAFKA_STOP_WITH_PID set (tests), the node is killed once that
+#                             process is gone, however it ended.
 #   kafka.sh tool NAME ARG…   one of Kafka's command-line tools; see deploy/local/kafka-tool.sh
 #
 # KAFKA_HEAP_OPTS bounds the heap (default -Xmx1g -Xms1g, as Kafka's own scripts).
@@ -33,19 +35,33 @@ install() {
         echo "$libs"
         return
     fi
-    command -v java >/dev/null || apt_install openjdk-17-jre-headless
+    # Kafka 4 brokers need Java 17 or later.
+    if [ "$(java_major)" -lt 17 ]; then apt_install openjdk-17-jre-headless; fi
     command -v mvn >/dev/null || apt_install maven
-    say "resolving Apache Kafka $(kafka_version) from Maven Central into $libs (once)"
-    rm -rf "$libs.partial"
-    # Resolve into a scratch folder and rename it at the end, so an interrupted download is never
-    # mistaken for a complete classpath.
-    mvn -q -B -f "$KAFKA_PROJECT/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$libs.partial" >&2 \
-        || die "could not resolve Apache Kafka from Maven Central (see the Maven output above)"
-    touch "$libs.partial/.complete"
-    rm -rf "$libs"
-    mv "$libs.partial" "$libs"
+    mkdir -p "$STACK_DIR/kafka"
+    # One resolution at a time (tests start several nodes at once on a fresh machine).
+    exec 9>"$STACK_DIR/kafka/install.lock"
+    flock 9
+    if [ ! -f "$libs/.complete" ]; then
+        say "resolving Apache Kafka $(kafka_version) from Maven Central into $libs (once)"
+        rm -rf "$libs.partial"
+        # Resolve into a scratch folder and rename it at the end, so an interrupted download is
+        # never mistaken for a complete classpath.
+        mvn -q -B -f "$KAFKA_PROJECT/pom.xml" dependency:copy-dependencies \
+            -DincludeScope=runtime -DoutputDirectory="$libs.partial" >&2 \
+            || die "could not resolve Apache Kafka from Maven Central (see the Maven output above)"
+        touch "$libs.partial/.complete"
+        rm -rf "$libs"
+        mv "$libs.partial" "$libs"
+    fi
+    exec 9>&-
     echo "$libs"
+}
+
+# The major version of the `java` on the PATH; 0 when there is none.
+java_major() {
+    command -v java >/dev/null || { echo 0; return; }
+    java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1
 }
 
 kafka_version() {
@@ -106,16 +122,34 @@ run() {
     data=$(sed -n 's/^log\.dirs=//p' "$properties" | tail -n 1)
     [ -n "$data" ] || die "$properties sets no log.dirs"
     if [ ! -f "$data/meta.properties" ]; then
-        [ -f "$node/cluster-id" ] || (KAFKA_HEAP_OPTS=-Xmx128m tool kafka-storage random-uuid) >"$node/cluster-id"
+        if [ ! -s "$node/cluster-id" ]; then
+            (KAFKA_HEAP_OPTS=-Xmx128m tool kafka-storage random-uuid) >"$node/cluster-id.new"
+            mv "$node/cluster-id.new" "$node/cluster-id"
+        fi
         say "formatting the Kafka storage in $data (cluster $(cat "$node/cluster-id"))"
-        # Split on spaces only: SCRAM credentials look like globs (`…=[name=a,password=b]`).
+        # Split on whitespace without glob expansion: SCRAM credentials look like globs
+        # (`SCRAM-SHA-512=[name=a,password=b]`).
         local format_args=()
         read -r -a format_args <<<"${KAFKA_FORMAT_ARGS:-}"
         (KAFKA_HEAP_OPTS=-Xmx256m tool kafka-storage format --ignore-formatted \
             --cluster-id "$(cat "$node/cluster-id")" --config "$properties" \
             "${format_args[@]}") >&2
     fi
-    KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx1g -Xms1g} java_main kafka.Kafka "$properties"
+    export KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx1g -Xms1g}
+    if [ -z "${KAFKA_STOP_WITH_PID:-}" ]; then
+        java_main kafka.Kafka "$properties"
+    fi
+    # A test's node: the broker runs beside this script, which kills it when the test process is
+    # gone (a test killed with SIGKILL cannot stop its brokers itself). The test stops a node by
+    # killing this script's whole process group.
+    java_main kafka.Kafka "$properties" &
+    local broker=$!
+    trap 'kill -TERM "$broker" 2>/dev/null || true' TERM INT
+    while kill -0 "$broker" 2>/dev/null && kill -0 "$KAFKA_STOP_WITH_PID" 2>/dev/null; do
+        sleep 1
+    done
+    kill -KILL "$broker" 2>/dev/null || true
+    wait "$broker" || true
 }
 
 case "${1:-}" in

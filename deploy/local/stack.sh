@@ -110,6 +110,7 @@ start_broker() {
         || ! timeout 120 "$ROOT/deploy/local/kafka-tool.sh" kafka-topics \
             --bootstrap-server "$KAFKA_ADDR" --list >/dev/null; then
         tail -n 30 "$LOG_DIR/kafka.log" >&2
+        kill -0 "$pid" 2>/dev/null || rm -f "$RUN_DIR/kafka.pid"
         die "Apache Kafka did not start; see $LOG_DIR/kafka.log"
     fi
 }
@@ -121,7 +122,7 @@ stop_broker() {
     pid=$(cat "$pidfile")
     if kill -0 "$pid" 2>/dev/null; then
         say "stopping Apache Kafka (pid $pid)"
-        kill -TERM "$pid"
+        kill -TERM "$pid" 2>/dev/null || true
         # A controlled shutdown takes a few seconds; a broker that hangs is killed after 60 s
         # (its data survives that too).
         for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
@@ -89,9 +89,23 @@ struct Counters {
 /// say why (a wrong password looks like an unreachable broker otherwise).
 #[derive(Debug, Default)]
 pub struct ProducerClientContext {
-    /// librdkafka's description of the last such failure; shared with the `Producer`.
-    auth_failure: Arc<Mutex<Option<String>>>,
+    /// The last such failure, shared with the `Producer`.
+    auth_failure: Arc<Mutex<Option<AuthFailure>>>,
 }
+
+/// An authentication or TLS failure librdkafka reported: when, and its description (which
+/// never includes the password).
+#[derive(Debug, Clone)]
+struct AuthFailure {
+    at: Instant,
+    reason: String,
+}
+
+/// How long an authentication failure explains a failing health check. librdkafka reconnects
+/// at least every `reconnect.backoff.max.ms` (10 s) and reports a repeated failure at least
+/// every 30 s (it folds identical errors in between), so a failure older than this was not the
+/// last word; an outage since then is reported as such.
+const AUTH_FAILURE_RELEVANCE: Duration = Duration::from_secs(60);
 
 impl ClientContext for ProducerClientContext {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -100,7 +114,10 @@ impl ClientContext for ProducerClientContext {
             error.rdkafka_error_code(),
             Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
         ) {
-            *self.auth_failure.lock().expect("auth failure lock") = Some(reason.to_owned());
+            *self.auth_failure.lock().expect("auth failure lock") = Some(AuthFailure {
+                at: Instant::now(),
+                reason: reason.to_owned(),
+            });
         }
     }
 }
@@ -110,7 +127,7 @@ impl ClientContext for ProducerClientContext {
 pub struct Producer {
     inner: FutureProducer<ProducerClientContext>,
     /// The last authentication or TLS failure the context saw (see `ProducerClientContext`).
-    auth_failure: Arc<Mutex<Option<String>>>,
+    auth_failure: Arc<Mutex<Option<AuthFailure>>>,
     settings: ProducerSettings,
     backoff: Backoff,
     router: Arc<TopicRouter>,
@@ -317,9 +334,11 @@ impl Producer {
                         topics: metadata.topics().len(),
                     })
                 }
-                Err(error) => Err(match auth_failure.clone() {
-                    Some(reason) => EventsError::Authentication(reason),
-                    None => EventsError::Unavailable(error),
+                Err(error) => Err(match auth_failure.as_ref() {
+                    Some(failure) if failure.at.elapsed() < AUTH_FAILURE_RELEVANCE => {
+                        EventsError::Authentication(failure.reason.clone())
+                    }
+                    _ => EventsError::Unavailable(error),
                 }),
             }
         })

@@ -117,7 +117,9 @@ impl Drop for TestTopic {
         let (name, kafka) = (self.name.clone(), self.kafka.clone());
         let deleted = std::thread::spawn(move || {
             let admin = admin(&kafka);
-            let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+            let options = AdminOptions::new()
+                .operation_timeout(Some(Duration::from_secs(10)))
+                .request_timeout(Some(Duration::from_secs(10)));
             futures::executor::block_on(admin.delete_topics(&[&name], &options))
                 .map_err(|e| format!("{name}: {e}"))
                 .and_then(|results| {

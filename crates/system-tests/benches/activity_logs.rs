@@ -58,7 +58,7 @@ async fn main() {
     row("  of which in insert statements", insert_secs);
     row("COPY of the same rows (baseline)", copy_secs);
     println!(
-        "   ratio to COPY: {:.3} topic to table (broker-bound), {:.3} insert statements",
+        "   ratio to COPY: {:.3} topic to table, {:.3} insert statements",
         rate(topic_secs) / rate(copy_secs),
         rate(insert_secs) / rate(copy_secs)
     );

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use std::collections::HashSet;
+use std::net::TcpListener;
+
 use events::KafkaConfig;
 use events::rdkafka::consumer::{BaseConsumer, Consumer};
-use service_runtime::testing::free_local_addr;
 use tokio::process::{Child, Command};
 
 /// What kind of cluster to start.
@@ -81,12 +83,13 @@ impl KafkaCluster {
         let dir = std::env::temp_dir().join(events::testing::unique_name("kafka-cluster"));
         std::fs::create_dir_all(&dir).expect("cluster folder");
         let cluster_id = cluster_id().await;
+        let mut taken = HashSet::new();
         let ports: Vec<(u16, u16, u16)> = (0..spec.nodes)
             .map(|_| {
                 (
-                    free_local_addr().port(),
-                    free_local_addr().port(),
-                    free_local_addr().port(),
+                    cluster_port(&mut taken),
+                    cluster_port(&mut taken),
+                    cluster_port(&mut taken),
                 )
             })
             .collect();
@@ -224,6 +227,10 @@ impl KafkaCluster {
             .arg(&node.dir)
             .env("KAFKA_HEAP_OPTS", heap)
             .env("KAFKA_FORMAT_ARGS", format_args)
+            // The node dies with this test process, even one killed with SIGKILL.
+            .env("KAFKA_STOP_WITH_PID", std::process::id().to_string())
+            // A group of its own, so that `kill` reaches the script and its JVM at once.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
@@ -237,7 +244,8 @@ impl KafkaCluster {
     pub async fn kill(&mut self, id: usize) {
         let node = &mut self.nodes[id - 1];
         let mut child = node.process.take().expect("the node is running");
-        child.kill().await.expect("SIGKILL the node");
+        kill_group(&child);
+        child.wait().await.expect("wait for the node");
     }
 
     /// Starts node `id` again on its data, and waits until the cluster has every broker back.
@@ -352,14 +360,38 @@ impl KafkaCluster {
 
 impl Drop for KafkaCluster {
     fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(child) = node.process.as_mut() {
-                let _ = child.start_kill();
+        for node in &self.nodes {
+            if let Some(child) = node.process.as_ref() {
+                kill_group(child);
             }
         }
         // Give the processes a moment to let go of their files.
         std::thread::sleep(Duration::from_millis(500));
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// SIGKILL to a node's process group: its script and its JVM.
+fn kill_group(child: &Child) {
+    if let Some(pid) = child.id() {
+        // The group's ID is the script's PID (`process_group(0)`).
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+    }
+}
+
+/// A loopback port for a node's listener, below Linux's ephemeral range (32768 and up), so
+/// that no client socket of this or another test takes it between now and the node's start;
+/// one nothing listens on yet and not handed out before.
+fn cluster_port(taken: &mut HashSet<u16>) -> u16 {
+    loop {
+        let random = uuid::Uuid::new_v4().as_u128();
+        let port = 20_000 + u16::try_from(random % 12_000).expect("below 12,000");
+        if !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.insert(port);
+            return port;
+        }
     }
 }
 

@@ -18,6 +18,15 @@ const PASSWORD: &str = "right-password-7f3a";
 const WRONG_PASSWORD: &str = "wrong-password-91c2";
 const PATIENCE: Duration = Duration::from_secs(120);
 
+/// A scratch folder (it holds the CA's private key), removed however the test ends.
+struct ScratchDir(std::path::PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
@@ -137,7 +146,8 @@ fn secured_cluster(dir: &Path) -> ClusterSpec {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn services_work_over_sasl_ssl_and_a_wrong_password_is_reported_and_loses_nothing() {
-    let certificates = std::env::temp_dir().join(events::testing::unique_name("kafka-tls"));
+    let scratch = ScratchDir(std::env::temp_dir().join(events::testing::unique_name("kafka-tls")));
+    let certificates = scratch.0.clone();
     std::fs::create_dir_all(&certificates).expect("certificate folder");
     make_certificates(&certificates);
     let cluster = KafkaCluster::start(secured_cluster(&certificates)).await;
@@ -231,5 +241,4 @@ async fn services_work_over_sasl_ssl_and_a_wrong_password_is_reported_and_loses_
     assert!(!stopped.logs.contains(PASSWORD), "{}", stopped.logs);
     let stopped = gateway.terminate().await;
     assert!(!stopped.logs.contains(PASSWORD), "{}", stopped.logs);
-    let _ = std::fs::remove_dir_all(&certificates);
 }
