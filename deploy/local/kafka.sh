@@ -47,7 +47,7 @@ install() {
         rm -rf "$libs.partial"
         # Resolve into a scratch folder and rename it at the end, so an interrupted download is
         # never mistaken for a complete classpath.
-        mvn -q -B -f "$KAFKA_PROJECT/pom.xml" dependency:copy-dependencies \
+        mvn -q -B -Dstyle.color=never -f "$KAFKA_PROJECT/pom.xml" dependency:copy-dependencies \
             -DincludeScope=runtime -DoutputDirectory="$libs.partial" >&2 \
             || die "could not resolve Apache Kafka from Maven Central (see the Maven output above)"
         touch "$libs.partial/.complete"

@@ -256,13 +256,7 @@ impl KafkaCluster {
 
     /// The node leading `partition` of `topic`, as the cluster's metadata says.
     pub fn leader_of(&self, topic: &str, partition: i32) -> usize {
-        let metadata = self.metadata(Some(topic));
-        let leader = metadata.topics()[0]
-            .partitions()
-            .iter()
-            .find(|p| p.id() == partition)
-            .unwrap_or_else(|| panic!("{topic} has no partition {partition}"))
-            .leader();
+        let leader = self.leader(topic, partition);
         usize::try_from(leader).unwrap_or_else(|_| panic!("{topic}/{partition} has no leader"))
     }
 
@@ -271,12 +265,7 @@ impl KafkaCluster {
     pub async fn wait_for_new_leader(&self, topic: &str, partition: i32, old: usize) -> usize {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let metadata = self.metadata(Some(topic));
-            let leader = metadata.topics()[0]
-                .partitions()
-                .iter()
-                .find(|p| p.id() == partition)
-                .map_or(-1, |p| p.leader());
+            let leader = self.leader(topic, partition);
             if let Ok(leader) = usize::try_from(leader)
                 && leader != old
             {
@@ -290,25 +279,15 @@ impl KafkaCluster {
         }
     }
 
-    /// Waits until every partition of `topic` has all its replicas in sync again (after a node
-    /// came back). Panics after two minutes (a hang guard).
-    pub async fn wait_fully_replicated(&self, topic: &str) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let metadata = self.metadata(Some(topic));
-            let synced = metadata.topics()[0]
-                .partitions()
-                .iter()
-                .all(|p| p.isr().len() == p.replicas().len() && p.leader() >= 0);
-            if synced {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{topic} is not fully replicated after two minutes"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+    /// The broker ID leading `partition` of `topic`; -1 while it has none.
+    fn leader(&self, topic: &str, partition: i32) -> i32 {
+        let metadata = self.metadata(Some(topic));
+        metadata.topics()[0]
+            .partitions()
+            .iter()
+            .find(|p| p.id() == partition)
+            .unwrap_or_else(|| panic!("{topic} has no partition {partition}"))
+            .leader()
     }
 
     fn metadata(&self, topic: Option<&str>) -> events::rdkafka::metadata::Metadata {
