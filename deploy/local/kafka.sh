@@ -81,27 +81,44 @@ java_main() {
         -cp "$libs/*" "$@"
 }
 
-# Kafka's tools by the names of its bin/ scripts (bin/kafka-topics.sh → kafka-topics).
+# Kafka's tools by the names of its bin/ scripts (bin/kafka-topics.sh → kafka-topics), as
+# those scripts name their classes in Kafka 4.4 (Connect's are left out: no Connect here).
 tool_class() {
+    local tools=org.apache.kafka.tools
     case "$1" in
-        kafka-acls) echo org.apache.kafka.tools.AclCommand ;;
-        kafka-broker-api-versions) echo org.apache.kafka.tools.BrokerApiVersionsCommand ;;
-        kafka-cluster) echo org.apache.kafka.tools.ClusterTool ;;
-        kafka-configs) echo org.apache.kafka.tools.ConfigCommand ;;
-        kafka-console-consumer) echo org.apache.kafka.tools.consumer.ConsoleConsumer ;;
-        kafka-console-producer) echo org.apache.kafka.tools.ConsoleProducer ;;
-        kafka-consumer-groups) echo org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
-        kafka-delete-records) echo org.apache.kafka.tools.DeleteRecordsCommand ;;
-        kafka-features) echo org.apache.kafka.tools.FeatureCommand ;;
-        kafka-get-offsets) echo org.apache.kafka.tools.GetOffsetShell ;;
-        kafka-groups) echo org.apache.kafka.tools.GroupsCommand ;;
-        kafka-leader-election) echo org.apache.kafka.tools.LeaderElectionCommand ;;
-        kafka-log-dirs) echo org.apache.kafka.tools.LogDirsCommand ;;
-        kafka-metadata-quorum) echo org.apache.kafka.tools.MetadataQuorumCommand ;;
-        kafka-reassign-partitions) echo org.apache.kafka.tools.reassign.ReassignPartitionsCommand ;;
+        kafka-acls) echo $tools.AclCommand ;;
+        kafka-broker-api-versions) echo $tools.BrokerApiVersionsCommand ;;
+        kafka-client-metrics) echo $tools.ClientMetricsCommand ;;
+        kafka-cluster) echo $tools.ClusterTool ;;
+        kafka-configs) echo $tools.ConfigCommand ;;
+        kafka-console-consumer) echo $tools.consumer.ConsoleConsumer ;;
+        kafka-console-producer) echo $tools.ConsoleProducer ;;
+        kafka-console-share-consumer) echo $tools.consumer.ConsoleShareConsumer ;;
+        kafka-consumer-groups) echo $tools.consumer.group.ConsumerGroupCommand ;;
+        kafka-consumer-perf-test) echo $tools.ConsumerPerformance ;;
+        kafka-delegation-tokens) echo $tools.DelegationTokenCommand ;;
+        kafka-delete-records) echo $tools.DeleteRecordsCommand ;;
+        kafka-dump-log) echo $tools.DumpLogSegments ;;
+        kafka-e2e-latency) echo $tools.EndToEndLatency ;;
+        kafka-features) echo $tools.FeatureCommand ;;
+        kafka-get-offsets) echo $tools.GetOffsetShell ;;
+        kafka-groups) echo $tools.GroupsCommand ;;
+        kafka-jmx) echo $tools.JmxTool ;;
+        kafka-leader-election) echo $tools.LeaderElectionCommand ;;
+        kafka-log-dirs) echo $tools.LogDirsCommand ;;
+        kafka-metadata-quorum) echo $tools.MetadataQuorumCommand ;;
+        kafka-producer-perf-test) echo $tools.ProducerPerformance ;;
+        kafka-reassign-partitions) echo $tools.reassign.ReassignPartitionsCommand ;;
+        kafka-replica-verification) echo $tools.ReplicaVerificationTool ;;
+        kafka-share-consumer-perf-test) echo $tools.ShareConsumerPerformance ;;
+        kafka-share-groups) echo $tools.consumer.group.ShareGroupCommand ;;
         kafka-storage) echo kafka.tools.StorageTool ;;
-        kafka-topics) echo org.apache.kafka.tools.TopicCommand ;;
-        kafka-transactions) echo org.apache.kafka.tools.TransactionsCommand ;;
+        kafka-streams-application-reset) echo $tools.StreamsResetter ;;
+        kafka-streams-groups) echo $tools.streams.StreamsGroupCommand ;;
+        kafka-topics) echo $tools.TopicCommand ;;
+        kafka-transactions) echo $tools.TransactionsCommand ;;
+        kafka-verifiable-consumer) echo $tools.VerifiableConsumer ;;
+        kafka-verifiable-producer) echo $tools.VerifiableProducer ;;
         *) return 1 ;;
     esac
 }

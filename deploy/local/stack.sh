@@ -120,7 +120,8 @@ stop_broker() {
     [ -f "$pidfile" ] || return 0
     local pid
     pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
+    # Only our broker: after a crash the PID may have gone to an unrelated process.
+    if kill -0 "$pid" 2>/dev/null && ps -p "$pid" -o args= | grep -q 'kafka\.Kafka'; then
         say "stopping Apache Kafka (pid $pid)"
         kill -TERM "$pid" 2>/dev/null || true
         # A controlled shutdown takes a few seconds; a broker that hangs is killed after 60 s
