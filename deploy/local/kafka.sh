@@ -14,7 +14,8 @@
 #                             process is gone, however it ended.
 #   kafka.sh tool NAME ARG…   one of Kafka's command-line tools; see deploy/local/kafka-tool.sh
 #
-# KAFKA_HEAP_OPTS bounds the heap (default -Xmx1g -Xms1g, as Kafka's own scripts).
+# KAFKA_HEAP_OPTS bounds the heap (default -Xmx1g -Xms1g, as Kafka's own scripts);
+# KAFKA_LOG4J_CONFIG replaces the logging configuration (kafka/log4j2.xml: to stderr).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -76,7 +77,7 @@ java_main() {
     # shellcheck disable=SC2086 # heap and JVM options are word lists
     exec java $heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
         -Djava.awt.headless=true \
-        -Dlog4j2.configurationFile="$KAFKA_PROJECT/log4j2.xml" \
+        -Dlog4j2.configurationFile="${KAFKA_LOG4J_CONFIG:-$KAFKA_PROJECT/log4j2.xml}" \
         ${KAFKA_JVM_OPTS:-} \
         -cp "$libs/*" "$@"
 }

@@ -97,7 +97,11 @@ start_broker() {
         echo "log.dirs=$node/data"
     } >"$node/server.properties"
     say "starting Apache Kafka on $KAFKA_ADDR (data in $node/data, log in $LOG_DIR/kafka.log)"
-    setsid "$ROOT/deploy/local/kafka.sh" run "$node" >>"$LOG_DIR/kafka.log" 2>&1 </dev/null &
+    # The broker's log rolls at 10 MiB (kafka/log4j2-broker.xml); what the JVM itself prints
+    # (a crash at start-up, say) goes to kafka.out.
+    KAFKA_LOG4J_CONFIG=$ROOT/deploy/local/kafka/log4j2-broker.xml \
+        KAFKA_JVM_OPTS="-Dkafka.log.file=$LOG_DIR/kafka.log" \
+        setsid "$ROOT/deploy/local/kafka.sh" run "$node" >>"$LOG_DIR/kafka.out" 2>&1 </dev/null &
     local pid=$!
     echo "$pid" >"$RUN_DIR/kafka.pid"
     for _ in $(seq 1200); do
@@ -109,9 +113,9 @@ start_broker() {
     if ! kill -0 "$pid" 2>/dev/null \
         || ! timeout 120 "$ROOT/deploy/local/kafka-tool.sh" kafka-topics \
             --bootstrap-server "$KAFKA_ADDR" --list >/dev/null; then
-        tail -n 30 "$LOG_DIR/kafka.log" >&2
+        tail -n 20 "$LOG_DIR/kafka.out" "$LOG_DIR/kafka.log" >&2 2>/dev/null
         kill -0 "$pid" 2>/dev/null || rm -f "$RUN_DIR/kafka.pid"
-        die "Apache Kafka did not start; see $LOG_DIR/kafka.log"
+        die "Apache Kafka did not start; see $LOG_DIR/kafka.log and kafka.out"
     fi
 }
 
