@@ -601,6 +601,19 @@ async fn bad_requests_get_clear_errors() {
             "validation_failed",
             "reward_tiers[0].webhook_url",
         ),
+        // IPv6 forms that reach a private IPv4 address: IPv4-compatible, local-use NAT64.
+        (
+            json!({"name": "x", "reward_tiers": [{"name": "t", "referral_threshold": 1, "delivery": "webhook", "webhook_url": "http://[::127.0.0.1]:9100/"}]}),
+            422,
+            "validation_failed",
+            "reward_tiers[0].webhook_url",
+        ),
+        (
+            json!({"name": "x", "reward_tiers": [{"name": "t", "referral_threshold": 1, "delivery": "webhook", "webhook_url": "http://[64:ff9b:1::a9fe:a9fe]/"}]}),
+            422,
+            "validation_failed",
+            "reward_tiers[0].webhook_url",
+        ),
         (
             json!({"name": "x", "reward_tiers": [{"name": "t", "referral_threshold": 1, "delivery": "webhook", "webhook_url": "https://"}]}),
             422,

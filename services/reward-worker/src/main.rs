@@ -47,10 +47,12 @@ fn main() -> ExitCode {
 }
 
 /// The webhook client: bounded in time, never following redirects (a redirect could lead to an
-/// address the checks refuse), and resolving host names to public addresses only unless
-/// private networks are allowed.
+/// address the checks refuse), never through a proxy from the environment (`HTTP_PROXY` and
+/// the like: the checks would then see the proxy's address, not the receiver's), and resolving
+/// host names to public addresses only unless private networks are allowed.
 fn webhook_client(config: &RewardWorkerConfig) -> reqwest::Result<reqwest::Client> {
     let builder = reqwest::Client::builder()
+        .no_proxy()
         .timeout(config.webhook_timeout)
         .connect_timeout(config.webhook_timeout)
         .user_agent("waitlist-reward-worker/1")

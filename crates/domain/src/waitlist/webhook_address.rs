@@ -10,7 +10,8 @@ use url::Url;
 
 /// Whether `ip` is an address of the public internet: not loopback, private, link-local,
 /// shared (CGNAT), multicast, documentation, benchmarking or reserved, also when an IPv6
-/// address carries an IPv4 one (mapped, NAT64, 6to4).
+/// address carries an IPv4 one (mapped, translated, compatible, NAT64, 6to4), and not in an
+/// IPv6 range that reaches IPv4 hosts by other means (local-use NAT64, Teredo).
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
@@ -38,18 +39,24 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let [first, second, ..] = ip.segments();
+    let [first, second, third, ..] = ip.segments();
     !(ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
         || ip.is_unique_local()
         || ip.is_unicast_link_local()
         || (first & 0xffc0) == 0xfec0
-        || (first == 0x2001 && second == 0x0db8))
+        || (first == 0x2001 && second == 0x0db8)
+        // Local-use NAT64 (RFC 8215, 64:ff9b:1::/48): a translator of the operator's own that
+        // reaches IPv4 addresses, private ones included, wherever the prefix places them.
+        || (first == 0x64 && second == 0xff9b && third == 1)
+        // Teredo (RFC 4380, 2001::/32): tunnels to an IPv4 host through a relay.
+        || (first == 0x2001 && second == 0))
 }
 
-/// The IPv4 address inside an IPv4-mapped, NAT64 (`64:ff9b::/96`) or 6to4 (`2002::/16`)
-/// address: connecting to it reaches that IPv4 address.
+/// The IPv4 address inside an IPv6 address that reaches it: IPv4-mapped (`::ffff:0:0/96`),
+/// IPv4-translated (`::ffff:0:0:0/96`, RFC 2765), IPv4-compatible (`::/96`, deprecated but
+/// still routed by some stacks), well-known NAT64 (`64:ff9b::/96`) and 6to4 (`2002::/16`).
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4);
@@ -57,7 +64,9 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
     let v4 = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
     match s {
-        [0x64, 0xff9b, 0, 0, 0, 0, high, low] => Some(v4(high, low)),
+        [0, 0, 0, 0, 0, 0, high, low]
+        | [0, 0, 0, 0, 0xffff, 0, high, low]
+        | [0x64, 0xff9b, 0, 0, 0, 0, high, low] => Some(v4(high, low)),
         [0x2002, high, low, ..] => Some(v4(high, low)),
         _ => None,
     }
@@ -104,6 +113,14 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "2002:c0a8:0101::1",
+            // IPv4-compatible, IPv4-translated, local-use NAT64, Teredo.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {
             assert!(!is_public(address.parse().unwrap()), "{address}");
         }
@@ -120,6 +137,8 @@ mod tests {
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "::8.8.8.8",
+            "2001:4860:4860::8888",
         ] {
             assert!(is_public(address.parse().unwrap()), "{address}");
         }
