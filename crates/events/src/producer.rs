@@ -317,8 +317,9 @@ impl Producer {
     /// Asks the cluster for its metadata (brokers and topics). Publishes nothing.
     ///
     /// # Errors
-    /// `Authentication` when the brokers refused the credentials or the TLS handshake since the
-    /// last successful check, `Unavailable` when they did not answer in `timeout`.
+    /// `Authentication` when the cluster did not answer and librdkafka reported a refused
+    /// credential or TLS handshake within the last minute (and after the last successful check),
+    /// `Unavailable` when it did not answer in `timeout` otherwise.
     pub async fn health_check(&self, timeout: Duration) -> Result<ClusterInfo, EventsError> {
         let (producer, auth_failure) = (self.inner.clone(), self.auth_failure.clone());
         // librdkafka's metadata call blocks the calling thread.

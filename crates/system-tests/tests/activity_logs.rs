@@ -80,7 +80,8 @@ async fn a_processor_killed_mid_stream_loses_and_doubles_nothing() {
     }
     processor.kill().await;
     assert!(stack.stored().await < 3000, "killed mid-stream");
-    // Restarted at once: a rebalance hands the killed member's partitions to the new one.
+    // Restarted at once: the rebalance its join starts hands over the killed member's
+    // partitions once that member's session has ended.
     let processor = stack.start_processor().await;
     stack.wait_stored(3000, &processor).await;
     assert_eq!(

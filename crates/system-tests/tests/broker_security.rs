@@ -41,16 +41,17 @@ async fn readiness(service: &ServiceProcess) -> (u16, String) {
     (status, reason.to_owned())
 }
 
-/// Runs `openssl` with `args` in `dir`; panics with its output when it fails.
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl` with `command`'s words in `dir`; panics with its output when it fails.
+fn openssl(dir: &Path, command: &str) {
+    let args: Vec<&str> = command.split_whitespace().collect();
     let output = Command::new("openssl")
-        .args(args)
+        .args(&args)
         .current_dir(dir)
         .output()
         .expect("run openssl");
     assert!(
         output.status.success(),
-        "openssl {args:?}: {}",
+        "openssl {command}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
 }
@@ -58,32 +59,13 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A certificate authority and a broker certificate for 127.0.0.1 signed by it, in `dir`:
 /// `ca.pem` (for the clients) and `broker.pem` (the broker's key and certificate, PEM).
 fn make_certificates(dir: &Path) {
-    let days = ["-days", "2"];
     openssl(
         dir,
-        &[
-            &[
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-            ],
-            &["-out", "ca.pem", "-subj", "/CN=signup test CA"][..],
-            &days[..],
-        ]
-        .concat(),
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -subj /CN=test-ca -days 2",
     );
     openssl(
         dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "broker.key",
-            "-out",
-            "broker.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
+        "req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj /CN=127.0.0.1",
     );
     std::fs::write(
         dir.join("san.ext"),
@@ -92,27 +74,8 @@ fn make_certificates(dir: &Path) {
     .expect("write san.ext");
     openssl(
         dir,
-        &[
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "broker.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-            ],
-            &[
-                "-CAcreateserial",
-                "-out",
-                "broker.crt",
-                "-extfile",
-                "san.ext",
-            ][..],
-            &days[..],
-        ]
-        .concat(),
+        "x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out broker.crt \
+         -extfile san.ext -days 2",
     );
     let key = std::fs::read_to_string(dir.join("broker.key")).expect("broker.key");
     let certificate = std::fs::read_to_string(dir.join("broker.crt")).expect("broker.crt");
