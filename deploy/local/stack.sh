@@ -96,12 +96,15 @@ start_broker() {
         cat "$ROOT/deploy/local/kafka/server.properties"
         echo "log.dirs=$node/data"
     } >"$node/server.properties"
+    # What this start adds to kafka.out, not what earlier ones left there, is shown on failure.
+    local out_start
+    out_start=$(stat -c %s "$LOG_DIR/kafka.out" 2>/dev/null || echo 0)
     say "starting Apache Kafka on $KAFKA_ADDR (data in $node/data, log in $LOG_DIR/kafka.log)"
     # The broker's log rolls at 10 MiB (kafka/log4j2-broker.xml); what the JVM itself prints
     # (a crash at start-up, say) goes to kafka.out.
     KAFKA_LOG4J_CONFIG=$ROOT/deploy/local/kafka/log4j2-broker.xml \
         KAFKA_JVM_OPTS="-Dkafka.log.file=$LOG_DIR/kafka.log" \
-        setsid "$ROOT/deploy/local/kafka.sh" run "$node" >>"$LOG_DIR/kafka.out" 2>&1 </dev/null &
+        setsid "$ROOT/deploy/local/kafka.sh" run "$node" >>"$LOG_DIR/kafka.out" 2>&1 </dev/null 8>&- &
     local pid=$!
     echo "$pid" >"$RUN_DIR/kafka.pid"
     for _ in $(seq 1200); do
@@ -113,7 +116,8 @@ start_broker() {
     if ! kill -0 "$pid" 2>/dev/null \
         || ! timeout 120 "$ROOT/deploy/local/kafka-tool.sh" kafka-topics \
             --bootstrap-server "$KAFKA_ADDR" --list >/dev/null; then
-        tail -n 20 "$LOG_DIR/kafka.out" "$LOG_DIR/kafka.log" >&2 2>/dev/null
+        tail -c "+$((out_start + 1))" "$LOG_DIR/kafka.out" | tail -n 20 >&2
+        tail -n 20 "$LOG_DIR/kafka.log" >&2 2>/dev/null || true
         kill -0 "$pid" 2>/dev/null || rm -f "$RUN_DIR/kafka.pid"
         die "Apache Kafka did not start; see $LOG_DIR/kafka.log and kafka.out"
     fi
@@ -140,6 +144,11 @@ platform_admin() {
     cargo build --quiet -p platform-admin
     "$CARGO_TARGET_DIR/debug/platform-admin" "$@"
 }
+
+# One `up` or `down` at a time: two `make dev` started together would otherwise both start a
+# broker, and the loser would forget the winner's PID.
+exec 8>"$RUN_DIR/stack.lock"
+flock 8
 
 case "${1:-}" in
     up)
