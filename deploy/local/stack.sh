@@ -39,8 +39,10 @@ ensure_postgres() {
         as_root pg_createcluster "$version" main
     fi
     say "starting PostgreSQL"
+    # 8>&-: the server must not inherit the descriptor of stack.lock, or it would hold the lock
+    # for as long as it runs and the next `stack.sh up` would wait for ever.
     pg_lsclusters -h | while read -r version cluster _; do
-        as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start || true
+        as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start 8>&- || true
     done
     wait_listening "$PG_HOST:$PG_PORT" 30 || die "PostgreSQL did not start listening on $PG_HOST:$PG_PORT"
 }
@@ -146,9 +148,12 @@ platform_admin() {
 }
 
 # One `up` or `down` at a time: two `make dev` started together would otherwise both start a
-# broker, and the loser would forget the winner's PID.
+# broker, and the loser would forget the winner's PID. The servers started here (PostgreSQL, the
+# broker) are started with descriptor 8 closed so that they do not keep the lock.
 exec 8>"$RUN_DIR/stack.lock"
-flock 8
+if ! flock -w 600 8; then
+    die "another stack.sh up/down has held $RUN_DIR/stack.lock for 10 minutes (fuser -v shows which process)"
+fi
 
 case "${1:-}" in
     up)
