@@ -15,13 +15,13 @@ pub mod topics;
 pub use backoff::Backoff;
 pub use config::{KafkaConfig, KafkaSecurity, ProducerSettings};
 pub use consumer::{
-    BatchHandler, BatchPolicy, ConsumerSettings, EventConsumer, FailureKind, Handler, HandlerError,
-    RetryPolicy, StartFrom,
+    BatchHandler, BatchPolicy, ConsumerHealth, ConsumerSettings, DlqLimit, EventConsumer,
+    FailureKind, Handler, HandlerError, RetryPolicy, StartFrom,
 };
-pub use envelope::{Event, EventBuilder, EventPayload};
+pub use envelope::{Decoded, EVENT_TYPES, Event, EventBuilder, EventPayload};
 pub use error::EventsError;
 pub use producer::{
-    ClusterInfo, Delivery, OutgoingRecord, Producer, ProducerClientContext, ProducerStats,
-    PublishError,
+    ClusterInfo, Delivery, DeliveryError, OutgoingRecord, Producer, ProducerClientContext,
+    ProducerStats, PublishError,
 };
 pub use rdkafka;

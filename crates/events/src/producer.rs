@@ -67,6 +67,26 @@ pub struct PublishError {
     pub dlq_error: KafkaError,
 }
 
+/// Why `deliver` failed: the record is not on its topic (and nowhere else).
+#[derive(Debug, thiserror::Error)]
+#[error("could not publish to {topic} after {attempts} attempt(s): {error}")]
+pub struct DeliveryError {
+    pub topic: String,
+    pub attempts: u32,
+    pub error: KafkaError,
+}
+
+impl DeliveryError {
+    /// The broker (or librdkafka) refused the record as larger than it takes; sending it again
+    /// unchanged cannot succeed.
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self.error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
+        )
+    }
+}
+
 /// Counts since start (seed 002's `GetStats`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProducerStats {
@@ -220,10 +240,43 @@ impl Producer {
     /// Sends any record with the retry and DLQ policy.
     pub async fn send(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
         let first_attempt = Utc::now();
+        match self.deliver_with_retries(&record).await {
+            Ok(delivery) => Ok(delivery),
+            Err(DeliveryError {
+                error, attempts, ..
+            }) => {
+                self.dead_letter(&record, &error, attempts, first_attempt)
+                    .await
+            }
+        }
+    }
+
+    /// Sends a record to its topic with the retry policy and nothing else: `Ok` only once the
+    /// topic acknowledged it. For writers that keep what was not published and try it again
+    /// (the outbox relay, the batcher, the gateway's 503), and for dead letters themselves.
+    ///
+    /// # Errors
+    /// [`DeliveryError`] after a failure retrying cannot fix or the last retry.
+    pub async fn deliver(&self, record: OutgoingRecord) -> Result<Delivery, DeliveryError> {
+        self.deliver_with_retries(&record).await
+    }
+
+    /// Publishes one event like [`Producer::deliver`]: acknowledged by its topic, or an error.
+    ///
+    /// # Errors
+    /// [`DeliveryError`] as `deliver`.
+    pub async fn deliver_event(&self, event: &Event) -> Result<Delivery, DeliveryError> {
+        self.deliver(self.record_for(event)).await
+    }
+
+    async fn deliver_with_retries(
+        &self,
+        record: &OutgoingRecord,
+    ) -> Result<Delivery, DeliveryError> {
         let mut attempt = 0;
         let error = loop {
             attempt += 1;
-            match self.send_once(&record).await {
+            match self.send_once(record).await {
                 Ok((partition, offset)) => {
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("kafka_messages_sent_total", "topic" => record.topic.clone())
@@ -247,8 +300,11 @@ impl Producer {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("kafka_messages_failed_total", "topic" => record.topic.clone())
             .increment(1);
-        self.dead_letter(&record, &error, attempt, first_attempt)
-            .await
+        Err(DeliveryError {
+            topic: record.topic.clone(),
+            attempts: attempt,
+            error,
+        })
     }
 
     async fn send_once(&self, record: &OutgoingRecord) -> Result<(i32, i64), KafkaError> {
@@ -372,9 +428,16 @@ impl Producer {
     }
 }
 
+/// The largest DLQ record value `dlq_record` writes, in bytes: below the broker's default
+/// `message.max.bytes` (1 MiB), with room for the headers.
+pub const MAX_DLQ_VALUE_BYTES: usize = 900_000;
+
 /// Seed 002's DLQ record: `event`, `topic`, `failure_reason`, `attempt_count`, `first_attempt`,
 /// `last_attempt`. A JSON payload is embedded as JSON; any other payload as text, or as hex with
-/// `event_encoding: "hex"` when it is not UTF-8, so nothing is lost.
+/// `event_encoding: "hex"` when it is not UTF-8, so nothing is lost. A record that would be
+/// larger than [`MAX_DLQ_VALUE_BYTES`] carries the start of the payload as text instead (bytes
+/// that are not UTF-8 replaced by U+FFFD), with `event_truncated: true` and `event_bytes` (the
+/// payload's size), so that the DLQ takes it.
 pub fn dlq_record(
     record: &OutgoingRecord,
     reason: &str,
@@ -404,7 +467,25 @@ pub fn dlq_record(
             }
         },
     }
-    serde_json::to_vec(&value).expect("JSON values serialize")
+    let whole = serde_json::to_vec(&value).expect("JSON values serialize");
+    if whole.len() <= MAX_DLQ_VALUE_BYTES {
+        return whole;
+    }
+    let object = value.as_object_mut().expect("an object");
+    object.insert("event_truncated".into(), true.into());
+    object.insert("event_bytes".into(), record.payload.len().into());
+    object.remove("event_encoding");
+    // Escaping can make a byte six; halve the prefix until the record fits.
+    let mut keep = MAX_DLQ_VALUE_BYTES.min(record.payload.len());
+    loop {
+        let prefix = String::from_utf8_lossy(&record.payload[..keep]).into_owned();
+        value["event"] = prefix.into();
+        let trimmed = serde_json::to_vec(&value).expect("JSON values serialize");
+        if trimmed.len() <= MAX_DLQ_VALUE_BYTES || keep == 0 {
+            return trimmed;
+        }
+        keep /= 2;
+    }
 }
 
 fn hex_encode(bytes: &[u8]) -> String {
@@ -414,6 +495,27 @@ fn hex_encode(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oversized_record_is_cut_to_fit_the_dlq() {
+        let first = Utc::now();
+        for payload in [
+            vec![1u8; 1_200_000],
+            vec![b'x'; 990_000],
+            vec![0xffu8; 600_000],
+        ] {
+            let value = dlq_record(&record(&payload), "Message size too large", 1, first, first);
+            assert!(value.len() <= MAX_DLQ_VALUE_BYTES, "{}", value.len());
+            let value: serde_json::Value = serde_json::from_slice(&value).unwrap();
+            assert_eq!(value["event_truncated"], true);
+            assert_eq!(value["event_bytes"], payload.len());
+            assert!(!value["event"].as_str().unwrap().is_empty());
+            assert_eq!(value["topic"], "user-events");
+        }
+        let small = dlq_record(&record(b"{}"), "x", 1, first, first);
+        let small: serde_json::Value = serde_json::from_slice(&small).unwrap();
+        assert!(small.get("event_truncated").is_none());
+    }
 
     fn record(payload: &[u8]) -> OutgoingRecord {
         OutgoingRecord {

@@ -12,9 +12,31 @@ use domain::{RegistrationMessage, UserId};
 use events::envelope::UserRegistered;
 use events::headers::header;
 use events::rdkafka::message::OwnedHeaders;
-use events::{Delivery, Event, EventBuilder, OutgoingRecord, Producer};
+use events::{Event, EventBuilder, OutgoingRecord, Producer};
 use repo::{PendingRegistration, Refusal, RegistrationOutcome, Registrations, RepoError};
 use service_runtime::snowflake_ids::IdGenerator;
+
+/// The registration request a `user.registration` (or its DLQ's) record carries. Refused for
+/// the DLQ at once, with code `malformed_message`: a record with no value or one that is not a
+/// request, and one holding text PostgreSQL cannot store (U+0000), which no retry can store.
+pub fn decode_message(
+    message: &events::rdkafka::message::OwnedMessage,
+) -> Result<RegistrationMessage, events::HandlerError> {
+    use events::HandlerError;
+    use events::rdkafka::Message as _;
+    let payload = message
+        .payload()
+        .ok_or_else(|| HandlerError::reject("malformed_message", "the message has no value"))?;
+    let request = serde_json::from_slice(payload).map_err(|error| {
+        HandlerError::reject(
+            "malformed_message",
+            format!("not a registration message: {error}"),
+        )
+    })?;
+    domain::text::check_json_bytes(payload)
+        .map_err(|nul| HandlerError::reject("malformed_message", nul.to_string()))?;
+    Ok(request)
+}
 
 /// What became of a request that was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +194,14 @@ impl RegistrationWriter {
                 }
                 let events: Vec<Event> =
                     to_publish.iter().map(|(_, event)| event.clone()).collect();
-                let deliveries = self.producer.publish_batch(&events).await;
+                // Only an acknowledgement of the user events topic counts: a request whose event
+                // is not there is retried (the user exists; the retry only publishes).
+                let deliveries = futures::future::join_all(
+                    events
+                        .iter()
+                        .map(|event| self.producer.deliver_event(event)),
+                )
+                .await;
                 for ((index, _), delivery) in to_publish.into_iter().zip(deliveries) {
                     if let Err(error) = delivery {
                         results[index] = Some(Err(WriteError::Failed(format!(
@@ -215,15 +244,8 @@ impl RegistrationWriter {
             payload: serde_json::to_vec(&queued).expect("registration messages serialize"),
             headers: OwnedHeaders::new().insert(header("failure_reason", reason)),
         };
-        match self.producer.send(record).await {
-            Ok(Delivery::Published { .. }) => {}
-            Ok(Delivery::DeadLettered { reason, .. }) => {
-                return Err(WriteError::Failed(format!(
-                    "{} refused the request: {reason}",
-                    self.retry_topic
-                )));
-            }
-            Err(error) => return Err(WriteError::Failed(error.to_string())),
+        if let Err(error) = self.producer.deliver(record).await {
+            return Err(WriteError::Failed(error.to_string()));
         }
         metrics::counter!("registrations_queued_for_retry_total").increment(1);
         tracing::warn!(request_id = %message.request_id, retry_count, reason, "registration queued for retry");

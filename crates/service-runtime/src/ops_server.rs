@@ -25,6 +25,8 @@ pub(crate) struct Readiness {
     started: AtomicBool,
     /// Set on SIGTERM, so load balancers stop sending work while the service drains.
     draining: AtomicBool,
+    /// The service's consumers, which say when they cannot make progress.
+    consumers: std::sync::Mutex<Vec<events::ConsumerHealth>>,
 }
 
 impl Readiness {
@@ -34,7 +36,24 @@ impl Readiness {
             producer,
             started: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            consumers: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    pub(crate) fn watch(&self, consumer: events::ConsumerHealth) {
+        self.consumers
+            .lock()
+            .expect("consumers lock")
+            .push(consumer);
+    }
+
+    /// The first consumer that is not making progress: its group and why.
+    fn consumer_problem(&self) -> Option<(String, String)> {
+        self.consumers
+            .lock()
+            .expect("consumers lock")
+            .iter()
+            .find_map(|c| c.problem().map(|p| (c.group_id().to_owned(), p)))
     }
 
     pub(crate) fn mark_started(&self) {
@@ -128,16 +147,22 @@ async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
         Err(error) => json!({ "status": "down", "error": error }),
     };
     let reachable = database.is_ok() && broker.is_ok();
-    let status = match (draining, started, reachable) {
-        (true, _, _) => "draining",
-        (false, false, _) => "starting",
-        (false, true, false) => "not_ready",
-        (false, true, true) => "ready",
+    let stalled = readiness.consumer_problem();
+    let status = match (draining, started, reachable, &stalled) {
+        (true, _, _, _) => "draining",
+        (false, false, _, _) => "starting",
+        (false, true, false, _) => "not_ready",
+        (false, true, true, Some(_)) => "stalled",
+        (false, true, true, None) => "ready",
     };
-    let body = json!({
+    let mut body = json!({
         "status": status,
         "checks": { "database": check(&database), "broker": check(&broker) },
     });
+    if let Some((group, problem)) = stalled {
+        body["checks"]["consumer"] =
+            json!({ "status": "stalled", "group": group, "error": problem });
+    }
     let ready = status == "ready";
     if ready {
         HttpResponse::Ok().json(body)

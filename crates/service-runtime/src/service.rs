@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use events::Producer;
+use events::{ConsumerSettings, DlqLimit, EventConsumer, Producer};
 use repo::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CommonConfig, telemetry_config};
 use crate::ops_server::{OpsServer, Readiness};
 use crate::telemetry::Telemetry;
-use crate::{Env, metrics_recorder, shutdown};
+use crate::{ConfigError, Env, metrics_recorder, shutdown};
 
 /// What a service gets to do its work with.
 #[derive(Debug)]
@@ -38,6 +38,56 @@ impl ServiceContext {
     pub fn mark_started(&self) {
         self.readiness.mark_started();
         tracing::info!(service = self.name, "started; ready for work");
+    }
+
+    /// Consumer settings with what every consumer reads from the environment:
+    ///
+    /// | variable | default | meaning |
+    /// |---|---|---|
+    /// | `KAFKA_DLQ_LIMIT_RATIO` | `0.5` | dead letters per finished message in the window at which the consumer stops (above 1: never) |
+    /// | `KAFKA_DLQ_LIMIT_MIN_COUNT` | `100` | dead letters in the window below which the ratio is not looked at |
+    /// | `KAFKA_DLQ_LIMIT_WINDOW` | `1m` | the window of the limit |
+    /// | `KAFKA_DLQ_MAX_RECORD_BYTES` | `900000` | largest dead letter; a larger value is cut |
+    /// | `KAFKA_STALL_AFTER` | `5m` | in flight and nothing finished this long: `/readyz` says stalled |
+    ///
+    /// The shutdown deadline of the consumer is three quarters of `SHUTDOWN_TIMEOUT`, leaving
+    /// the rest for the last commit and the producer's flush.
+    ///
+    /// # Errors
+    /// A variable that does not parse.
+    pub fn consumer_settings(
+        &self,
+        group_id: &str,
+        topics: &[&str],
+        dlq_topic: &str,
+    ) -> Result<ConsumerSettings, ConfigError> {
+        let mut settings = ConsumerSettings::new(group_id, topics, dlq_topic);
+        settings.shutdown_timeout = self.config.shutdown_timeout * 3 / 4;
+        let defaults = DlqLimit::default();
+        settings.dlq_limit = DlqLimit {
+            max_ratio: self
+                .env
+                .parse("KAFKA_DLQ_LIMIT_RATIO", defaults.max_ratio)?,
+            min_count: self
+                .env
+                .parse("KAFKA_DLQ_LIMIT_MIN_COUNT", defaults.min_count)?,
+            window: self
+                .env
+                .duration("KAFKA_DLQ_LIMIT_WINDOW", defaults.window)?,
+        };
+        settings.dead_letter_max_bytes = self
+            .env
+            .parse("KAFKA_DLQ_MAX_RECORD_BYTES", settings.dead_letter_max_bytes)?;
+        settings.stall_after = self
+            .env
+            .duration("KAFKA_STALL_AFTER", settings.stall_after)?;
+        Ok(settings)
+    }
+
+    /// Has `/readyz` answer 503 `stalled`, with the reason, while `consumer` is not making
+    /// progress (see `events::ConsumerHealth`).
+    pub fn watch_consumer(&self, consumer: &EventConsumer) {
+        self.readiness.watch(consumer.health());
     }
 }
 

@@ -97,13 +97,15 @@ impl OutboxRelay {
     }
 }
 
-/// Publishes the rows; returns the IDs that need no further try.
+/// Publishes the rows; returns the IDs their topic acknowledged. A row that is not on its
+/// topic (the broker refused it or did not answer) stays in the outbox for the next round; it
+/// never counts as published because a copy went somewhere else.
 async fn publish(producer: Producer, rows: Vec<OutboxRow>) -> Vec<i64> {
     let sends = rows.into_iter().map(|row| {
         let producer = producer.clone();
         async move {
             let record = record_for(&row);
-            match producer.send(record).await {
+            match producer.deliver(record).await {
                 Ok(_) => Some(row.id),
                 Err(error) => {
                     tracing::warn!(outbox_id = row.id, %error, "outbox event not published; kept");

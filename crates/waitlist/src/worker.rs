@@ -10,9 +10,7 @@
 
 use events::rdkafka::Message as _;
 use events::rdkafka::message::OwnedMessage;
-use events::{
-    ConsumerSettings, Event, EventConsumer, EventsError, Handler, HandlerError, RetryPolicy,
-};
+use events::{Decoded, Event, EventConsumer, EventsError, Handler, HandlerError, RetryPolicy};
 use repo::waitlist::RewardDelivery;
 use repo::{RepoError, Waitlist};
 use service_runtime::{ConfigError, ConsumerConfig, Env, ServiceContext};
@@ -43,34 +41,80 @@ impl WorkerConfig {
     }
 }
 
+/// Why a worker stopped consuming.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Kafka(#[from] EventsError),
+}
+
 /// Joins the group, reports the service started (`/readyz`) and handles events until shutdown.
 pub async fn consume<H: Handler>(
     ctx: &ServiceContext,
     config: &WorkerConfig,
     retry: RetryPolicy,
     handler: H,
-) -> Result<(), EventsError> {
-    let mut settings = ConsumerSettings::new(
+) -> Result<(), ConsumeError> {
+    let mut settings = ctx.consumer_settings(
         &config.consumer.group_id,
         &[config.consumer.topic.as_str()],
         &config.dlq_topic,
-    );
+    )?;
     settings.worker_pool_size = config.consumer.worker_pool_size;
-    settings.shutdown_timeout = ctx.config.shutdown_timeout;
     settings.retry = retry;
     let consumer = EventConsumer::new(&ctx.config.kafka, settings, ctx.producer.clone())?;
+    ctx.watch_consumer(&consumer);
     ctx.mark_started();
-    consumer.run(handler, ctx.shutdown.clone()).await
+    Ok(consumer.run(handler, ctx.shutdown.clone()).await?)
 }
 
-/// The event in a message; one that is not an event is dead-lettered at once.
-pub fn parse_event(message: &OwnedMessage) -> Result<Event, HandlerError> {
+/// The event in a message, or `None` for an event of a type this version does not know (a
+/// newer producer's): the handler skips it, its offset is committed, and
+/// `domain_events_skipped_total{reason="unknown_type"}` counts it. Fields this version does not
+/// know are ignored. Dead-lettered at once: a message that is not an event, an event of
+/// another major schema version (`unsupported_version`), and one holding text PostgreSQL
+/// cannot store (`invalid_text`, U+0000).
+pub fn parse_event(message: &OwnedMessage) -> Result<Option<Event>, HandlerError> {
     let payload = message
         .payload()
         .ok_or_else(|| HandlerError::reject("empty_message", "the message has no value"))?;
-    Event::from_json(payload).map_err(|error| {
-        HandlerError::reject("invalid_event", format!("not a domain event: {error}"))
-    })
+    let event = match Event::decode(payload) {
+        Ok(Decoded::Event(event)) => *event,
+        Ok(Decoded::UnknownType { event_type }) => {
+            tracing::info!(
+                event_type = %event_type.escape_debug(),
+                offset = message.offset(),
+                "skipping an event of a type this version does not know"
+            );
+            metrics::counter!("domain_events_skipped_total", "reason" => "unknown_type")
+                .increment(1);
+            return Ok(None);
+        }
+        Err(error) => {
+            return Err(HandlerError::reject(
+                "invalid_event",
+                format!("not a domain event: {error}"),
+            ));
+        }
+    };
+    if !event.is_readable_version() {
+        return Err(HandlerError::reject(
+            "unsupported_version",
+            format!(
+                "schema version {:?}; this worker reads {}.x",
+                event.version,
+                events::envelope::SCHEMA_VERSION
+                    .split('.')
+                    .next()
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    domain::text::check_json_bytes(payload)
+        .map_err(|nul| HandlerError::reject("invalid_text", nul.to_string()))?;
+    Ok(Some(event))
 }
 
 /// A repository failure: held while the database is unreachable, retried otherwise.

@@ -1,7 +1,9 @@
 //! One batch of `user-activity-logs` messages: decoded and validated, then stored with one
-//! insert statement. Invalid events are rejected (dead-lettered at once in seed 004's format);
-//! an unreachable database holds the batch; other database failures are retried with backoff
-//! and dead-lettered after the last try.
+//! insert statement. Invalid events (text PostgreSQL cannot store among them) are rejected
+//! (dead-lettered at once in seed 004's format); an unreachable database holds the batch; a
+//! failed statement is narrowed down by the consumer runtime, which splits the batch until the
+//! events that cause the failure are alone: those are retried with backoff and dead-lettered
+//! after the last try (at once when they break a rule of the data), the others stored once.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -45,9 +47,16 @@ fn decode(
     Ok(event)
 }
 
-fn to_handler_error(error: RepoError) -> HandlerError {
+/// A failed insert of `events` events. A statement of several is retried (the consumer runtime
+/// splits the batch until the events that cause the failure are alone); a single event that
+/// breaks a rule of the data is rejected at once, as retrying cannot change it.
+fn to_handler_error(error: RepoError, events: usize) -> HandlerError {
     match error {
         RepoError::Unavailable(reason) => HandlerError::unavailable("DATABASE_UNAVAILABLE", reason),
+        RepoError::InvalidInput(reason) if events == 1 => HandlerError::reject(
+            "VALIDATION_ERROR",
+            format!("the database refused it: {reason}"),
+        ),
         other => HandlerError::retry("DATABASE_ERROR", other),
     }
 }
@@ -84,7 +93,7 @@ impl BatchHandler for ActivityBatches {
                 }
                 Ok(())
             }
-            Err(error) => Err(to_handler_error(error)),
+            Err(error) => Err(to_handler_error(error, events.len())),
         };
         decoded
             .into_iter()

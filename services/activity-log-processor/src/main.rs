@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::Utc;
 use events::consumer::dead_letter::DeadLetterFormat;
-use events::{Backoff, ConsumerSettings, EventConsumer, RetryPolicy};
+use events::{Backoff, EventConsumer, RetryPolicy};
 use repo::ActivityLogs;
 use service_runtime::CancellationToken;
 
@@ -38,12 +38,11 @@ fn main() -> ExitCode {
         let retention =
             chrono::Duration::from_std(config.retention).context("ACTIVITY_RETENTION")?;
 
-        let mut settings = ConsumerSettings::new(
+        let mut settings = ctx.consumer_settings(
             &config.consumer.group_id,
             &[config.consumer.topic.as_str()],
             &config.dlq_topic,
-        );
-        settings.shutdown_timeout = ctx.config.shutdown_timeout;
+        )?;
         settings.dead_letter_format = DeadLetterFormat::ErrorInValue;
         // 100, 200, 400 ms, then doubling up to 5 minutes: 12 tries in all.
         settings.retry = RetryPolicy {
@@ -52,6 +51,7 @@ fn main() -> ExitCode {
         };
         let consumer = EventConsumer::new(&ctx.config.kafka, settings, ctx.producer.clone())
             .context("joining the consumer group")?;
+        ctx.watch_consumer(&consumer);
         let handler = ActivityBatches {
             logs: logs.clone(),
             retention,

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use domain::RegistrationMessage;
 use events::rdkafka::Message as _;
 use events::rdkafka::message::OwnedMessage;
 use events::{Handler, HandlerError};
@@ -25,15 +24,7 @@ pub(crate) struct RetryHandler {
 #[async_trait]
 impl Handler for RetryHandler {
     async fn handle(&self, message: &OwnedMessage) -> Result<(), HandlerError> {
-        let payload = message
-            .payload()
-            .ok_or_else(|| HandlerError::reject("malformed_message", "the message has no value"))?;
-        let request: RegistrationMessage = serde_json::from_slice(payload).map_err(|error| {
-            HandlerError::reject(
-                "malformed_message",
-                format!("not a registration message: {error}"),
-            )
-        })?;
+        let request = registration::decode_message(message)?;
         wait_until_due(message, self.retry_delay).await;
 
         let try_number = request.retry_count + 1;

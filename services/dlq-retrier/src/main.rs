@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use events::{Backoff, ConsumerSettings, EventConsumer, RetryPolicy};
+use events::{Backoff, EventConsumer, RetryPolicy};
 
 use crate::config::RetrierConfig;
 use crate::handler::RetryHandler;
@@ -23,19 +23,19 @@ fn main() -> ExitCode {
         tracing::info!(?config, "configured");
         let (writer, lease) = registration::start_writer(&ctx, &config.writer).await?;
 
-        let mut settings = ConsumerSettings::new(
+        let mut settings = ctx.consumer_settings(
             &config.consumer.group_id,
             &[config.consumer.topic.as_str()],
             &ctx.config.kafka.producer.dlq_topic,
-        );
+        )?;
         settings.worker_pool_size = config.consumer.worker_pool_size;
-        settings.shutdown_timeout = ctx.config.shutdown_timeout;
         settings.retry = RetryPolicy {
             max_attempts: 3,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
         };
         let consumer = EventConsumer::new(&ctx.config.kafka, settings, ctx.producer.clone())
             .context("joining the consumer group")?;
+        ctx.watch_consumer(&consumer);
         let handler = RetryHandler {
             writer,
             retry_delay: config.retry_delay,

@@ -24,7 +24,9 @@ type Values = Vec<(&'static str, String)>;
 #[async_trait]
 impl Handler for EmailHandler {
     async fn handle(&self, message: &OwnedMessage) -> Result<(), HandlerError> {
-        let event = parse_event(message)?;
+        let Some(event) = parse_event(message)? else {
+            return Ok(());
+        };
         match &event.payload {
             EventPayload::UserSignedUp(data) => {
                 let participant = self.participant(&data.campaign_id, &data.user_id).await?;

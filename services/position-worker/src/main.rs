@@ -28,7 +28,9 @@ struct PositionHandler {
 #[async_trait]
 impl Handler for PositionHandler {
     async fn handle(&self, message: &OwnedMessage) -> Result<(), HandlerError> {
-        let event = parse_event(message)?;
+        let Some(event) = parse_event(message)? else {
+            return Ok(());
+        };
         let EventPayload::ReferralVerified(data) = &event.payload else {
             return Ok(());
         };

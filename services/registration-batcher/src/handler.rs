@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::RegistrationMessage;
-use events::rdkafka::Message as _;
 use events::rdkafka::message::OwnedMessage;
 use events::{BatchHandler, HandlerError};
 use registration::{RegistrationWriter, WriteError, Written};
@@ -22,18 +21,6 @@ use registration::{RegistrationWriter, WriteError, Written};
 pub(crate) struct RegistrationBatches {
     pub(crate) writer: RegistrationWriter,
     pub(crate) transient_attempts: u32,
-}
-
-fn decode(message: &OwnedMessage) -> Result<RegistrationMessage, HandlerError> {
-    let payload = message
-        .payload()
-        .ok_or_else(|| HandlerError::reject("malformed_message", "the message has no value"))?;
-    serde_json::from_slice(payload).map_err(|error| {
-        HandlerError::reject(
-            "malformed_message",
-            format!("not a registration message: {error}"),
-        )
-    })
 }
 
 fn to_handler_error(error: WriteError) -> HandlerError {
@@ -50,7 +37,7 @@ fn to_handler_error(error: WriteError) -> HandlerError {
 impl BatchHandler for RegistrationBatches {
     async fn handle_batch(&self, messages: &[OwnedMessage]) -> Vec<Result<(), HandlerError>> {
         let decoded: Vec<Result<RegistrationMessage, HandlerError>> =
-            messages.iter().map(decode).collect();
+            messages.iter().map(registration::decode_message).collect();
         let requests: Vec<RegistrationMessage> = decoded
             .iter()
             .filter_map(|d| d.as_ref().ok().cloned())

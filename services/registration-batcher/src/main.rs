@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use events::{Backoff, ConsumerSettings, EventConsumer, RetryPolicy};
+use events::{Backoff, EventConsumer, RetryPolicy};
 
 use crate::config::BatcherConfig;
 use crate::handler::RegistrationBatches;
@@ -23,12 +23,11 @@ fn main() -> ExitCode {
         tracing::info!(?config, "configured");
         let (writer, lease) = registration::start_writer(&ctx, &config.writer).await?;
 
-        let mut settings = ConsumerSettings::new(
+        let mut settings = ctx.consumer_settings(
             &config.consumer.group_id,
             &[config.consumer.topic.as_str()],
             &config.writer.retry_topic,
-        );
-        settings.shutdown_timeout = ctx.config.shutdown_timeout;
+        )?;
         // Unexpected failures: a few quick tries. Outages: checked again every 5 s at most.
         settings.retry = RetryPolicy {
             max_attempts: 3,
@@ -36,6 +35,7 @@ fn main() -> ExitCode {
         };
         let consumer = EventConsumer::new(&ctx.config.kafka, settings, ctx.producer.clone())
             .context("joining the consumer group")?;
+        ctx.watch_consumer(&consumer);
         let handler = RegistrationBatches {
             writer,
             transient_attempts: config.transient_attempts,

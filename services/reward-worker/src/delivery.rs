@@ -33,7 +33,9 @@ enum Failure {
 #[async_trait]
 impl Handler for RewardHandler {
     async fn handle(&self, message: &OwnedMessage) -> Result<(), HandlerError> {
-        let event = parse_event(message)?;
+        let Some(event) = parse_event(message)? else {
+            return Ok(());
+        };
         let EventPayload::RewardEarned(data) = &event.payload else {
             return Ok(());
         };

@@ -14,20 +14,34 @@
 //! - Backpressure: past `max_in_flight` unfinished messages the partitions are paused, and
 //!   resumed at half of it, instead of buffering without bound; librdkafka keeps polling, so
 //!   the member stays in the group.
-//! - Shutdown: stop taking messages, let in-flight ones finish within `shutdown_timeout`,
-//!   commit, leave the group.
+//! - Shutdown: stop taking messages, let the handlers running finish within `shutdown_timeout`;
+//!   a retry or outage back-off ends at once, leaving its message uncommitted for the next
+//!   member; commit, leave the group.
+//! - A handler that panics fails that message (dead-lettered with the panic's message); a
+//!   batch handler that panics has its batch split until the message that panics is alone.
+//! - A batch whose write fails is split in halves, and those again, so that only the
+//!   messages that cause the failure are retried and dead-lettered; the others are stored once.
+//! - Dead letters fit the broker's limit: a value too large is cut (`value_truncated`,
+//!   `original_value_bytes` headers), and dropped (`value_dropped`) if the broker still
+//!   refuses the record.
+//! - A dead-letter limit (`DlqLimit`, in the spirit of Sentry arroyo's): past a ratio of dead
+//!   letters in a window, the consumer stops taking messages and dead-lettering, and
+//!   `ConsumerHealth` says why (`/readyz`). A consumer with messages in flight and none
+//!   finished for `stall_after` says so as well (`kafka_consumer_stalled`).
 
 mod batch;
 mod context;
 pub mod dead_letter;
 mod offsets;
 
+use std::collections::VecDeque;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -38,9 +52,10 @@ use tokio_util::sync::CancellationToken;
 use batch::BatchClock;
 pub use batch::{BatchPolicy, FlushReason};
 use context::{RuntimeContext, commit_list};
+use dead_letter::ValuePolicy;
 use offsets::{OffsetTracker, Partition};
 
-use crate::{Backoff, Delivery, EventsError, KafkaConfig, Producer};
+use crate::{Backoff, EventsError, KafkaConfig, Producer};
 
 /// Where a group starts reading.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +101,40 @@ pub struct ConsumerSettings {
     pub dead_letter_format: dead_letter::DeadLetterFormat,
     /// Waits between tries while a dependency is unavailable (not counted as attempts).
     pub outage_backoff: Backoff,
+    /// The largest dead letter, in bytes (key, value and headers); a larger one has its value
+    /// cut. Below the broker's `message.max.bytes` (1 MiB by default).
+    pub dead_letter_max_bytes: usize,
+    /// When dead-lettering is a runaway rather than a few bad messages.
+    pub dlq_limit: DlqLimit,
+    /// With messages in flight and none finished for this long, the consumer reports itself
+    /// stalled.
+    pub stall_after: Duration,
+}
+
+/// A bound on dead-lettering, in the spirit of Sentry arroyo's `DlqLimit`: a bug that rejects
+/// every message (a bad deploy) must not quietly move a whole topic into the DLQ. Once, within
+/// `window`, at least `min_count` messages were dead-lettered and they are at least
+/// `max_ratio` of the messages finished, the consumer stops: it takes no more messages and
+/// dead-letters nothing more (what is in flight stays uncommitted), and its `ConsumerHealth`
+/// reports the reason until the process is restarted (after the fix is deployed).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DlqLimit {
+    /// A ratio of dead letters to finished messages, 0 to 1; above 1 the limit is off.
+    pub max_ratio: f64,
+    /// Dead letters in the window below which the ratio is not looked at.
+    pub min_count: u64,
+    pub window: Duration,
+}
+
+impl Default for DlqLimit {
+    /// Half of the messages of the last minute, once there are at least 100 dead letters.
+    fn default() -> Self {
+        Self {
+            max_ratio: 0.5,
+            min_count: 100,
+            window: Duration::from_secs(60),
+        }
+    }
 }
 
 impl ConsumerSettings {
@@ -104,7 +153,114 @@ impl ConsumerSettings {
             commit_interval: Duration::from_secs(1),
             dead_letter_format: dead_letter::DeadLetterFormat::default(),
             outage_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
+            dead_letter_max_bytes: 900_000,
+            dlq_limit: DlqLimit::default(),
+            stall_after: Duration::from_secs(300),
         }
+    }
+}
+
+/// Counts of the last `window` in one-second buckets: finished messages and dead letters.
+#[derive(Debug)]
+struct DlqGuard {
+    limit: DlqLimit,
+    started: Instant,
+    state: Mutex<GuardState>,
+}
+
+#[derive(Debug, Default)]
+struct GuardState {
+    /// (second since start, finished, dead-lettered)
+    buckets: VecDeque<(u64, u64, u64)>,
+    tripped: Option<String>,
+}
+
+impl DlqGuard {
+    fn new(limit: DlqLimit) -> Self {
+        Self {
+            limit,
+            started: Instant::now(),
+            state: Mutex::new(GuardState::default()),
+        }
+    }
+
+    fn bucket<'s>(&self, state: &'s mut GuardState) -> &'s mut (u64, u64, u64) {
+        let now = self.started.elapsed().as_secs();
+        let window = self.limit.window.as_secs().max(1);
+        while state
+            .buckets
+            .front()
+            .is_some_and(|(second, _, _)| second + window <= now)
+        {
+            state.buckets.pop_front();
+        }
+        if state
+            .buckets
+            .back()
+            .is_none_or(|(second, _, _)| *second != now)
+        {
+            state.buckets.push_back((now, 0, 0));
+        }
+        state.buckets.back_mut().expect("just pushed")
+    }
+
+    fn handled(&self, n: u64) {
+        let mut state = self.state.lock().expect("dlq guard lock");
+        self.bucket(&mut state).1 += n;
+    }
+
+    /// Counts one more dead letter, or refuses it (and trips) when it would pass the limit.
+    fn admit_dead_letter(&self) -> Result<(), String> {
+        let mut state = self.state.lock().expect("dlq guard lock");
+        if let Some(reason) = &state.tripped {
+            return Err(reason.clone());
+        }
+        self.bucket(&mut state);
+        let (finished, dead) = state
+            .buckets
+            .iter()
+            .fold((1, 1), |(f, d), (_, bf, bd)| (f + bf, d + bd));
+        let ratio = dead as f64 / finished as f64;
+        if dead >= self.limit.min_count && ratio >= self.limit.max_ratio {
+            let reason = format!(
+                "dead-letter limit reached: {dead} of the last {finished} messages within {:?} \
+                 would be dead-lettered (limit: ratio {}, at least {}); stopped taking messages",
+                self.limit.window, self.limit.max_ratio, self.limit.min_count
+            );
+            state.tripped = Some(reason.clone());
+            return Err(reason);
+        }
+        let bucket = self.bucket(&mut state);
+        bucket.1 += 1;
+        bucket.2 += 1;
+        Ok(())
+    }
+
+    fn tripped(&self) -> Option<String> {
+        self.state.lock().expect("dlq guard lock").tripped.clone()
+    }
+}
+
+/// Whether a consumer is making progress, for `/readyz`: cheap to clone, shared with the
+/// consumer's runtime.
+#[derive(Debug, Clone)]
+pub struct ConsumerHealth {
+    group_id: String,
+    guard: Arc<DlqGuard>,
+    stalled: Arc<Mutex<Option<String>>>,
+}
+
+impl ConsumerHealth {
+    /// `None` while the consumer makes progress; otherwise why it does not: the dead-letter
+    /// limit was reached, or messages are in flight and none finished for `stall_after`.
+    pub fn problem(&self) -> Option<String> {
+        self.guard
+            .tripped()
+            .or_else(|| self.stalled.lock().expect("stalled lock").clone())
+    }
+
+    pub fn group_id(&self) -> &str {
+        &self.group_id
     }
 }
 
@@ -175,6 +331,9 @@ pub struct EventConsumer {
     settings: ConsumerSettings,
     producer: Producer,
     tracker: Arc<Mutex<OffsetTracker>>,
+    health: ConsumerHealth,
+    /// When a message last finished (or the consumer started).
+    last_progress: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for EventConsumer {
@@ -232,12 +391,24 @@ impl EventConsumer {
                 consumer.assign(&list).map_err(EventsError::Config)?;
             }
         }
+        let health = ConsumerHealth {
+            group_id: settings.group_id.clone(),
+            guard: Arc::new(DlqGuard::new(settings.dlq_limit)),
+            stalled: Arc::new(Mutex::new(None)),
+        };
         Ok(Self {
             consumer,
             settings,
             producer,
             tracker,
+            health,
+            last_progress: Mutex::new(Instant::now()),
         })
+    }
+
+    /// The consumer's progress report, for readiness.
+    pub fn health(&self) -> ConsumerHealth {
+        self.health.clone()
     }
 
     /// Handles messages one by one on the worker pool until `shutdown` is cancelled.
@@ -253,10 +424,20 @@ impl EventConsumer {
         for _ in 0..self.settings.worker_pool_size.max(1) {
             let (lane_tx, mut lane) = mpsc::unbounded_channel::<OwnedMessage>();
             lanes.push(lane_tx);
-            let worker = Worker::new(&self, finished_tx.clone());
+            let worker = Worker::new(&self, finished_tx.clone(), shutdown.clone());
             let handler = handler.clone();
+            let shutdown = shutdown.clone();
             workers.spawn(async move {
-                while let Some(message) = lane.recv().await {
+                loop {
+                    // At shutdown, messages not started stay uncommitted for the next member.
+                    let message = tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => break,
+                        message = lane.recv() => match message {
+                            Some(message) => message,
+                            None => break,
+                        },
+                    };
                     worker.process(&message, |m| handler.handle(m)).await;
                 }
             });
@@ -270,7 +451,10 @@ impl EventConsumer {
                 biased;
                 () = shutdown.cancelled() => break,
                 Some((partition, offset)) = finished.recv() => self.finish(&partition, offset),
-                _ = commit_tick.tick() => self.commit(CommitMode::Async),
+                _ = commit_tick.tick() => {
+                    self.commit(CommitMode::Async);
+                    paused = self.watch_progress(paused);
+                }
                 received = self.consumer.recv() => match received {
                     Ok(message) => {
                         let message = message.detach();
@@ -286,14 +470,15 @@ impl EventConsumer {
             paused = self.apply_backpressure(paused);
         }
 
-        // Shutdown: no new messages; in-flight ones get until the deadline.
+        // Shutdown: no new messages; the handlers running get until the deadline, back-offs end
+        // at once.
         drop(lanes);
         let deadline = Instant::now() + self.settings.shutdown_timeout;
-        while self.in_flight() > 0 {
-            match tokio::time::timeout_at(deadline, finished.recv()).await {
-                Ok(Some((partition, offset))) => self.finish(&partition, offset),
-                Ok(None) => break,
-                Err(_) => {
+        loop {
+            tokio::select! {
+                Some((partition, offset)) = finished.recv() => self.finish(&partition, offset),
+                joined = workers.join_next() => if joined.is_none() { break },
+                () = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
                         in_flight = self.in_flight(),
                         "shutdown deadline reached; abandoning in-flight messages"
@@ -303,6 +488,9 @@ impl EventConsumer {
             }
         }
         workers.abort_all();
+        while let Ok((partition, offset)) = finished.try_recv() {
+            self.finish(&partition, offset);
+        }
         self.commit(CommitMode::Sync);
         tracing::info!(group = %self.settings.group_id, "consumer stopped");
         Ok(())
@@ -321,7 +509,7 @@ impl EventConsumer {
         shutdown: CancellationToken,
     ) -> Result<(), EventsError> {
         let (finished_tx, mut finished) = mpsc::unbounded_channel::<Finished>();
-        let worker = Worker::new(&self, finished_tx);
+        let worker = Worker::new(&self, finished_tx, shutdown.clone());
         let mut batch = Vec::new();
         let mut clock = BatchClock::new(policy);
         let mut commit_tick = tokio::time::interval(self.settings.commit_interval);
@@ -348,14 +536,17 @@ impl EventConsumer {
                 Some((partition, offset)) = finished.recv() => self.finish(&partition, offset),
                 () = async { writing.as_mut().expect("guarded").await }, if writing.is_some() => {
                     writing = None;
-                    if paused {
+                    if paused && self.health.guard.tripped().is_none() {
                         paused = !self.set_paused(false);
                     }
                     if let Some(reason) = clock.due(Instant::now()) {
                         writing = Some(start_flush(&mut batch, &mut clock, reason));
                     }
                 }
-                _ = commit_tick.tick() => self.commit(CommitMode::Async),
+                _ = commit_tick.tick() => {
+                    self.commit(CommitMode::Async);
+                    paused = self.watch_progress(paused);
+                }
                 () = sleep_until(deadline.map(|(at, _)| at)) => {
                     let reason = deadline.map_or(FlushReason::Idle, |(_, reason)| reason);
                     writing = Some(start_flush(&mut batch, &mut clock, reason));
@@ -417,6 +608,39 @@ impl EventConsumer {
             .lock()
             .expect("offset tracker lock")
             .finished(partition, offset);
+        *self.last_progress.lock().expect("progress lock") = Instant::now();
+    }
+
+    /// Once a second: pauses for good when the dead-letter limit was reached, and reports a
+    /// stall (messages in flight, none finished for `stall_after`). Returns whether paused.
+    fn watch_progress(&self, paused: bool) -> bool {
+        let group = self.settings.group_id.clone();
+        let tripped = self.health.guard.tripped();
+        metrics::gauge!("kafka_consumer_dlq_limit_reached", "group" => group.clone())
+            .set(if tripped.is_some() { 1.0 } else { 0.0 });
+        let mut paused = paused;
+        if let Some(reason) = &tripped
+            && !paused
+        {
+            tracing::error!(group = %group, reason = %reason, "dead-letter limit reached; no more messages are taken until a restart");
+            paused = self.set_paused(true);
+        }
+        let in_flight = self.in_flight();
+        let idle = self.last_progress.lock().expect("progress lock").elapsed();
+        let stalled = (in_flight > 0 && idle >= self.settings.stall_after).then(|| {
+            format!(
+                "{in_flight} message(s) in flight and none finished for {}s",
+                idle.as_secs()
+            )
+        });
+        metrics::gauge!("kafka_consumer_stalled", "group" => group.clone())
+            .set(if stalled.is_some() { 1.0 } else { 0.0 });
+        let mut current = self.health.stalled.lock().expect("stalled lock");
+        if stalled.is_some() && current.is_none() {
+            tracing::error!(group = %group, in_flight, idle_seconds = idle.as_secs(), "consumer stalled: no message finished");
+        }
+        *current = stalled;
+        paused
     }
 
     fn in_flight(&self) -> usize {
@@ -447,7 +671,10 @@ impl EventConsumer {
         let in_flight = self.in_flight();
         let change = if !paused && in_flight >= self.settings.max_in_flight {
             Some(true)
-        } else if paused && in_flight <= self.settings.max_in_flight / 2 {
+        } else if paused
+            && in_flight <= self.settings.max_in_flight / 2
+            && self.health.guard.tripped().is_none()
+        {
             Some(false)
         } else {
             None
@@ -506,21 +733,53 @@ struct Worker {
     retry: RetryPolicy,
     dlq_topic: String,
     dead_letter_format: dead_letter::DeadLetterFormat,
+    dead_letter_max_bytes: usize,
     outage_backoff: Backoff,
     producer: Producer,
+    guard: Arc<DlqGuard>,
+    shutdown: CancellationToken,
     finished: mpsc::UnboundedSender<Finished>,
 }
 
+/// The code of a handler that panicked.
+const HANDLER_PANICKED: &str = "handler_panicked";
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    format!("the handler panicked: {text}")
+}
+
 impl Worker {
-    fn new(consumer: &EventConsumer, finished: mpsc::UnboundedSender<Finished>) -> Self {
+    fn new(
+        consumer: &EventConsumer,
+        finished: mpsc::UnboundedSender<Finished>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             group_id: consumer.settings.group_id.clone(),
             retry: consumer.settings.retry,
             dlq_topic: consumer.settings.dlq_topic.clone(),
             dead_letter_format: consumer.settings.dead_letter_format,
+            dead_letter_max_bytes: consumer.settings.dead_letter_max_bytes,
             outage_backoff: consumer.settings.outage_backoff,
             producer: consumer.producer.clone(),
+            guard: consumer.health.guard.clone(),
+            shutdown,
             finished,
+        }
+    }
+
+    /// Sleeps for `delay`; `false` when shutdown came first (the caller leaves its message
+    /// unfinished, so it is not committed).
+    async fn pause(&self, delay: Duration) -> bool {
+        tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => false,
+            () = tokio::time::sleep(delay) => true,
         }
     }
 
@@ -534,27 +793,42 @@ impl Worker {
         loop {
             attempt += 1;
             let started = Instant::now();
-            let outcome = handle(message).await;
+            let outcome = std::panic::AssertUnwindSafe(handle(message))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    Err(HandlerError::reject(
+                        HANDLER_PANICKED,
+                        panic_message(&*panic),
+                    ))
+                });
             metrics::histogram!("kafka_consumer_handler_duration_seconds", "group" => self.group_id.clone())
                 .record(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(()) => {
                     self.count("kafka_consumer_messages_handled_total");
+                    self.guard.handled(1);
                     break;
                 }
                 Err(error) if error.kind == FailureKind::Unavailable => {
                     attempt -= 1;
                     outage += 1;
-                    self.wait_out_outage(&error, outage).await;
+                    if !self.wait_out_outage(&error, outage).await {
+                        return;
+                    }
                 }
                 Err(error)
                     if error.kind == FailureKind::Retry && attempt < self.retry.max_attempts =>
                 {
                     self.count("kafka_consumer_messages_retried_total");
-                    tokio::time::sleep(self.retry.backoff.delay(attempt)).await;
+                    if !self.pause(self.retry.backoff.delay(attempt)).await {
+                        return;
+                    }
                 }
                 Err(error) => {
-                    self.dead_letter(message, &error, attempt).await;
+                    if !self.dead_letter(message, &error, attempt).await {
+                        return;
+                    }
                     break;
                 }
             }
@@ -562,81 +836,156 @@ impl Worker {
         self.done(message);
     }
 
-    /// Runs the batch handler, retrying the messages that failed transiently (as a smaller
-    /// batch), and dead-letters the rest.
+    /// Runs the batch handler. Messages that fail transiently are tried again: a group of
+    /// several is split in halves at once (so the messages that cause a failure are narrowed
+    /// down, and the others are written once), a single message backs off and is tried up to
+    /// `max_attempts` times. Rejected and exhausted messages are dead-lettered.
     async fn process_batch<B: BatchHandler>(&self, messages: Vec<OwnedMessage>, handler: &B) {
-        let mut pending = messages;
-        let mut attempt = 0;
+        // Groups to write now, each with the attempts its messages have had; single messages
+        // that failed wait for the round's back-off, so one bad message does not hold the rest.
+        let mut groups: Vec<(Vec<OwnedMessage>, u32)> = vec![(messages, 0)];
         let mut outage = 0;
-        while !pending.is_empty() {
-            attempt += 1;
-            let started = Instant::now();
-            let outcomes = handler.handle_batch(&pending).await;
-            metrics::histogram!("kafka_consumer_handler_duration_seconds", "group" => self.group_id.clone())
-                .record(started.elapsed().as_secs_f64());
-            // A dependency is down: hold the whole batch, do not count the try.
-            if let Some(Err(error)) = outcomes
-                .iter()
-                .find(|outcome| matches!(outcome, Err(e) if e.kind == FailureKind::Unavailable))
-            {
-                attempt -= 1;
-                outage += 1;
-                self.wait_out_outage(error, outage).await;
-                continue;
-            }
-            outage = 0;
-            let mut retry = Vec::new();
-            for (index, message) in pending.into_iter().enumerate() {
-                let outcome = outcomes.get(index).cloned().unwrap_or_else(|| {
-                    Err(HandlerError::retry(
-                        "missing_outcome",
-                        "the batch handler returned too few outcomes",
-                    ))
-                });
-                match outcome {
-                    Ok(()) => {
-                        self.count("kafka_consumer_messages_handled_total");
-                        self.done(&message);
+        loop {
+            let mut waiting: Vec<(Vec<OwnedMessage>, u32)> = Vec::new();
+            while let Some((group, attempts)) = groups.pop() {
+                let attempt = attempts + 1;
+                let started = Instant::now();
+                let outcomes = std::panic::AssertUnwindSafe(handler.handle_batch(&group))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        let message = panic_message(&*panic);
+                        // Split until the message that panics is alone; then it is rejected.
+                        let error = if group.len() > 1 {
+                            HandlerError::retry(HANDLER_PANICKED, message)
+                        } else {
+                            HandlerError::reject(HANDLER_PANICKED, message)
+                        };
+                        vec![Err(error); group.len()]
+                    });
+                metrics::histogram!("kafka_consumer_handler_duration_seconds", "group" => self.group_id.clone())
+                    .record(started.elapsed().as_secs_f64());
+                // A dependency is down: hold the group, do not count the try.
+                if let Some(Err(error)) = outcomes
+                    .iter()
+                    .find(|outcome| matches!(outcome, Err(e) if e.kind == FailureKind::Unavailable))
+                {
+                    outage += 1;
+                    if !self.wait_out_outage(error, outage).await {
+                        return;
                     }
-                    Err(error)
-                        if error.kind == FailureKind::Retry
-                            && attempt < self.retry.max_attempts =>
-                    {
-                        retry.push(message);
-                    }
-                    Err(error) => {
-                        self.dead_letter(&message, &error, attempt).await;
-                        self.done(&message);
+                    groups.push((group, attempts));
+                    continue;
+                }
+                outage = 0;
+                let several = group.len() > 1;
+                let mut retry = Vec::new();
+                for (index, message) in group.into_iter().enumerate() {
+                    let outcome = outcomes.get(index).cloned().unwrap_or_else(|| {
+                        Err(HandlerError::retry(
+                            "missing_outcome",
+                            "the batch handler returned too few outcomes",
+                        ))
+                    });
+                    match outcome {
+                        Ok(()) => {
+                            self.count("kafka_consumer_messages_handled_total");
+                            self.guard.handled(1);
+                            self.done(&message);
+                        }
+                        // Splitting is not a new attempt: the halves are tried as they are.
+                        Err(error) if error.kind == FailureKind::Retry && several => {
+                            retry.push(message);
+                        }
+                        Err(error)
+                            if error.kind == FailureKind::Retry
+                                && attempt < self.retry.max_attempts =>
+                        {
+                            retry.push(message);
+                        }
+                        Err(error) => {
+                            if !self.dead_letter(&message, &error, attempt).await {
+                                return;
+                            }
+                            self.done(&message);
+                        }
                     }
                 }
-            }
-            if !retry.is_empty() {
+                if retry.is_empty() {
+                    continue;
+                }
                 self.count_n("kafka_consumer_messages_retried_total", retry.len());
-                tokio::time::sleep(self.retry.backoff.delay(attempt)).await;
+                if retry.len() > 1 {
+                    let second = retry.split_off(retry.len() / 2);
+                    // The first half is written first (a stack: pushed last).
+                    groups.push((second, attempts));
+                    groups.push((retry, attempts));
+                } else {
+                    waiting.push((retry, attempt));
+                }
             }
-            pending = retry;
+            let Some(fewest) = waiting.iter().map(|(_, attempts)| *attempts).min() else {
+                return;
+            };
+            if !self.pause(self.retry.backoff.delay(fewest)).await {
+                return;
+            }
+            waiting.reverse();
+            groups = waiting;
         }
     }
 
     /// Writes the dead letter, trying until it is stored: a message is never finished (and its
-    /// offset never committed) without being either handled or in the DLQ.
-    async fn dead_letter(&self, message: &OwnedMessage, error: &HandlerError, attempts: u32) {
-        let record = dead_letter::dead_letter_record(
-            message,
-            error,
-            attempts,
-            &self.group_id,
-            &self.dlq_topic,
-            self.dead_letter_format,
-        );
+    /// offset never committed) without being either handled or in the DLQ. A record the broker
+    /// refuses as too large is sent again without the original value. `false` when it was not
+    /// written: shutdown came first, or the dead-letter limit was reached (the consumer stops).
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        error: &HandlerError,
+        attempts: u32,
+    ) -> bool {
+        if let Err(reason) = self.guard.admit_dead_letter() {
+            tracing::error!(group = %self.group_id, %reason, kafka.offset = message.offset(), "not dead-lettering: the dead-letter limit was reached; the message stays uncommitted");
+            // Held until shutdown: nothing more moves to the DLQ, nothing is committed.
+            self.shutdown.cancelled().await;
+            return false;
+        }
+        let mut policy = ValuePolicy::FitTo {
+            max_bytes: self.dead_letter_max_bytes,
+        };
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.producer.send(record.clone()).await {
-                Ok(Delivery::Published { .. }) | Ok(Delivery::DeadLettered { .. }) => break,
+            let record = dead_letter::dead_letter_record(
+                message,
+                error,
+                attempts,
+                &self.group_id,
+                &self.dlq_topic,
+                self.dead_letter_format,
+                policy,
+            );
+            // At shutdown the send is abandoned: the message stays uncommitted (if the record
+            // was delivered after all, the next member dead-letters it again).
+            let sent = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return false,
+                sent = self.producer.deliver(record) => sent,
+            };
+            match sent {
+                Ok(_) => break,
+                Err(publish_error)
+                    if publish_error.is_too_large() && policy != ValuePolicy::Drop =>
+                {
+                    tracing::warn!(%publish_error, "the dead letter is too large for the broker; sending it without the value");
+                    policy = ValuePolicy::Drop;
+                }
                 Err(publish_error) => {
                     tracing::error!(%publish_error, "could not write a dead letter; retrying");
-                    tokio::time::sleep(self.retry.backoff.delay(tries)).await;
+                    if !self.pause(self.retry.backoff.delay(tries)).await {
+                        return false;
+                    }
                 }
             }
         }
@@ -649,15 +998,16 @@ impl Worker {
             attempts,
             "message dead-lettered"
         );
+        true
     }
 
     /// Waits before the next try while a dependency is down; the wait grows to the backoff's
-    /// ceiling and stays there.
-    async fn wait_out_outage(&self, error: &HandlerError, outage: u32) {
+    /// ceiling and stays there. `false` when shutdown came first.
+    async fn wait_out_outage(&self, error: &HandlerError, outage: u32) -> bool {
         self.count("kafka_consumer_dependency_unavailable_total");
         let delay = self.outage_backoff.delay(outage);
         tracing::warn!(error.code = %error.code, error.message = %error.message, ?delay, tries = outage, "dependency unavailable; holding the message(s)");
-        tokio::time::sleep(delay).await;
+        self.pause(delay).await
     }
 
     fn done(&self, message: &OwnedMessage) {

@@ -1,9 +1,10 @@
 //! Seed 003's domain events: what happened in a waitlist campaign. Field names as documented.
+//! Fields a newer producer adds are ignored when reading (a minor schema version adds fields;
+//! only a new major version may remove or change them).
 
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct UserSignedUp {
     pub user_id: String,
     pub campaign_id: String,
@@ -11,7 +12,6 @@ pub struct UserSignedUp {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct UserVerified {
     pub user_id: String,
     pub campaign_id: String,
@@ -19,7 +19,6 @@ pub struct UserVerified {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ReferralCreated {
     pub referral_id: String,
     pub referrer_id: String,
@@ -28,7 +27,6 @@ pub struct ReferralCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ReferralVerified {
     pub referral_id: String,
     pub referrer_id: String,
@@ -39,7 +37,6 @@ pub struct ReferralVerified {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RewardEarned {
     pub user_reward_id: String,
     pub user_id: String,
@@ -48,7 +45,6 @@ pub struct RewardEarned {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CampaignMilestoneReached {
     pub campaign_id: String,
     /// E.g. `1000_participants`.

@@ -146,7 +146,69 @@ impl Event {
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
+
+    /// Reads an event a producer of this or a newer version wrote: fields this version does
+    /// not know are ignored, and an event whose `type` this version does not know is
+    /// [`Decoded::UnknownType`] (for the consumer to skip) rather than an error.
+    ///
+    /// # Errors
+    /// The JSON is not an event: not JSON, a missing envelope field, or a known type whose
+    /// data lacks a field or has one of the wrong type.
+    pub fn decode(bytes: &[u8]) -> Result<Decoded, serde_json::Error> {
+        match serde_json::from_slice::<Self>(bytes) {
+            Ok(event) => Ok(Decoded::Event(Box::new(event))),
+            Err(error) => {
+                #[derive(Deserialize)]
+                struct Head {
+                    #[serde(rename = "type")]
+                    event_type: String,
+                }
+                match serde_json::from_slice::<Head>(bytes) {
+                    Ok(head) if !EVENT_TYPES.contains(&head.event_type.as_str()) => {
+                        Ok(Decoded::UnknownType {
+                            event_type: head.event_type,
+                        })
+                    }
+                    _ => Err(error),
+                }
+            }
+        }
+    }
+
+    /// Whether this version can read the event's schema: the same major `version` (a minor
+    /// version only adds fields). A missing or unparsable major counts as unreadable.
+    pub fn is_readable_version(&self) -> bool {
+        let major = |v: &str| v.split('.').next().map(str::trim).map(str::to_owned);
+        major(&self.version).is_some_and(|m| Some(m) == major(SCHEMA_VERSION))
+    }
 }
+
+/// What [`Event::decode`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Event(Box<Event>),
+    /// A `type` this version does not know (a newer producer's), with its name.
+    UnknownType {
+        event_type: String,
+    },
+}
+
+/// Every event `type` this version reads.
+pub const EVENT_TYPES: &[&str] = &[
+    "user.logged_in",
+    "user.registered",
+    "user.logged_out",
+    "user.token_refreshed",
+    "api.request",
+    "api.error",
+    "system.alert",
+    "user.signed_up",
+    "user.verified",
+    "referral.created",
+    "referral.verified",
+    "reward.earned",
+    "campaign.milestone_reached",
+];
 
 /// Stamps events with what every event carries: a fresh ID, the time, the schema version, the
 /// producing service and the correlation ID (seed 002's `EventBuilder`).

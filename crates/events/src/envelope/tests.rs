@@ -55,16 +55,18 @@ fn domain_events_match_the_documents_field_for_field() {
 }
 
 #[test]
-fn unknown_types_and_misshapen_data_are_rejected() {
+fn unknown_types_and_misshapen_data_are_rejected_and_extra_fields_ignored() {
     let mut unknown = documented("user.teleported", json!({}));
     assert!(serde_json::from_value::<Event>(unknown.take()).is_err());
     let missing = documented("reward.earned", json!({"user_id": "u", "campaign_id": "c"}));
     assert!(serde_json::from_value::<Event>(missing).is_err());
+    // A field a newer producer added is ignored.
     let extra = documented(
         "user.verified",
         json!({"user_id": "u", "campaign_id": "c", "email": "e", "x": 1}),
     );
-    assert!(serde_json::from_value::<Event>(extra).is_err());
+    let event = serde_json::from_value::<Event>(extra).unwrap();
+    assert_eq!(event.event_type(), "user.verified");
 }
 
 #[test]
@@ -136,4 +138,49 @@ fn business_events_carry_no_campaign_and_are_keyed_by_user() {
         alert.id.to_string(),
         "no user: keyed by event ID"
     );
+}
+
+#[test]
+fn newer_producers_events_are_read_or_recognised_as_unknown() {
+    // One more field in data (a minor version's addition) is ignored.
+    let referral = json!({
+        "id": "0195f0a4-5c4e-7000-8000-000000000001", "type": "referral.created",
+        "campaign_id": "c1", "account_id": "c1", "timestamp": "2026-11-30T12:00:00Z",
+        "version": "1.1", "trace_origin": "somewhere",
+        "data": {"referral_id": "r", "referrer_id": "a", "referred_id": "b",
+                 "campaign_id": "c1", "channel": "twitter"}
+    });
+    let Decoded::Event(event) = Event::decode(referral.to_string().as_bytes()).unwrap() else {
+        panic!("a known type")
+    };
+    assert_eq!(event.event_type(), "referral.created");
+    assert!(event.is_readable_version());
+
+    // A type this version does not know is named, not an error.
+    let mut updated = referral.clone();
+    updated["type"] = json!("campaign.updated");
+    assert_eq!(
+        Event::decode(updated.to_string().as_bytes()).unwrap(),
+        Decoded::UnknownType {
+            event_type: "campaign.updated".into()
+        }
+    );
+
+    // A known type with a missing field, or not an event at all, is an error.
+    let mut broken = referral.clone();
+    broken["data"]
+        .as_object_mut()
+        .unwrap()
+        .remove("referrer_id");
+    assert!(Event::decode(broken.to_string().as_bytes()).is_err());
+    assert!(Event::decode(b"garbage").is_err());
+    assert!(Event::decode(br#"{"type": 7}"#).is_err());
+
+    // A new major version is not read as this one.
+    let mut v2 = referral;
+    v2["version"] = json!("2.0");
+    let Decoded::Event(event) = Event::decode(v2.to_string().as_bytes()).unwrap() else {
+        panic!("a known type")
+    };
+    assert!(!event.is_readable_version());
 }
