@@ -5,7 +5,8 @@
 #      against the Kubernetes JSON schemas (kubernetes-validate, which ships them);
 #   2. docker-compose.yml is valid (`docker-compose config`, the Python docker-compose 1.29);
 #   3. the Dockerfile passes hadolint;
-#   4. every service of the workspace has its image, compose service and Deployment.
+#   4. every service of the workspace has its image, compose service and Deployment;
+#   5. no manifest carries a placeholder secret.
 # The Python tools live in virtual environments under .stack/ (their jsonschema versions clash).
 set -euo pipefail
 source "$(dirname "$0")/local/lib.sh"
@@ -47,7 +48,13 @@ for overlay in k8s/overlays/*/; do
 done
 
 say "docker-compose config"
-"$VENVS/compose/bin/docker-compose" -f docker-compose.yml config --quiet
+# The file has no default for the key (it must be set in .env); any value renders.
+VERIFICATION_SECRET=rendering-only "$VENVS/compose/bin/docker-compose" -f docker-compose.yml config --quiet
+
+say "no placeholder secret in any manifest"
+if grep -rniE 'change-?me|development-only' k8s docker-compose.yml "$rendered"; then
+    die "a placeholder secret is in the manifests above: ship none (deploy/README.md)"
+fi
 
 say "hadolint deploy/docker/Dockerfile"
 "$VENVS/hadolint/bin/hadolint" deploy/docker/Dockerfile

@@ -14,7 +14,15 @@ cargo build --quiet --bins
 export DATABASE_URL=$DEV_DATABASE_URL KAFKA_BROKERS=$KAFKA_ADDR HTTP_ADDR=$GATEWAY_HTTP_ADDR
 # Waitlist: verification tokens shared by the gateway and the email-worker; with no SMTP_URL the
 # email- and reward-workers write each email as an .eml file here.
-export VERIFICATION_SECRET=${VERIFICATION_SECRET:-local-development-only}
+# The key is generated once per checkout (32 random bytes, hex) and kept in .stack.
+if [ -z "${VERIFICATION_SECRET:-}" ]; then
+    key_file=$STACK_DIR/verification-secret
+    if [ ! -s "$key_file" ]; then
+        (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$key_file")
+    fi
+    VERIFICATION_SECRET=$(cat "$key_file")
+fi
+export VERIFICATION_SECRET
 export EMAIL_OUTBOX_DIR=${EMAIL_OUTBOX_DIR:-$ROOT/.stack/email-outbox}
 # Webhook receivers you run on this machine are on the loopback interface.
 export WEBHOOK_ALLOW_PRIVATE_NETWORKS=${WEBHOOK_ALLOW_PRIVATE_NETWORKS:-true}

@@ -56,6 +56,20 @@ impl ActivityEvent {
     /// `max_age`, not in the future beyond clock skew), bounded sizes.
     pub fn validate(&self, now: DateTime<Utc>, max_age: Duration) -> Result<(), InvalidValue> {
         let invalid = |field: &'static str, reason: String| Err(InvalidValue { field, reason });
+        // Text PostgreSQL cannot store, in any field.
+        for (field, value) in [
+            ("userId", &self.user_id),
+            ("eventId", &self.event_id),
+            ("activityType", &self.activity_type),
+            ("version", &self.version),
+        ] {
+            if let Err(nul) = crate::text::check_str(field, value) {
+                return invalid(field, nul.to_string());
+            }
+        }
+        if let Err(nul) = crate::text::check_members("metadata", &self.metadata) {
+            return invalid("metadata", nul.to_string());
+        }
         for (field, value) in [("userId", &self.user_id), ("eventId", &self.event_id)] {
             if value.trim().is_empty() || value.len() > MAX_ID_LENGTH {
                 return invalid(field, format!("must be 1 to {MAX_ID_LENGTH} bytes"));
@@ -132,6 +146,15 @@ mod tests {
         assert_eq!(field(|e| e.timestamp -= Duration::days(31)), "timestamp");
         assert_eq!(field(|e| e.user_id = String::new()), "userId");
         assert_eq!(field(|e| e.event_id = "x".repeat(129)), "eventId");
+        assert_eq!(field(|e| e.version = "1.0\0".into()), "version");
+        assert_eq!(field(|e| e.user_id = "u\0".into()), "userId");
+        assert_eq!(
+            field(|e| {
+                e.metadata
+                    .insert("note".into(), serde_json::json!(["ok", "a\0b"]));
+            }),
+            "metadata"
+        );
         assert_eq!(
             field(|e| {
                 e.metadata

@@ -4,6 +4,7 @@ mod activity;
 mod oauth;
 mod registration;
 mod snowflake;
+pub mod text;
 mod users;
 mod values;
 pub mod waitlist;

@@ -22,42 +22,89 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidValue {
     }
 }
 
-/// An email address: `local@domain`, at most 254 characters, a domain with a dot and no empty
-/// labels, no whitespace. Kept as given; compared without regard to case (the database's
-/// unique index is on `lower(email)`).
+/// An email address the system can send to, in its one canonical form. Every address stored,
+/// compared or checked for uniqueness (users, participants, notify emails, the fraud rules)
+/// goes through [`Email::parse`], so two spellings of one address are one address:
+///
+/// - the local part in Unicode NFC, lower-cased (Unicode's default case conversion; local parts
+///   are case-sensitive in theory, in practice no provider tells `Ann` from `ann`), and a
+///   dot-atom (RFC 5322 section 3.2.3, with RFC 6531's UTF-8 characters): no leading, trailing
+///   or doubled dot, no quoted string, no comment;
+/// - the domain in its ASCII form (IDNA 2008 via UTS #46 ToASCII, which also lower-cases and
+///   normalizes, so `bücher.example` and `xn--bcher-kva.example` are one domain), a host name of
+///   at least two labels, no IP literal;
+/// - at most 64 bytes before the `@` and 254 in all (RFC 5321 section 4.5.3.1), no whitespace
+///   or control character.
+///
+/// The local part and the domain pass the checks of `email_address`, the crate lettre (the
+/// mailer) validates recipients with, so an accepted address is one the mailer takes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
 
 impl Email {
+    /// Checks `input` and returns it in canonical form (surrounding whitespace removed).
+    ///
+    /// # Errors
+    /// [`InvalidValue`] on field `email`, saying which rule the input breaks.
     pub fn parse(input: &str) -> Result<Self, InvalidValue> {
+        use unicode_normalization::UnicodeNormalization as _;
         let email = input.trim();
         let reject = |reason: &str| Err(invalid("email", reason));
         if email.is_empty() {
             return reject("is empty");
         }
-        if email.len() > 254 {
-            return reject("is longer than 254 characters");
-        }
         if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return reject("contains whitespace");
+            return reject("contains whitespace or a control character");
         }
         let Some((local, domain)) = email.rsplit_once('@') else {
             return reject("has no @");
         };
-        if local.is_empty() || local.len() > 64 || local.contains('@') {
-            return reject("has an invalid part before the @");
+        if local.starts_with('"') {
+            return reject("has a quoted part before the @, which is not accepted");
         }
+        let local: String = local.nfc().collect::<String>().to_lowercase();
+        if local.is_empty() || local.len() > 64 {
+            return reject("has an invalid part before the @: 1 to 64 bytes");
+        }
+        if !email_address::EmailAddress::is_valid_local_part(&local) {
+            return reject(
+                "has an invalid part before the @ (a dot at its start or end, two dots in a row, \
+                 or a character such as ( ) , ; : < > [ ] \\ outside quotes)",
+            );
+        }
+        if domain.starts_with('[') {
+            return reject("has an IP address for a domain");
+        }
+        let Ok(domain) = idna::domain_to_ascii(domain) else {
+            return reject("has an invalid domain");
+        };
         let labels_ok = domain.split('.').all(|label| {
             !label.is_empty()
+                && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
-        if !domain.contains('.') || !labels_ok {
+        if !domain.contains('.')
+            || !labels_ok
+            || !email_address::EmailAddress::is_valid_domain(&domain)
+        {
             return reject("has an invalid domain");
         }
-        Ok(Self(email.to_owned()))
+        let canonical = format!("{local}@{domain}");
+        if canonical.len() > 254 {
+            return reject("is longer than 254 characters");
+        }
+        Ok(Self(canonical))
+    }
+
+    /// An address as the database holds it, unchecked: for rows accepted under earlier, looser
+    /// rules. Never for input.
+    pub fn stored(address: String) -> Self {
+        Self(address)
     }
 
     pub fn as_str(&self) -> &str {
@@ -212,12 +259,52 @@ mod tests {
             ("a@exa mple.com", "whitespace"),
             ("a@-x.com", "invalid domain"),
             ("a@x..com", "invalid domain"),
+            // What the mailer refuses: dots at the edges or doubled, comments, quotes, brackets.
+            ("ann.@example.com", "invalid part before"),
+            (".ann@example.com", "invalid part before"),
+            ("a..b@example.com", "invalid part before"),
+            ("a(b)@example.com", "invalid part before"),
+            ("a,b@example.com", "invalid part before"),
+            ("\"a b\"@example.com", "whitespace"),
+            ("\"ab\"@example.com", "quoted"),
+            ("a@[127.0.0.1]", "IP address"),
+            ("a@exa_mple.com", "invalid domain"),
+            ("a\u{0}@example.com", "control"),
         ] {
             let error = Email::parse(bad).unwrap_err();
             assert_eq!(error.field, "email");
             assert!(error.reason.contains(why), "{bad}: {error}");
         }
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn one_spelling_per_address() {
+        let canonical = |s: &str| Email::parse(s).unwrap().as_str().to_owned();
+        // Precomposed é and e + U+0301 are one address; so are the cases.
+        assert_eq!(canonical("jos\u{e9}@example.com"), "jos\u{e9}@example.com");
+        assert_eq!(
+            canonical("jose\u{301}@example.com"),
+            "jos\u{e9}@example.com"
+        );
+        assert_eq!(canonical("JOS\u{c9}@Example.COM"), "jos\u{e9}@example.com");
+        // An internationalized domain and its ASCII form are one domain.
+        assert_eq!(
+            canonical("ann@b\u{fc}cher.example"),
+            "ann@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            canonical("ann@XN--BCHER-KVA.example"),
+            "ann@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            canonical("First.Last+tag@Example.COM"),
+            "first.last+tag@example.com"
+        );
+        // Canonical already: parsing again changes nothing.
+        for s in ["jos\u{e9}@xn--bcher-kva.example", "a.b+c@example.org"] {
+            assert_eq!(canonical(&canonical(s)), canonical(s));
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! User activity logs (seed 004) in the daily-partitioned `activity_logs` table: batches stored
-//! with one statement, idempotent on the event ID; read back per user, newest first, with a
+//! with one statement, idempotent on the event ID per user (`activity_event_keys`); read back per user, newest first, with a
 //! cursor; partitions created ahead and dropped after the retention.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -85,9 +85,9 @@ impl From<ActivityRow> for ActivityEvent {
 #[derive(QueryableByName)]
 struct Inserted {
     #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = Text)]
     event_id: String,
-    #[diesel(sql_type = Timestamptz)]
-    occurred_at: DateTime<Utc>,
 }
 
 #[derive(QueryableByName)]
@@ -150,20 +150,38 @@ impl ActivityLogs {
         Ok(u32::try_from(made.n).unwrap_or_default())
     }
 
-    /// Stores a batch with one statement; an event whose ID and time are already stored (a
-    /// replay) is skipped. Returns the events that were new, in input order. Every event's day
-    /// must have its partition (`ensure_partitions`).
+    /// Stores a batch with one statement, idempotent on the event ID per user: an event whose
+    /// `(user_id, event_id)` is already stored, whatever its time (a replay, a client's retry
+    /// that got a new timestamp), is skipped, and so is a repeat within the batch (the first
+    /// stays). Returns the events that were new, in input order. Every event's day must have
+    /// its partition (`ensure_partitions`).
+    ///
+    /// # Errors
+    /// As the database answers; the statement is all or nothing.
     pub async fn insert_batch(&self, events: &[ActivityEvent]) -> RepoResult<Vec<ActivityEvent>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let column = |f: fn(&ActivityEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
         let mut conn = self.database.connection().await?;
+        // The key row and the event are written together: a key never exists without its event.
         let inserted: Vec<Inserted> = diesel::sql_query(
-            "INSERT INTO activity_logs (event_id, user_id, activity_type, occurred_at, metadata, version)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::text[])
+            "WITH input AS (
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::text[])
+                     WITH ORDINALITY AS t(event_id, user_id, activity_type, occurred_at, metadata, version, ord)
+             ), first AS (
+                 SELECT DISTINCT ON (user_id, event_id) * FROM input ORDER BY user_id, event_id, ord
+             ), keys AS (
+                 INSERT INTO activity_event_keys (user_id, event_id, occurred_at)
+                 SELECT user_id, event_id, occurred_at FROM first
+                 ON CONFLICT DO NOTHING
+                 RETURNING user_id, event_id
+             )
+             INSERT INTO activity_logs (event_id, user_id, activity_type, occurred_at, metadata, version)
+             SELECT f.event_id, f.user_id, f.activity_type, f.occurred_at, f.metadata, f.version
+             FROM first f JOIN keys k USING (user_id, event_id)
              ON CONFLICT DO NOTHING
-             RETURNING event_id, occurred_at",
+             RETURNING user_id, event_id",
         )
         .bind::<Array<Text>, _>(column(|e| e.event_id.clone()))
         .bind::<Array<Text>, _>(column(|e| e.user_id.clone()))
@@ -178,13 +196,13 @@ impl ActivityLogs {
         .bind::<Array<Text>, _>(column(|e| e.version.clone()))
         .load(&mut *conn)
         .await?;
-        let mut new: std::collections::HashSet<(String, i64)> = inserted
+        let mut new: std::collections::HashSet<(String, String)> = inserted
             .into_iter()
-            .map(|row| (row.event_id, row.occurred_at.timestamp_micros()))
+            .map(|row| (row.user_id, row.event_id))
             .collect();
         Ok(events
             .iter()
-            .filter(|e| new.remove(&(e.event_id.clone(), e.timestamp.timestamp_micros())))
+            .filter(|e| new.remove(&(e.user_id.clone(), e.event_id.clone())))
             .cloned()
             .collect())
     }

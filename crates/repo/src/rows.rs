@@ -17,8 +17,10 @@ fn corrupt(what: impl std::fmt::Display) -> RepoError {
     RepoError::Database(format!("stored value does not validate: {what}"))
 }
 
+/// A stored address as it was accepted: the rules only ever tighten, and a row written under
+/// older ones (before the data migration reached it) must still read.
 fn email(value: Option<String>) -> Result<Option<Email>, RepoError> {
-    value.map(|v| Email::parse(&v).map_err(corrupt)).transpose()
+    Ok(value.map(|v| Email::parse(&v).unwrap_or_else(|_| Email::stored(v))))
 }
 
 fn phone(value: Option<String>) -> Result<Option<Phone>, RepoError> {

@@ -1,7 +1,15 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
-    activity_logs (event_id, occurred_at) {
+    activity_event_keys (user_id, event_id) {
+        user_id -> Text,
+        event_id -> Text,
+        occurred_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    activity_logs (user_id, event_id, occurred_at) {
         event_id -> Text,
         user_id -> Text,
         activity_type -> Text,
@@ -59,6 +67,13 @@ diesel::table! {
         user_id -> Int8,
         password_hash -> Text,
         replaced_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    data_migrations (name) {
+        name -> Text,
+        applied_at -> Timestamptz,
     }
 }
 
@@ -297,12 +312,14 @@ diesel::joinable!(referrals -> campaigns (campaign_id));
 diesel::joinable!(user_credentials -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    activity_event_keys,
     activity_logs,
     campaign_milestones,
     campaign_rankings,
     campaign_reward_tiers,
     campaigns,
     credential_history,
+    data_migrations,
     oauth2_access_tokens,
     oauth2_audit_logs,
     oauth2_authorization_codes,

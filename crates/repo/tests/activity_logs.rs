@@ -1,5 +1,5 @@
 //! Activity logs on the real PostgreSQL: partitions made and dropped, batches idempotent on the
-//! event ID, reads newest first with cursors that neither skip nor repeat.
+//! event ID per user whatever the time, reads newest first with cursors that neither skip nor repeat.
 
 use chrono::{DateTime, Duration, NaiveDate, SubsecRound as _, Utc};
 use domain::ActivityEvent;
@@ -89,6 +89,51 @@ async fn a_replayed_event_is_stored_once() {
         "the whole batch again"
     );
     assert_eq!(logs.list(&query("u1", 10)).await.unwrap().events.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_event_id_is_stored_once_per_user_whatever_its_time() {
+    let db = TestDatabase::new().await;
+    let logs = ActivityLogs::new(db.database().clone());
+    let now = Utc::now().trunc_subsecs(3);
+    logs.ensure_partitions(day(now - Duration::days(1)), 2)
+        .await
+        .unwrap();
+    // The first try, then retries a second later (the gateway stamped a new time), a day
+    // earlier (another partition of the table), and with the same time, in separate batches
+    // and within one.
+    let first = event("u4", "evt_1", "login", now - Duration::seconds(1));
+    assert_eq!(logs.insert_batch(&[first]).await.unwrap().len(), 1);
+    for retry_at in [now, now - Duration::days(1), now - Duration::seconds(1)] {
+        let retry = event("u4", "evt_1", "login", retry_at);
+        assert!(
+            logs.insert_batch(&[retry]).await.unwrap().is_empty(),
+            "a retry at {retry_at} is not new"
+        );
+    }
+    let within = [
+        event("u5", "evt_9", "login", now),
+        event("u5", "evt_9", "login", now - Duration::days(1)),
+    ];
+    let new = logs.insert_batch(&within).await.unwrap();
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0].timestamp, now, "the first of the batch stays");
+    // Another user's event with the same ID and time is another event.
+    let other = event("u6", "evt_1", "login", now - Duration::seconds(1));
+    assert_eq!(logs.insert_batch(&[other]).await.unwrap().len(), 1);
+
+    let listed = logs.list(&query("u4", 10)).await.unwrap().events;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].timestamp, now - Duration::seconds(1));
+    assert_eq!(logs.list(&query("u5", 10)).await.unwrap().events.len(), 1);
+
+    // The keys go with the partitions their events were in: after the retention the ID is free.
+    logs.drop_partitions_before(day(now) + Duration::days(1))
+        .await
+        .unwrap();
+    logs.ensure_partitions(day(now), 1).await.unwrap();
+    let again = event("u4", "evt_1", "login", now);
+    assert_eq!(logs.insert_batch(&[again]).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,7 +17,33 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    /// A key that would let anyone who guesses it sign tokens. The value is not repeated.
+    #[error(
+        "environment variable {name} is not a usable signing key: {reason}; \
+         generate one with `openssl rand -hex 32`"
+    )]
+    WeakSecret { name: String, reason: String },
 }
+
+/// Signing keys are at least this many bytes (256 bits, the output size of HMAC-SHA256 as
+/// RFC 2104 section 3 recommends for its key).
+pub const MIN_SIGNING_KEY_BYTES: usize = 32;
+
+/// Words that mark a value copied from an example rather than generated.
+const PLACEHOLDER_MARKERS: &[&str] = &[
+    "change-me",
+    "changeme",
+    "change_me",
+    "replace-me",
+    "replaceme",
+    "replace_me",
+    "placeholder",
+    "example",
+    "your-secret",
+    "your_secret",
+    "development-only",
+    "not-a-secret",
+];
 
 /// Environment variables, read once. Tests build one from pairs instead of touching the
 /// process environment. An empty value counts as unset.
@@ -63,6 +89,41 @@ impl Env {
 
     pub fn required_secret(&self, name: &str) -> Result<SecretString, ConfigError> {
         self.required(name).map(SecretString::from)
+    }
+
+    /// A key that signs tokens (HMAC): required, at least [`MIN_SIGNING_KEY_BYTES`] bytes, and
+    /// not a placeholder (a value containing a marker such as `change-me` or `example`, or made
+    /// of fewer than 8 distinct bytes, such as `000…`).
+    ///
+    /// # Errors
+    /// [`ConfigError::Missing`] when unset, [`ConfigError::WeakSecret`] (which does not repeat the
+    /// value) when too short or a placeholder.
+    pub fn required_signing_key(&self, name: &str) -> Result<SecretString, ConfigError> {
+        let value = self.required(name)?;
+        let weak = |reason: String| ConfigError::WeakSecret {
+            name: name.to_owned(),
+            reason,
+        };
+        if value.len() < MIN_SIGNING_KEY_BYTES {
+            return Err(weak(format!(
+                "it has {} bytes, at least {MIN_SIGNING_KEY_BYTES} are required",
+                value.len()
+            )));
+        }
+        let lower = value.to_ascii_lowercase();
+        if let Some(marker) = PLACEHOLDER_MARKERS.iter().find(|m| lower.contains(*m)) {
+            return Err(weak(format!("it is a placeholder (contains {marker:?})")));
+        }
+        let distinct = value
+            .bytes()
+            .collect::<std::collections::HashSet<u8>>()
+            .len();
+        if distinct < 8 {
+            return Err(weak(format!(
+                "it is a placeholder (only {distinct} distinct characters)"
+            )));
+        }
+        Ok(SecretString::from(value))
     }
 
     /// A value parsed with `FromStr`, or `default` when unset.
@@ -125,5 +186,38 @@ mod tests {
         assert!(error.contains("BAD"), "{error}");
         let error = env.required("BLANK").unwrap_err().to_string();
         assert_eq!(error, "environment variable BLANK is required");
+    }
+
+    #[test]
+    fn signing_keys_are_long_random_values_never_placeholders() {
+        let good = "3f9a1c0e7b2d4a6f8e1c3b5d7f9a2c4e6b8d0f1a3c5e7b9d";
+        let env = Env::from_pairs([
+            ("GOOD", good),
+            ("SHORT", "s3cr3t-but-short"),
+            ("CHANGE_ME", "change-me-change-me-change-me-change-me"),
+            ("EXAMPLE", "an-Example-value-that-is-long-enough-to-pass"),
+            ("DEV", "local-development-only-0123456789abcdef"),
+            ("ZEROS", "00000000000000000000000000000000000000000000"),
+            ("AB", "abababababababababababababababababababab"),
+        ]);
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            env.required_signing_key("GOOD").unwrap().expose_secret(),
+            good
+        );
+        for name in ["SHORT", "CHANGE_ME", "EXAMPLE", "DEV", "ZEROS", "AB"] {
+            let error = env.required_signing_key(name).unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+            assert!(error.contains("openssl rand -hex 32"), "{error}");
+            // The value itself never shows in the message.
+            assert!(
+                !error.contains("0000000000") && !error.contains("s3cr3t"),
+                "{error}"
+            );
+        }
+        assert!(matches!(
+            env.required_signing_key("UNSET"),
+            Err(ConfigError::Missing { .. })
+        ));
     }
 }

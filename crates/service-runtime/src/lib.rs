@@ -12,6 +12,6 @@ pub mod telemetry;
 pub mod testing;
 
 pub use config::{CommonConfig, ConsumerConfig};
-pub use env::{ConfigError, Env};
+pub use env::{ConfigError, Env, MIN_SIGNING_KEY_BYTES};
 pub use service::{ServiceContext, run_service};
 pub use tokio_util::sync::CancellationToken;

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
+/// The `VERIFICATION_SECRET` of services started by tests (random-looking, 40 bytes).
+pub const TEST_VERIFICATION_SECRET: &str = "5b0e8f2a7c1d9e3b6a4f0c8d2e7b1a9f3c5d8e0a";
+
 /// Variables every service needs, pointing at the test database and the local broker.
 pub fn base_env() -> Vec<(String, String)> {
     vec![
@@ -20,7 +23,7 @@ pub fn base_env() -> Vec<(String, String)> {
         // The gateway and the email-worker must share it.
         (
             "VERIFICATION_SECRET".into(),
-            "test-verification-secret".into(),
+            TEST_VERIFICATION_SECRET.into(),
         ),
         // Emails of workers without SMTP_URL go to a scratch folder, not the source tree.
         (
@@ -181,6 +184,23 @@ impl ServiceProcess {
         }
     }
 
+    /// Waits for the process to exit by itself (at most a minute, as a hang guard), for a
+    /// service that must refuse to start.
+    pub async fn wait_exit(mut self) -> Exited {
+        let started = Instant::now();
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("still running after a minute\nlogs:\n{}", self.logs()))
+            .expect("wait for the child");
+        let took = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Exited {
+            status,
+            took,
+            logs: self.logs(),
+        }
+    }
+
     /// Kills the process with SIGKILL, as a crash or an OOM kill would, and waits for it.
     pub async fn kill(mut self) -> String {
         self.child.kill().await.expect("SIGKILL the service");
@@ -225,6 +245,30 @@ fn collect(stream: impl AsyncRead + Unpin + Send + 'static, logs: Arc<Mutex<Stri
             logs.push('\n');
         }
     });
+}
+
+/// A service started with `VERIFICATION_SECRET` set to a placeholder or a short value exits
+/// non-zero at once, naming the variable and how to generate a key.
+pub async fn assert_refuses_weak_verification_secrets(binary: &str) {
+    for weak in ["change-me", "local-development-only", "0123456789"] {
+        let service = ServiceProcess::spawn(binary, &[("VERIFICATION_SECRET", weak)]);
+        let exited = service.wait_exit().await;
+        assert!(
+            !exited.status.success(),
+            "started with {weak:?}: {}",
+            exited.logs
+        );
+        assert!(
+            exited.logs.contains("VERIFICATION_SECRET") && exited.logs.contains("openssl rand"),
+            "{}",
+            exited.logs
+        );
+        assert!(
+            !exited.logs.contains(weak),
+            "the value was logged: {}",
+            exited.logs
+        );
+    }
 }
 
 /// The life every service binary must get right: it starts, becomes ready (database and broker

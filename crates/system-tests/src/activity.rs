@@ -90,6 +90,17 @@ impl ActivityStack {
         futures::future::join_all(sends).await;
     }
 
+    /// Produces any bytes under `key`, without headers.
+    pub async fn produce_raw(&self, key: &str, payload: &[u8]) {
+        self.producer
+            .send(
+                FutureRecord::to(&self.topic.name).key(key).payload(payload),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("produce");
+    }
+
     pub async fn stored(&self) -> i64 {
         count(&self.db, "SELECT count(*) AS n FROM activity_logs").await
     }

@@ -51,12 +51,13 @@ impl WaitlistStack {
         ])
     }
 
-    /// The gateway, trusting `X-Forwarded-For` so tests can sign up "from" many addresses.
+    /// The gateway, with the test (on loopback) as its trusted proxy, so tests can sign up
+    /// "from" many addresses through `X-Forwarded-For`.
     pub async fn start_gateway(&self, extra: &[(&str, &str)]) -> (ServiceProcess, String) {
         let mut env = self.shared_env();
         env.extend(owned(&[
             ("DOMAIN_EVENTS_TOPIC", &self.topic.name),
-            ("TRUST_X_FORWARDED_FOR", "true"),
+            ("TRUSTED_PROXIES", "127.0.0.0/8, ::1"),
             ("OUTBOX_POLL_INTERVAL", "200ms"),
         ]));
         env.extend(owned(extra));
@@ -83,6 +84,27 @@ impl WaitlistStack {
 
     pub async fn count(&self, query: &str) -> i64 {
         crate::count(&self.db, query).await
+    }
+
+    /// Produces an event's JSON to the domain-events topic, keyed by its `campaign_id`, as a
+    /// producer other than this system's outbox might.
+    pub async fn produce(&self, event: &serde_json::Value) {
+        use events::rdkafka::producer::{FutureProducer, FutureRecord};
+        let producer: FutureProducer = events::testing::test_kafka_config()
+            .producer_client_config()
+            .create()
+            .expect("producer");
+        let key = event["campaign_id"].as_str().unwrap_or("none").to_owned();
+        let payload = serde_json::to_vec(event).expect("JSON");
+        producer
+            .send(
+                FutureRecord::to(&self.topic.name)
+                    .key(&key)
+                    .payload(&payload),
+                std::time::Duration::from_secs(30),
+            )
+            .await
+            .expect("produce an event");
     }
 }
 

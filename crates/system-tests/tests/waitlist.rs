@@ -506,13 +506,34 @@ async fn flagged_referrals_are_kept_and_move_nobody() {
     let campaign_id = campaign["id"].as_str().unwrap();
     let (_, alice) = sign_up(&http, &api, campaign_id, "alice@gmail.com", None, "1.1.1.1").await;
     let code = alice["referral_code"].as_str().unwrap();
+    // Alice's own inbox under another spelling is Alice, already signed up: refused, not a
+    // referral (see `one_inbox_gets_one_place_in_a_campaign`).
+    let (status, body) = sign_up(
+        &http,
+        &api,
+        campaign_id,
+        "A.Lice+again@googlemail.com",
+        Some(code),
+        "2.2.2.2",
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("already_signed_up")),
+        "{body}"
+    );
     let mut flagged = Vec::new();
     for (email, ip, reason) in [
-        ("A.Lice+again@googlemail.com", "2.2.2.2", "self_referral"),
         ("bob@mailinator.com", "3.3.3.3", "disposable_email"),
+        // One client behind the trusted proxy, writing its own X-Forwarded-For entries to the
+        // left of what the proxy appended: still one IP.
         ("carol@example.com", "4.4.4.4", ""),
-        ("dave@example.com", "4.4.4.4", ""),
-        ("erin@example.com", "4.4.4.4", "too_many_signups_from_ip"),
+        ("dave@example.com", "5.5.5.5, 4.4.4.4", ""),
+        (
+            "erin@example.com",
+            "6.6.6.6,4.4.4.4",
+            "too_many_signups_from_ip",
+        ),
     ] {
         let (status, body) = sign_up(&http, &api, campaign_id, email, Some(code), ip).await;
         assert_eq!(status, 201, "{body}");
@@ -525,7 +546,11 @@ async fn flagged_referrals_are_kept_and_move_nobody() {
         }
     }
     // The flagged ones verify (tokens minted with the test secret the services share).
-    let tokens = waitlist::VerificationTokens::new("test-verification-secret".to_owned().into());
+    let tokens = waitlist::VerificationTokens::new(
+        service_runtime::testing::TEST_VERIFICATION_SECRET
+            .to_owned()
+            .into(),
+    );
     let campaign_uuid = uuid::Uuid::try_parse(campaign_id).unwrap();
     for id in &flagged {
         let token = tokens.issue(campaign_uuid, uuid::Uuid::try_parse(id).unwrap());
@@ -540,7 +565,7 @@ async fn flagged_referrals_are_kept_and_move_nobody() {
         stack
             .count("SELECT count(*) AS n FROM referrals WHERE status = 'flagged'")
             .await,
-        3,
+        2,
         "flagged referrals are kept"
     );
     let alice_id = alice["participant_id"].as_str().unwrap();
@@ -553,12 +578,12 @@ async fn flagged_referrals_are_kept_and_move_nobody() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         stored_positions(&stack, campaign_id).await,
-        vec![1, 2, 3, 4, 5, 6],
+        vec![1, 2, 3, 4, 5],
         "nobody moved\n{}",
         positioner.logs()
     );
     // Only the user.verified events: no referral.verified, no reward.earned.
-    let events = read_from_start(&stack.topic.name, 6 + 5 + 3).await;
+    let events = read_from_start(&stack.topic.name, 5 + 4 + 2).await;
     assert!(events.iter().all(|m| {
         let event: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
         !matches!(
@@ -566,7 +591,64 @@ async fn flagged_referrals_are_kept_and_move_nobody() {
             Some("referral.verified" | "reward.earned")
         )
     }));
-    assert_eq!(message_count(&stack.topic), 6 + 5 + 3);
+    assert_eq!(message_count(&stack.topic), 5 + 4 + 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_inbox_gets_one_place_in_a_campaign() {
+    let stack = WaitlistStack::new().await;
+    let (gateway, api) = stack.start_gateway(&[]).await;
+    let http = reqwest::Client::new();
+    let campaign = create_campaign(
+        &http,
+        (&gateway, &api),
+        json!({"name": "Inbox", "points_per_referral": 1,
+               "reward_tiers": [{"name": "Sticker", "referral_threshold": 1, "delivery": "email"}]}),
+    )
+    .await;
+    let campaign_id = campaign["id"].as_str().unwrap();
+    let (_, ann) = sign_up(&http, &api, campaign_id, "ann@example.com", None, "1.1.1.1").await;
+    let code = ann["referral_code"].as_str().unwrap();
+    let (status, bob) = sign_up(
+        &http,
+        &api,
+        campaign_id,
+        "bob+1@gmail.com",
+        Some(code),
+        "2.2.2.1",
+    )
+    .await;
+    assert_eq!(status, 201, "{bob}");
+    // Every other spelling of Bob's inbox, from other IPs: already signed up.
+    for (email, ip) in [
+        ("bob+2@gmail.com", "2.2.2.2"),
+        ("b.o.b@gmail.com", "2.2.2.3"),
+        ("BOB@googlemail.com", "2.2.2.4"),
+        ("bob@gmail.com", "2.2.2.5"),
+    ] {
+        let (status, body) = sign_up(&http, &api, campaign_id, email, Some(code), ip).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("already_signed_up")),
+            "{email}: {body}"
+        );
+    }
+    // Precomposed and decomposed spellings of one address, and an internationalized domain
+    // in both its forms.
+    for (first, second) in [
+        ("jos\u{e9}@example.com", "jose\u{301}@example.com"),
+        ("eva@b\u{fc}cher.example", "EVA@xn--bcher-kva.example"),
+    ] {
+        let (status, body) = sign_up(&http, &api, campaign_id, first, None, "3.3.3.3").await;
+        assert_eq!(status, 201, "{first}: {body}");
+        let (status, body) = sign_up(&http, &api, campaign_id, second, None, "3.3.3.4").await;
+        assert_eq!(status, 409, "{second}: {body}");
+    }
+    assert_eq!(
+        stack.count("SELECT count(*) AS n FROM referrals").await,
+        1,
+        "one pending referral for Ann, not four"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -776,7 +858,11 @@ async fn two_position_workers_keep_positions_right_under_a_burst() {
         .start_worker("position-worker", "position-workers", &[])
         .await;
     // The burst: every referred participant verifies, all campaigns at once.
-    let tokens = waitlist::VerificationTokens::new("test-verification-secret".to_owned().into());
+    let tokens = waitlist::VerificationTokens::new(
+        service_runtime::testing::TEST_VERIFICATION_SECRET
+            .to_owned()
+            .into(),
+    );
     let mut verifications = Vec::new();
     for (id, people) in &campaigns {
         for (person, referrer) in people {
@@ -916,7 +1002,11 @@ async fn webhooks_to_internal_addresses_are_refused_and_recorded() {
     let campaign_id = campaign["id"].as_str().unwrap();
     let (_, ann) = sign_up(&http, &api, campaign_id, "ann@example.com", None, "1.1.1.1").await;
     let code = ann["referral_code"].as_str().unwrap();
-    let tokens = waitlist::VerificationTokens::new("test-verification-secret".to_owned().into());
+    let tokens = waitlist::VerificationTokens::new(
+        service_runtime::testing::TEST_VERIFICATION_SECRET
+            .to_owned()
+            .into(),
+    );
     let campaign_uuid = uuid::Uuid::try_parse(campaign_id).unwrap();
     for (email, ip) in [("bo@example.com", "2.2.2.2"), ("cy@example.com", "3.3.3.3")] {
         let (status, body) = sign_up(&http, &api, campaign_id, email, Some(code), ip).await;

@@ -169,3 +169,55 @@ fn readable_body(body: &str) -> Body {
     )
     .unwrap_or_else(|_| Body::new(body.to_owned()))
 }
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    /// What the API accepts as an email address the mailer takes as a recipient, and what the
+    /// mailer refuses the API refuses too.
+    #[test]
+    fn every_address_the_api_accepts_is_one_the_mailer_takes() {
+        for input in [
+            "ann@example.com",
+            "First.Last+tag@Example.COM",
+            "jose\u{301}@example.com",
+            "ann@b\u{fc}cher.example",
+            "o'brien@example.ie",
+            "a!#$%&'*+/=?^_`{|}~-@example.com",
+            "ann.@example.com",
+            "a..b@example.com",
+            "a(b)@example.com",
+            "\"ab\"@example.com",
+            "a@[127.0.0.1]",
+        ] {
+            let accepted = domain::Email::parse(input);
+            let mailer = accepted
+                .as_ref()
+                .map(|e| e.as_str())
+                .unwrap_or(input)
+                .parse::<Mailbox>();
+            match (&accepted, &mailer) {
+                (Ok(email), Ok(to)) => {
+                    let message = Message::builder()
+                        .from("noreply@example.com".parse().unwrap())
+                        .to(to.clone())
+                        .subject("s")
+                        .body(String::from("b"));
+                    assert!(message.is_ok(), "{email:?}: {message:?}");
+                }
+                (Ok(email), Err(error)) => {
+                    panic!("accepted {email:?}, the mailer refuses it: {error}")
+                }
+                (Err(_), _) => {}
+            }
+        }
+        for refused in ["ann.@example.com", "a..b@example.com", "a(b)@example.com"] {
+            assert!(domain::Email::parse(refused).is_err(), "{refused}");
+            assert!(
+                refused.parse::<Mailbox>().is_err(),
+                "lettre refuses {refused} too"
+            );
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! activity-log-processor stores them. The read endpoint pages through what is stored, newest
 //! first.
 
+use crate::json::Json;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -86,7 +87,7 @@ impl ActivityApi {
             let headers = OwnedHeaders::new()
                 .insert(header("source", "api"))
                 .insert(header("timestamp", &sent_at));
-            self.producer.send(OutgoingRecord {
+            self.producer.deliver(OutgoingRecord {
                 topic: self.topic.clone(),
                 partition: None,
                 key: Some(event.user_id.clone().into_bytes()),
@@ -114,7 +115,7 @@ impl ActivityApi {
 
 async fn post_one(
     api: web::Data<ActivityApi>,
-    body: web::Json<Value>,
+    body: Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     if !body.is_object() {
         return Err(ApiError::bad_request(
@@ -129,7 +130,7 @@ async fn post_one(
 
 async fn post_batch(
     api: web::Data<ActivityApi>,
-    body: web::Json<Value>,
+    body: Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let Some(object) = body.as_object() else {
         return Err(ApiError::bad_request(

@@ -4,6 +4,7 @@
 //! causes in one transaction (the outbox); the relay task started in `main` publishes them to
 //! `domain-events`. Handlers wake the relay after a commit so events go out at once.
 
+use crate::json::Json;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 use waitlist::links::referral_link;
 use waitlist::{DomainEventEncoder, VerificationTokens};
 
+use crate::client_ip::TrustedProxies;
 use crate::errors::{ApiError, repo_error};
 
 const DEFAULT_LIMIT: i64 = 20;
@@ -31,9 +33,8 @@ pub(crate) struct WaitlistApi {
     pub(crate) relay: Arc<Notify>,
     pub(crate) tokens: VerificationTokens,
     pub(crate) fraud: FraudRules,
-    /// Take the client address from `X-Forwarded-For` (behind a trusted proxy) rather than the
-    /// connection.
-    pub(crate) trust_forwarded_for: bool,
+    /// The reverse proxies whose `X-Forwarded-For` entries are believed.
+    pub(crate) trusted_proxies: TrustedProxies,
     /// Accept webhook URLs with a non-public IP literal host (`WEBHOOK_ALLOW_PRIVATE_NETWORKS`).
     pub(crate) allow_private_webhooks: bool,
     pub(crate) public_url: String,
@@ -144,19 +145,17 @@ impl WaitlistApi {
 
     /// The client's address for the IP rule.
     fn client_ip(&self, request: &HttpRequest) -> Option<String> {
-        if self.trust_forwarded_for {
-            let forwarded = request
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(str::trim)
-                .filter(|v| !v.is_empty());
-            if let Some(ip) = forwarded {
-                return Some(ip.to_owned());
-            }
-        }
-        request.peer_addr().map(|addr| addr.ip().to_string())
+        let peer = request.peer_addr()?.ip();
+        let forwarded = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>();
+        Some(
+            self.trusted_proxies
+                .client_ip(peer, forwarded.into_iter())
+                .to_string(),
+        )
     }
 }
 
@@ -284,7 +283,7 @@ fn new_campaign(input: CampaignInput) -> Result<NewCampaign, ApiError> {
 
 async fn create_campaign(
     api: web::Data<WaitlistApi>,
-    body: web::Json<CampaignInput>,
+    body: Json<CampaignInput>,
 ) -> Result<HttpResponse, ApiError> {
     let campaign = new_campaign(body.into_inner())?;
     if !api.allow_private_webhooks {
@@ -337,7 +336,7 @@ async fn sign_up(
     api: web::Data<WaitlistApi>,
     request: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<SignupInput>,
+    body: Json<SignupInput>,
 ) -> Result<HttpResponse, ApiError> {
     let campaign_id = parse_id(&path, "campaign")?;
     let input = body.into_inner();
@@ -401,7 +400,7 @@ async fn sign_up(
 async fn verify(
     api: web::Data<WaitlistApi>,
     path: web::Path<String>,
-    body: web::Json<VerifyInput>,
+    body: Json<VerifyInput>,
 ) -> Result<HttpResponse, ApiError> {
     let campaign_id = parse_id(&path, "campaign")?;
     let participant_id = api

@@ -16,11 +16,11 @@
 //! | `ACTIVITY_BATCH_MAX` | `100` | most events per batch request |
 //! | `ACTIVITY_RETENTION` | `30d` | events older than this are refused (the processor's retention) |
 //! | `DOMAIN_EVENTS_TOPIC` | `domain-events` | where the waitlist's domain events are relayed |
-//! | `VERIFICATION_SECRET` | required | signs email-verification tokens; the email-worker's must be the same |
+//! | `VERIFICATION_SECRET` | required | signs email-verification tokens (HMAC-SHA256), at least 32 bytes, not a placeholder; the email-worker's must be the same |
 //! | `WAITLIST_PUBLIC_URL` | `http://127.0.0.1:3000` | the waitlist's web pages, for referral links |
 //! | `SIGNUP_IP_LIMIT` | `10` | signups from one IP per window above which referrals are flagged |
 //! | `SIGNUP_IP_WINDOW` | `1h` | the window of that rule |
-//! | `TRUST_X_FORWARDED_FOR` | `false` | take the client IP from `X-Forwarded-For` (set it only behind a proxy that sets the header) |
+//! | `TRUSTED_PROXIES` | empty | comma-separated networks (CIDR) or addresses of the reverse proxies in front of the gateway; from a peer among them the client IP is the right-most `X-Forwarded-For` entry not among them (see `client_ip`). Empty: the header is ignored |
 //! | `WEBHOOK_ALLOW_PRIVATE_NETWORKS` | `false` | accept reward webhook URLs whose host is a loopback, private or other non-public IP (local development; the reward-worker has the same setting) |
 //! | `OUTBOX_BATCH` | `500` | outbox events relayed per round |
 //! | `OUTBOX_POLL_INTERVAL` | `500ms` | how often the relay looks for events written elsewhere |
@@ -34,6 +34,7 @@ use secrecy::SecretString;
 use service_runtime::{ConfigError, Env};
 use waitlist::RelayConfig;
 
+use crate::client_ip::TrustedProxies;
 use crate::hashing::HashParams;
 use crate::registration::validation::PasswordRules;
 
@@ -58,7 +59,7 @@ pub(crate) struct GatewayConfig {
     pub(crate) verification_secret: SecretString,
     pub(crate) public_url: String,
     pub(crate) fraud: FraudRules,
-    pub(crate) trust_forwarded_for: bool,
+    pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) allow_private_webhooks: bool,
     pub(crate) relay: RelayConfig,
 }
@@ -95,19 +96,33 @@ impl GatewayConfig {
             activity_retention: env
                 .duration("ACTIVITY_RETENTION", Duration::from_secs(30 * 24 * 3600))?,
             domain_events_topic: env.string("DOMAIN_EVENTS_TOPIC", "domain-events"),
-            verification_secret: env.required_secret("VERIFICATION_SECRET")?,
+            verification_secret: env.required_signing_key("VERIFICATION_SECRET")?,
             public_url: waitlist::links::public_url_from_env(env),
             fraud: FraudRules {
                 max_signups_per_ip: env.parse("SIGNUP_IP_LIMIT", 10i64)?.max(1),
                 ip_window: env.duration("SIGNUP_IP_WINDOW", Duration::from_secs(3600))?,
             },
-            trust_forwarded_for: env.parse("TRUST_X_FORWARDED_FOR", false)?,
+            trusted_proxies: TrustedProxies::parse(&env.string("TRUSTED_PROXIES", "")).map_err(
+                |reason| ConfigError::Invalid {
+                    name: "TRUSTED_PROXIES".into(),
+                    value: env.string("TRUSTED_PROXIES", ""),
+                    reason,
+                },
+            )?,
             allow_private_webhooks: env.parse("WEBHOOK_ALLOW_PRIVATE_NETWORKS", false)?,
             relay: RelayConfig {
                 batch: env.parse("OUTBOX_BATCH", 500i64)?.max(1),
                 poll_interval: env.duration("OUTBOX_POLL_INTERVAL", Duration::from_millis(500))?,
             },
         };
+        if let Some(value) = env.optional("TRUST_X_FORWARDED_FOR") {
+            // The old switch believed the header's left-most entry, which the client writes.
+            return Err(ConfigError::Invalid {
+                name: "TRUST_X_FORWARDED_FOR".into(),
+                value,
+                reason: "is no longer read: list your proxies' networks in TRUSTED_PROXIES".into(),
+            });
+        }
         if config.password_rules.min_length > config.password_rules.max_length {
             return Err(ConfigError::Invalid {
                 name: "PASSWORD_MIN_LENGTH".into(),
@@ -130,10 +145,12 @@ impl GatewayConfig {
 mod tests {
     use super::*;
 
+    const TEST_KEY: &str = "9c1e5a7b3d2f4e6a8b0c1d3e5f7a9b2c4d6e8f0a";
+
     #[test]
     fn defaults_follow_the_issue_and_owasp() {
         let config =
-            GatewayConfig::from_env(&Env::from_pairs([("VERIFICATION_SECRET", "s")])).unwrap();
+            GatewayConfig::from_env(&Env::from_pairs([("VERIFICATION_SECRET", TEST_KEY)])).unwrap();
         assert_eq!(config.bulk_max_users, 1000);
         assert_eq!(config.registration_topic, "user.registration");
         assert_eq!(config.hash_params, HashParams::default());
@@ -144,14 +161,41 @@ mod tests {
     }
 
     #[test]
-    fn the_verification_secret_is_required() {
+    fn the_verification_secret_is_required_and_never_a_placeholder() {
         assert!(GatewayConfig::from_env(&Env::from_pairs::<&str, &str>([])).is_err());
+        // What the Kubernetes base and docker-compose used to ship.
+        for placeholder in ["change-me", "local-development-only"] {
+            let env = Env::from_pairs([("VERIFICATION_SECRET", placeholder)]);
+            let error = GatewayConfig::from_env(&env).unwrap_err().to_string();
+            assert!(error.contains("VERIFICATION_SECRET"), "{error}");
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_and_the_old_switch_is_refused() {
+        let env = Env::from_pairs([
+            ("VERIFICATION_SECRET", TEST_KEY),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+        ]);
+        let config = GatewayConfig::from_env(&env).unwrap();
+        assert_eq!(
+            config.trusted_proxies,
+            TrustedProxies::parse("10.0.0.0/8,127.0.0.1/32").unwrap()
+        );
+        for (name, value) in [
+            ("TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("TRUST_X_FORWARDED_FOR", "true"),
+        ] {
+            let env = Env::from_pairs([("VERIFICATION_SECRET", TEST_KEY), (name, value)]);
+            let error = GatewayConfig::from_env(&env).unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+        }
     }
 
     #[test]
     fn inconsistent_password_bounds_are_refused() {
         let env = Env::from_pairs([
-            ("VERIFICATION_SECRET", "s"),
+            ("VERIFICATION_SECRET", TEST_KEY),
             ("PASSWORD_MIN_LENGTH", "20"),
             ("PASSWORD_MAX_LENGTH", "10"),
         ]);

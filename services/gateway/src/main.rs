@@ -4,9 +4,11 @@
 
 mod activity;
 mod campaigns;
+mod client_ip;
 mod config;
 mod errors;
 mod hashing;
+mod json;
 mod openapi;
 mod registration;
 
@@ -65,7 +67,7 @@ fn main() -> ExitCode {
             relay: relay.notifier(),
             tokens: waitlist::VerificationTokens::new(config.verification_secret.clone()),
             fraud: config.fraud,
-            trust_forwarded_for: config.trust_forwarded_for,
+            trusted_proxies: config.trusted_proxies.clone(),
             allow_private_webhooks: config.allow_private_webhooks,
             public_url: config.public_url.clone(),
         });
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         let max_body_bytes = config.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(json::refuse_nul_in_url))
                 .app_data(
                     web::JsonConfig::default()
                         .limit(max_body_bytes)

@@ -8,3 +8,11 @@ async fn starts_ready_and_stops_cleanly_on_sigterm() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refuses_to_start_with_a_placeholder_or_short_verification_secret() {
+    service_runtime::testing::assert_refuses_weak_verification_secrets(env!(
+        "CARGO_BIN_EXE_gateway"
+    ))
+    .await;
+}

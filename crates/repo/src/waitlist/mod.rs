@@ -140,7 +140,9 @@ pub enum SignupError {
     CampaignNotFound,
     #[error("the campaign is {0}, not active")]
     CampaignNotActive(CampaignStatus),
-    #[error("this email address has already signed up for the campaign")]
+    #[error(
+        "this email address, or another that reaches the same mailbox, has already signed up for the campaign"
+    )]
     AlreadySignedUp,
     #[error("no participant of this campaign has this referral code")]
     UnknownReferralCode,

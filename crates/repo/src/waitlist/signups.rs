@@ -285,11 +285,16 @@ async fn sign_up_in_transaction(
         return Err(SignupError::CampaignNotActive(status));
     }
     let email = signup.email.as_str();
+    // One place per inbox: `bob+1@gmail.com`, `b.o.b@gmail.com` and `BOB@googlemail.com` all
+    // reach bob@gmail.com, so once one of them is signed up the others are too (under the
+    // campaign lock taken above, so two of them racing cannot both get in).
     let taken: Number = sql_query(
-        "SELECT count(*) AS n FROM participants WHERE campaign_id = $1 AND email_lower = lower($2)",
+        "SELECT count(*) AS n FROM participants
+         WHERE campaign_id = $1 AND (email_lower = lower($2) OR email_canonical = $3)",
     )
     .bind::<SqlUuid, _>(campaign_id)
     .bind::<Text, _>(email)
+    .bind::<Text, _>(canonical_email(email))
     .get_result(conn)
     .await?;
     if taken.n > 0 {

@@ -7,6 +7,7 @@
 
 pub(crate) mod validation;
 
+use crate::json::Json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,7 +60,7 @@ pub(crate) fn routes(config: &mut web::ServiceConfig) {
 
 async fn register_async(
     api: web::Data<RegistrationApi>,
-    body: web::Json<Value>,
+    body: Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let input = validation::registration(&body, api.password_rules, "")?;
     let request_ids = api.accept(vec![input]).await?;
@@ -72,7 +73,7 @@ async fn register_async(
 
 async fn register_async_bulk(
     api: web::Data<RegistrationApi>,
-    body: web::Json<Value>,
+    body: Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let inputs = validation::bulk(&body, api.password_rules, api.bulk_max_users)?;
     let request_ids = api.accept(inputs).await?;
@@ -86,7 +87,7 @@ async fn register_async_bulk(
 
 async fn register_sync(
     api: web::Data<RegistrationApi>,
-    body: web::Json<Value>,
+    body: Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let input = validation::registration(&body, api.password_rules, "")?;
     let hash = api.hash(vec![input.password.clone()]).await?.remove(0);
@@ -180,7 +181,7 @@ impl RegistrationApi {
             })
             .collect();
         let sends = messages.iter().map(|message| {
-            self.producer.send(OutgoingRecord {
+            self.producer.deliver(OutgoingRecord {
                 topic: self.topic.clone(),
                 partition: None,
                 key: Some(message.request_id.to_string().into_bytes()),

@@ -1,0 +1,2 @@
+DROP INDEX participants_mailbox;
+DROP TABLE data_migrations;
