@@ -48,11 +48,12 @@ for overlay in k8s/overlays/*/; do
 done
 
 say "docker-compose config"
-# The file has no default for the key (it must be set in .env); any value renders.
-VERIFICATION_SECRET=rendering-only "$VENVS/compose/bin/docker-compose" -f docker-compose.yml config --quiet
+# The file has no default for its secrets (they must be set in .env); any value renders.
+VERIFICATION_SECRET=rendering-only POSTGRES_PASSWORD=rendering-only \
+    "$VENVS/compose/bin/docker-compose" -f docker-compose.yml config --quiet
 
 say "no placeholder secret in any manifest"
-if grep -rniE 'change-?me|development-only' k8s docker-compose.yml "$rendered"; then
+if grep -rniE 'change-?me|development-only|PASSWORD: [a-z]|://[^:/@ ]+:[a-z]+@' k8s docker-compose.yml "$rendered"; then
     die "a placeholder secret is in the manifests above: ship none (deploy/README.md)"
 fi
 

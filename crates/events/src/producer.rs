@@ -328,7 +328,11 @@ impl Producer {
             .map_err(|(error, _)| error)
     }
 
-    /// Stores the record in the DLQ topic in seed 002's format, under its original key.
+    /// Stores the record in the DLQ topic in seed 002's format, under its original key, with its
+    /// headers plus `original_topic` and `failure_reason`. An event too large for the DLQ is cut
+    /// (`event_truncated` and `original_value_bytes` headers too); if the broker still refuses
+    /// the record as too large, it is sent once more with neither the event nor the original
+    /// headers (`event_dropped`).
     async fn dead_letter(
         &self,
         record: &OutgoingRecord,
@@ -337,37 +341,71 @@ impl Producer {
         first_attempt: DateTime<Utc>,
     ) -> Result<Delivery, PublishError> {
         let reason = error.to_string();
-        let value = dlq_record(record, &reason, attempts, first_attempt, Utc::now());
-        let dlq_headers = record
+        let size = record.payload.len().to_string();
+        let (value, cut) = dlq_value(record, &reason, attempts, first_attempt, Utc::now());
+        let mut dlq_headers = record
             .headers
             .clone()
             .insert(header("original_topic", &record.topic))
             .insert(header("failure_reason", &reason));
-        let mut dlq: FutureRecord<'_, Vec<u8>, Vec<u8>> =
-            FutureRecord::to(&self.settings.dlq_topic)
-                .payload(&value)
-                .headers(dlq_headers);
-        if let Some(key) = &record.key {
-            dlq = dlq.key(key);
+        if cut {
+            dlq_headers = dlq_headers
+                .insert(header("event_truncated", "true"))
+                .insert(header("original_value_bytes", &size));
         }
-        match self
-            .inner
-            .send(dlq, Timeout::After(self.settings.delivery_timeout))
-            .await
+        let mut sent = self.send_dlq(record, &value, dlq_headers).await;
+        if let Err(too_large) = &sent
+            && matches!(
+                too_large.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
+            )
         {
-            Ok(_) => {
+            let empty = OutgoingRecord {
+                payload: Vec::new(),
+                ..record.clone()
+            };
+            let (value, _) = dlq_value(&empty, &reason, attempts, first_attempt, Utc::now());
+            let headers = OwnedHeaders::new()
+                .insert(header("original_topic", &record.topic))
+                .insert(header("failure_reason", &reason))
+                .insert(header("event_dropped", "true"))
+                .insert(header("original_value_bytes", &size));
+            sent = self.send_dlq(record, &value, headers).await;
+        }
+        match sent {
+            Ok(()) => {
                 self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 metrics::gauge!("kafka_dead_letter_queue_size").increment(1.0);
                 tracing::error!(kafka.topic = %record.topic, attempts, %reason, "publish failed; record dead-lettered");
                 Ok(Delivery::DeadLettered { reason, attempts })
             }
-            Err((dlq_error, _)) => Err(PublishError {
+            Err(dlq_error) => Err(PublishError {
                 topic: record.topic.clone(),
                 reason,
                 dlq_topic: self.settings.dlq_topic.clone(),
                 dlq_error,
             }),
         }
+    }
+
+    async fn send_dlq(
+        &self,
+        record: &OutgoingRecord,
+        value: &Vec<u8>,
+        headers: OwnedHeaders,
+    ) -> Result<(), KafkaError> {
+        let mut dlq: FutureRecord<'_, Vec<u8>, Vec<u8>> =
+            FutureRecord::to(&self.settings.dlq_topic)
+                .payload(value)
+                .headers(headers);
+        if let Some(key) = &record.key {
+            dlq = dlq.key(key);
+        }
+        self.inner
+            .send(dlq, Timeout::After(self.settings.delivery_timeout))
+            .await
+            .map(drop)
+            .map_err(|(error, _)| error)
     }
 
     /// Asks the cluster for its metadata (brokers and topics). Publishes nothing.
@@ -445,6 +483,17 @@ pub fn dlq_record(
     first_attempt: DateTime<Utc>,
     last_attempt: DateTime<Utc>,
 ) -> Vec<u8> {
+    dlq_value(record, reason, attempts, first_attempt, last_attempt).0
+}
+
+/// `dlq_record`'s value, and whether the event in it was cut.
+fn dlq_value(
+    record: &OutgoingRecord,
+    reason: &str,
+    attempts: u32,
+    first_attempt: DateTime<Utc>,
+    last_attempt: DateTime<Utc>,
+) -> (Vec<u8>, bool) {
     let mut value = json!({
         "topic": record.topic,
         "failure_reason": reason,
@@ -469,7 +518,7 @@ pub fn dlq_record(
     }
     let whole = serde_json::to_vec(&value).expect("JSON values serialize");
     if whole.len() <= MAX_DLQ_VALUE_BYTES {
-        return whole;
+        return (whole, false);
     }
     let object = value.as_object_mut().expect("an object");
     object.insert("event_truncated".into(), true.into());
@@ -482,7 +531,7 @@ pub fn dlq_record(
         value["event"] = prefix.into();
         let trimmed = serde_json::to_vec(&value).expect("JSON values serialize");
         if trimmed.len() <= MAX_DLQ_VALUE_BYTES || keep == 0 {
-            return trimmed;
+            return (trimmed, true);
         }
         keep /= 2;
     }

@@ -1,5 +1,7 @@
 //! The consumer runtime against the real broker, a topic and a group per test.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,10 +15,12 @@ use events::rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use events::rdkafka::{Message, Offset, TopicPartitionList};
 use events::testing::{TestTopic, read_from_start, test_kafka_config, unique_name};
 use events::{
-    Backoff, BatchHandler, BatchPolicy, ConsumerSettings, EventConsumer, Handler, HandlerError,
-    OutgoingRecord, Producer, RetryPolicy, StartFrom,
+    BatchHandler, BatchPolicy, ConsumerSettings, EventConsumer, Handler, HandlerError,
+    OutgoingRecord, Producer, StartFrom,
 };
 use tokio_util::sync::CancellationToken;
+
+use common::{settings, until};
 
 fn producer() -> Producer {
     Producer::connect(&test_kafka_config()).unwrap()
@@ -34,27 +38,6 @@ async fn produce(producer: &Producer, topic: &str, key: &str, value: &str) {
         }),
     };
     producer.send(record).await.unwrap();
-}
-
-fn settings(topic: &str, group: &str, dlq: &str) -> ConsumerSettings {
-    let mut settings = ConsumerSettings::new(group, &[topic], dlq);
-    settings.retry = RetryPolicy {
-        max_attempts: 3,
-        backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
-    };
-    settings.commit_interval = Duration::from_millis(200);
-    settings
-}
-
-/// Waits (at most a minute: a hang guard) until `done` holds.
-async fn until(what: &str, done: impl Fn() -> bool) {
-    for _ in 0..600 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("gave up waiting for {what}");
 }
 
 fn text(bytes: Option<&[u8]>) -> String {

@@ -2,6 +2,8 @@
 //! for one message, handlers that panic, shutdown in the middle of a back-off, a dead letter too
 //! large for the broker, a runaway of dead letters, a dead letter that cannot be written.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,10 +17,12 @@ use events::rdkafka::message::{OwnedHeaders, OwnedMessage};
 use events::rdkafka::{Offset, TopicPartitionList};
 use events::testing::{TestTopic, message_count, read_from_start, test_kafka_config, unique_name};
 use events::{
-    Backoff, BatchHandler, BatchPolicy, ConsumerSettings, DlqLimit, EventConsumer, Handler,
-    HandlerError, OutgoingRecord, Producer, RetryPolicy,
+    Backoff, BatchHandler, BatchPolicy, DlqLimit, EventConsumer, Handler, HandlerError,
+    OutgoingRecord, Producer, RetryPolicy,
 };
 use tokio_util::sync::CancellationToken;
+
+use common::{settings, until};
 
 fn producer() -> Producer {
     Producer::connect(&test_kafka_config()).unwrap()
@@ -33,27 +37,6 @@ async fn produce(producer: &Producer, topic: &str, key: &str, value: &[u8]) {
         headers: OwnedHeaders::new(),
     };
     producer.deliver(record).await.unwrap();
-}
-
-fn settings(topic: &str, group: &str, dlq: &str) -> ConsumerSettings {
-    let mut settings = ConsumerSettings::new(group, &[topic], dlq);
-    settings.retry = RetryPolicy {
-        max_attempts: 3,
-        backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
-    };
-    settings.commit_interval = Duration::from_millis(200);
-    settings
-}
-
-/// Waits (at most a minute: a hang guard) until `done` holds.
-async fn until(what: &str, done: impl Fn() -> bool) {
-    for _ in 0..600 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("gave up waiting for {what}");
 }
 
 /// Waits for a task, at most a minute (a hang guard: a shutdown that waits out a back-off of
@@ -174,6 +157,65 @@ async fn a_failing_batch_is_narrowed_to_the_messages_that_cause_it() {
         ]
     );
     assert_eq!(committed(&group, &topic.name), 10, "all finished");
+}
+
+/// A database that is busy once: the first statement times out, the next ones pass.
+#[derive(Clone, Default)]
+struct BusyOnce {
+    calls: Arc<Mutex<Vec<usize>>>,
+}
+
+#[async_trait]
+impl BatchHandler for BusyOnce {
+    async fn handle_batch(&self, messages: &[OwnedMessage]) -> Vec<Result<(), HandlerError>> {
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(messages.len());
+        let busy = calls.len() == 1;
+        messages
+            .iter()
+            .map(|_| {
+                if busy {
+                    Err(HandlerError::transient("database_busy", "lock timeout"))
+                } else {
+                    Ok(())
+                }
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_that_fails_transiently_is_tried_again_whole_not_split() {
+    let topic = TestTopic::create("busy", 1).await;
+    let producer = producer();
+    for i in 0..8 {
+        produce(&producer, &topic.name, "k", format!("m{i}").as_bytes()).await;
+    }
+    let group = unique_name("busy");
+    let consumer = EventConsumer::new(
+        &test_kafka_config(),
+        settings(&topic.name, &group, "unused-dlq"),
+        producer.clone(),
+    )
+    .unwrap();
+    let busy = BusyOnce::default();
+    let shutdown = CancellationToken::new();
+    let (handler, token) = (busy.clone(), shutdown.clone());
+    let policy = BatchPolicy {
+        max_messages: 8,
+        max_wait: Duration::from_secs(600),
+        idle: Duration::from_millis(300),
+    };
+    let task =
+        tokio::spawn(async move { consumer.run_batches(handler, policy, token).await.unwrap() });
+    until("all eight written", || committed(&group, &topic.name) == 8).await;
+    shutdown.cancel();
+    joined("run_batches", task).await;
+    let calls = busy.calls.lock().unwrap().clone();
+    assert!(
+        calls.len() >= 2 && calls[1] == calls[0] && calls[0] > 1,
+        "once busy, then the same batch whole again: {calls:?}"
+    );
 }
 
 /// Panics on `boom`, otherwise records the value.

@@ -177,6 +177,39 @@ async fn a_record_that_cannot_be_delivered_lands_in_the_dlq_at_once_with_the_rea
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_record_too_large_for_its_topic_lands_in_the_dlq_cut_to_fit() {
+    let topic = TestTopic::create("target", 1).await;
+    let dlq = TestTopic::create("dlq", 1).await;
+    let mut config = test_kafka_config();
+    config.producer.dlq_topic = dlq.name.clone();
+    let producer = Producer::connect(&config).unwrap();
+    // 1.2 MB of text: over the producer's limit for any topic, its own DLQ included.
+    let payload = vec![b'x'; 1_200_000];
+    let delivery = producer
+        .send(OutgoingRecord {
+            topic: topic.name.clone(),
+            partition: None,
+            key: Some(b"user-1".to_vec()),
+            payload: payload.clone(),
+            headers: OwnedHeaders::new(),
+        })
+        .await
+        .expect("dead-lettered, not lost");
+    assert!(
+        matches!(delivery, Delivery::DeadLettered { .. }),
+        "{delivery:?}"
+    );
+    let message = read_from_start(&dlq.name, 1).await.remove(0);
+    let headers = message.headers().unwrap();
+    assert_eq!(header_str(headers, "event_truncated"), Some("true"));
+    assert_eq!(header_str(headers, "original_value_bytes"), Some("1200000"));
+    let value: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+    assert_eq!(value["event_truncated"], true);
+    assert_eq!(value["event_bytes"], 1_200_000);
+    assert!(value["event"].as_str().unwrap().starts_with("xxx"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn with_no_broker_the_caller_gets_the_error_after_backing_off() {
     let mut config = KafkaConfig::new("127.0.0.1:1", "tests");
     config.producer.delivery_timeout = Duration::from_millis(500);

@@ -71,13 +71,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    data_migrations (name) {
-        name -> Text,
-        applied_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
     oauth2_access_tokens (token_hash) {
         token_hash -> Text,
         client_id -> Text,
@@ -319,7 +312,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     campaign_reward_tiers,
     campaigns,
     credential_history,
-    data_migrations,
     oauth2_access_tokens,
     oauth2_audit_logs,
     oauth2_authorization_codes,

@@ -186,19 +186,9 @@ impl ServiceProcess {
 
     /// Waits for the process to exit by itself (at most a minute, as a hang guard), for a
     /// service that must refuse to start.
-    pub async fn wait_exit(mut self) -> Exited {
-        let started = Instant::now();
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+    pub async fn wait_exit(self) -> Exited {
+        self.exit_since(Instant::now(), "still running after a minute")
             .await
-            .unwrap_or_else(|_| panic!("still running after a minute\nlogs:\n{}", self.logs()))
-            .expect("wait for the child");
-        let took = started.elapsed();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Exited {
-            status,
-            took,
-            logs: self.logs(),
-        }
     }
 
     /// Kills the process with SIGKILL, as a crash or an OOM kill would, and waits for it.
@@ -208,7 +198,7 @@ impl ServiceProcess {
     }
 
     /// Sends SIGTERM and waits for the process to exit (at most a minute, as a hang guard).
-    pub async fn terminate(mut self) -> Exited {
+    pub async fn terminate(self) -> Exited {
         let pid = self.child.id().expect("the service is still running");
         let started = Instant::now();
         let kill = std::process::Command::new("kill")
@@ -216,14 +206,15 @@ impl ServiceProcess {
             .status()
             .expect("run kill");
         assert!(kill.success(), "kill -TERM {pid} failed");
+        self.exit_since(started, "still running a minute after SIGTERM")
+            .await
+    }
+
+    /// Waits (at most a minute, then panics with `hang`) for the exit, timed from `started`.
+    async fn exit_since(mut self, started: Instant, hang: &str) -> Exited {
         let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "still running a minute after SIGTERM\nlogs:\n{}",
-                    self.logs()
-                )
-            })
+            .unwrap_or_else(|_| panic!("{hang}\nlogs:\n{}", self.logs()))
             .expect("wait for the child");
         let took = started.elapsed();
         // Let the log readers drain what the process wrote last.

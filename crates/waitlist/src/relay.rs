@@ -97,28 +97,31 @@ impl OutboxRelay {
     }
 }
 
-/// Publishes the rows; returns the IDs their topic acknowledged. A row that is not on its
-/// topic (the broker refused it or did not answer) stays in the outbox for the next round; it
-/// never counts as published because a copy went somewhere else.
+/// Publishes the rows (in outbox order, all at once so librdkafka batches them); returns the IDs
+/// that are done. A row the topic did not acknowledge (refused, or no answer) stays in the
+/// outbox for the next round, and so do the later rows of its key, so that a campaign's events
+/// reach the topic in order once more (consumers are idempotent; a copy that went out this round
+/// is read twice). A row never counts as published because a copy went somewhere else.
 async fn publish(producer: Producer, rows: Vec<OutboxRow>) -> Vec<i64> {
-    let sends = rows.into_iter().map(|row| {
+    let sends = rows.iter().map(|row| {
         let producer = producer.clone();
-        async move {
-            let record = record_for(&row);
-            match producer.deliver(record).await {
-                Ok(_) => Some(row.id),
-                Err(error) => {
-                    tracing::warn!(outbox_id = row.id, %error, "outbox event not published; kept");
-                    None
-                }
+        let record = record_for(row);
+        async move { producer.deliver(record).await }
+    });
+    let outcomes = futures::future::join_all(sends).await;
+    let mut held_keys = std::collections::HashSet::new();
+    let mut done = Vec::with_capacity(rows.len());
+    for (row, outcome) in rows.iter().zip(outcomes) {
+        match outcome {
+            Ok(_) if !held_keys.contains(row.key.as_str()) => done.push(row.id),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(outbox_id = row.id, %error, "outbox event not published; kept, with the later events of its key");
+                held_keys.insert(row.key.as_str());
             }
         }
-    });
-    futures::future::join_all(sends)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    }
+    done
 }
 
 /// The record of a row: its JSON exactly as stored, its key, and the event's headers.

@@ -92,6 +92,9 @@ pub fn parse_event(message: &OwnedMessage) -> Result<Option<Event>, HandlerError
                 .increment(1);
             return Ok(None);
         }
+        Ok(Decoded::OtherMajorVersion { version, .. }) => {
+            return Err(unsupported_version(&version));
+        }
         Err(error) => {
             return Err(HandlerError::reject(
                 "invalid_event",
@@ -100,21 +103,24 @@ pub fn parse_event(message: &OwnedMessage) -> Result<Option<Event>, HandlerError
         }
     };
     if !event.is_readable_version() {
-        return Err(HandlerError::reject(
-            "unsupported_version",
-            format!(
-                "schema version {:?}; this worker reads {}.x",
-                event.version,
-                events::envelope::SCHEMA_VERSION
-                    .split('.')
-                    .next()
-                    .unwrap_or_default()
-            ),
-        ));
+        return Err(unsupported_version(&event.version));
     }
     domain::text::check_json_bytes(payload)
         .map_err(|nul| HandlerError::reject("invalid_text", nul.to_string()))?;
     Ok(Some(event))
+}
+
+fn unsupported_version(version: &str) -> HandlerError {
+    HandlerError::reject(
+        "unsupported_version",
+        format!(
+            "schema version {version:?}; this worker reads {}.x",
+            events::envelope::SCHEMA_VERSION
+                .split('.')
+                .next()
+                .unwrap_or_default()
+        ),
+    )
 }
 
 /// A repository failure: held while the database is unreachable, retried otherwise.

@@ -2,8 +2,8 @@
 //! insert statement. Invalid events (text PostgreSQL cannot store among them) are rejected
 //! (dead-lettered at once in seed 004's format); an unreachable database holds the batch; a
 //! failed statement is narrowed down by the consumer runtime, which splits the batch until the
-//! events that cause the failure are alone: those are retried with backoff and dead-lettered
-//! after the last try (at once when they break a rule of the data), the others stored once.
+//! events that cause the failure are alone: those are dead-lettered, the others stored once. A
+//! busy database (lock timeout, deadlock) gets the batch again whole after a back-off.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -47,15 +47,19 @@ fn decode(
     Ok(event)
 }
 
-/// A failed insert of `events` events. A statement of several is retried (the consumer runtime
-/// splits the batch until the events that cause the failure are alone); a single event that
-/// breaks a rule of the data is rejected at once, as retrying cannot change it.
+/// A failed insert of `events` events. A lock or statement timeout or a deadlock says nothing
+/// about the events: the consumer runtime tries the batch again whole after a back-off. Any
+/// other failure of a statement of several is narrowed down (the runtime splits the batch until
+/// the events that cause it are alone); an event that fails alone for a reason other than the
+/// database's state is rejected at once, as trying again cannot change it (a systematic
+/// failure trips the consumer's dead-letter limit instead of emptying the topic).
 fn to_handler_error(error: RepoError, events: usize) -> HandlerError {
     match error {
         RepoError::Unavailable(reason) => HandlerError::unavailable("DATABASE_UNAVAILABLE", reason),
-        RepoError::InvalidInput(reason) if events == 1 => HandlerError::reject(
+        RepoError::Transient(reason) => HandlerError::transient("DATABASE_BUSY", reason),
+        other if events == 1 => HandlerError::reject(
             "VALIDATION_ERROR",
-            format!("the database refused it: {reason}"),
+            format!("the database refused the event: {other}"),
         ),
         other => HandlerError::retry("DATABASE_ERROR", other),
     }
@@ -109,14 +113,20 @@ impl ActivityBatches {
     async fn ensure_partitions(&self, events: &[ActivityEvent]) -> Result<(), RepoError> {
         let days: HashSet<NaiveDate> = events.iter().map(|e| e.timestamp.date_naive()).collect();
         let missing: Vec<NaiveDate> = {
-            let ready = self.ready_days.lock().expect("ready days lock");
+            let ready = self
+                .ready_days
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             days.into_iter()
                 .filter(|day| !ready.contains(day))
                 .collect()
         };
         for day in missing {
             self.logs.ensure_partitions(day, 1).await?;
-            self.ready_days.lock().expect("ready days lock").insert(day);
+            self.ready_days
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(day);
         }
         Ok(())
     }

@@ -136,12 +136,17 @@ pub(crate) fn dead_letter_record(
                 let budget = max_bytes
                     .saturating_sub(fixed)
                     .saturating_sub(if keep_headers { size_of_originals } else { 0 });
-                ours.push((VALUE_TRUNCATED, "true".into()));
-                ours.push((ORIGINAL_VALUE_BYTES, original.len().to_string()));
-                (
-                    trimmed_value(original, format, error, attempts, &failed_at, budget),
-                    keep_headers,
-                )
+                if whole.len() <= budget {
+                    // Without the original headers, the value fits whole.
+                    (whole, keep_headers)
+                } else {
+                    ours.push((VALUE_TRUNCATED, "true".into()));
+                    ours.push((ORIGINAL_VALUE_BYTES, original.len().to_string()));
+                    (
+                        trimmed_value(original, format, error, attempts, &failed_at, budget),
+                        keep_headers,
+                    )
+                }
             }
         }
     };
@@ -169,7 +174,7 @@ pub(crate) fn dead_letter_record(
 }
 
 /// The longest prefix of the original whose dead-letter value fits in `budget` bytes. A value
-/// in seed 004's format becomes `{"originalValue": "<prefix as text>", "originalValueTruncated":
+/// with the error inside (`ErrorInValue`) becomes `{"originalValue": "<prefix as text>", "originalValueTruncated":
 /// true, "error": …}` (JSON escaping can grow a byte to six, hence the search).
 fn trimmed_value(
     original: &[u8],
@@ -349,6 +354,8 @@ mod tests {
         );
         assert!(size(&record) <= 100_000);
         assert_eq!(header_of(&record, ORIGINAL_HEADERS_DROPPED), Some("150"));
+        assert_eq!(record.payload, b"{}", "the value was not cut");
+        assert_eq!(header_of(&record, VALUE_TRUNCATED), None);
 
         // Dropped: no value, the size kept.
         let record = dead_letter_record(

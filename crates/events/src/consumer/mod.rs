@@ -265,12 +265,22 @@ impl ConsumerHealth {
 }
 
 /// Whether a failure may pass (retry), will repeat (reject), or says nothing about the message
-/// because a dependency is down (unavailable).
+/// because a dependency is down (unavailable). `Transient` is a retry that says nothing about
+/// which message of a batch caused it (a lock timeout, a deadlock): a batch that fails so is
+/// tried again whole after a back-off, and split only if it fails again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     Retry,
+    Transient,
     Reject,
     Unavailable,
+}
+
+impl FailureKind {
+    /// Worth another try of the same message.
+    fn retries(self) -> bool {
+        matches!(self, Self::Retry | Self::Transient)
+    }
 }
 
 /// A handler's failure: what to do, a stable code and a message for the DLQ headers.
@@ -287,6 +297,18 @@ impl HandlerError {
     pub fn retry(code: impl Into<String>, message: impl ToString) -> Self {
         Self {
             kind: FailureKind::Retry,
+            code: code.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Transient, and not caused by one message more than another (a lock or statement
+    /// timeout, a deadlock, a serialization failure): a batch is tried again whole after a
+    /// back-off before it is split to find a message that causes it. For a single message, the
+    /// same as `retry`.
+    pub fn transient(code: impl Into<String>, message: impl ToString) -> Self {
+        Self {
+            kind: FailureKind::Transient,
             code: code.into(),
             message: message.to_string(),
         }
@@ -619,11 +641,12 @@ impl EventConsumer {
         metrics::gauge!("kafka_consumer_dlq_limit_reached", "group" => group.clone())
             .set(if tripped.is_some() { 1.0 } else { 0.0 });
         let mut paused = paused;
-        if let Some(reason) = &tripped
-            && !paused
-        {
-            tracing::error!(group = %group, reason = %reason, "dead-letter limit reached; no more messages are taken until a restart");
-            paused = self.set_paused(true);
+        if let Some(reason) = &tripped {
+            if !paused {
+                tracing::error!(group = %group, reason = %reason, "dead-letter limit reached; no more messages are taken until a restart");
+            }
+            // Every tick: partitions assigned after a rebalance come unpaused.
+            paused = self.set_paused(true) || paused;
         }
         let in_flight = self.in_flight();
         let idle = self.last_progress.lock().expect("progress lock").elapsed();
@@ -741,6 +764,13 @@ struct Worker {
     finished: mpsc::UnboundedSender<Finished>,
 }
 
+/// Messages of a batch written together (see `Worker::process_batch`).
+struct Group {
+    messages: Vec<OwnedMessage>,
+    attempts: u32,
+    narrowing: bool,
+}
+
 /// The code of a handler that panicked.
 const HANDLER_PANICKED: &str = "handler_panicked";
 
@@ -817,9 +847,7 @@ impl Worker {
                         return;
                     }
                 }
-                Err(error)
-                    if error.kind == FailureKind::Retry && attempt < self.retry.max_attempts =>
-                {
+                Err(error) if error.kind.retries() && attempt < self.retry.max_attempts => {
                     self.count("kafka_consumer_messages_retried_total");
                     if !self.pause(self.retry.backoff.delay(attempt)).await {
                         return;
@@ -836,32 +864,42 @@ impl Worker {
         self.done(message);
     }
 
-    /// Runs the batch handler. Messages that fail transiently are tried again: a group of
+    /// Runs the batch handler. Messages that fail with `retry` are tried again: a group of
     /// several is split in halves at once (so the messages that cause a failure are narrowed
-    /// down, and the others are written once), a single message backs off and is tried up to
-    /// `max_attempts` times. Rejected and exhausted messages are dead-lettered.
+    /// down, and the others are written once); a group that fails `transient` is first tried
+    /// again whole after a back-off, and split if it fails again; a single message backs off
+    /// and is tried up to `max_attempts` times. Rejected and exhausted messages are
+    /// dead-lettered. At shutdown the groups not yet written are left unfinished.
     async fn process_batch<B: BatchHandler>(&self, messages: Vec<OwnedMessage>, handler: &B) {
-        // Groups to write now, each with the attempts its messages have had; single messages
-        // that failed wait for the round's back-off, so one bad message does not hold the rest.
-        let mut groups: Vec<(Vec<OwnedMessage>, u32)> = vec![(messages, 0)];
+        // Groups to write now: messages, the attempts they have had, and whether the group is
+        // being narrowed down (then any failure splits it). Single messages that failed wait
+        // for the round's back-off, so one bad message does not hold the rest.
+        let mut groups: Vec<Group> = vec![Group {
+            messages,
+            attempts: 0,
+            narrowing: false,
+        }];
         let mut outage = 0;
         loop {
-            let mut waiting: Vec<(Vec<OwnedMessage>, u32)> = Vec::new();
-            while let Some((group, attempts)) = groups.pop() {
-                let attempt = attempts + 1;
+            let mut waiting: Vec<Group> = Vec::new();
+            while let Some(group) = groups.pop() {
+                if self.shutdown.is_cancelled() {
+                    return;
+                }
+                let attempt = group.attempts + 1;
                 let started = Instant::now();
-                let outcomes = std::panic::AssertUnwindSafe(handler.handle_batch(&group))
+                let outcomes = std::panic::AssertUnwindSafe(handler.handle_batch(&group.messages))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|panic| {
                         let message = panic_message(&*panic);
                         // Split until the message that panics is alone; then it is rejected.
-                        let error = if group.len() > 1 {
+                        let error = if group.messages.len() > 1 {
                             HandlerError::retry(HANDLER_PANICKED, message)
                         } else {
                             HandlerError::reject(HANDLER_PANICKED, message)
                         };
-                        vec![Err(error); group.len()]
+                        vec![Err(error); group.messages.len()]
                     });
                 metrics::histogram!("kafka_consumer_handler_duration_seconds", "group" => self.group_id.clone())
                     .record(started.elapsed().as_secs_f64());
@@ -874,13 +912,14 @@ impl Worker {
                     if !self.wait_out_outage(error, outage).await {
                         return;
                     }
-                    groups.push((group, attempts));
+                    groups.push(group);
                     continue;
                 }
                 outage = 0;
-                let several = group.len() > 1;
+                let several = group.messages.len() > 1;
                 let mut retry = Vec::new();
-                for (index, message) in group.into_iter().enumerate() {
+                let mut transient = false;
+                for (index, message) in group.messages.into_iter().enumerate() {
                     let outcome = outcomes.get(index).cloned().unwrap_or_else(|| {
                         Err(HandlerError::retry(
                             "missing_outcome",
@@ -894,13 +933,11 @@ impl Worker {
                             self.done(&message);
                         }
                         // Splitting is not a new attempt: the halves are tried as they are.
-                        Err(error) if error.kind == FailureKind::Retry && several => {
+                        Err(error) if error.kind.retries() && several => {
+                            transient |= error.kind == FailureKind::Transient;
                             retry.push(message);
                         }
-                        Err(error)
-                            if error.kind == FailureKind::Retry
-                                && attempt < self.retry.max_attempts =>
-                        {
+                        Err(error) if error.kind.retries() && attempt < self.retry.max_attempts => {
                             retry.push(message);
                         }
                         Err(error) => {
@@ -915,16 +952,32 @@ impl Worker {
                     continue;
                 }
                 self.count_n("kafka_consumer_messages_retried_total", retry.len());
-                if retry.len() > 1 {
+                if retry.len() > 1 && transient && !group.narrowing {
+                    // Perhaps a passing failure of the database: once more, whole, later.
+                    waiting.push(Group {
+                        messages: retry,
+                        attempts: attempt,
+                        narrowing: true,
+                    });
+                } else if retry.len() > 1 {
                     let second = retry.split_off(retry.len() / 2);
                     // The first half is written first (a stack: pushed last).
-                    groups.push((second, attempts));
-                    groups.push((retry, attempts));
+                    for messages in [second, retry] {
+                        groups.push(Group {
+                            messages,
+                            attempts: group.attempts,
+                            narrowing: true,
+                        });
+                    }
                 } else {
-                    waiting.push((retry, attempt));
+                    waiting.push(Group {
+                        messages: retry,
+                        attempts: attempt,
+                        narrowing: true,
+                    });
                 }
             }
-            let Some(fewest) = waiting.iter().map(|(_, attempts)| *attempts).min() else {
+            let Some(fewest) = waiting.iter().map(|g| g.attempts).min() else {
                 return;
             };
             if !self.pause(self.retry.backoff.delay(fewest)).await {

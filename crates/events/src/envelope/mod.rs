@@ -162,11 +162,23 @@ impl Event {
                 struct Head {
                     #[serde(rename = "type")]
                     event_type: String,
+                    #[serde(default)]
+                    version: Option<String>,
                 }
                 match serde_json::from_slice::<Head>(bytes) {
                     Ok(head) if !EVENT_TYPES.contains(&head.event_type.as_str()) => {
                         Ok(Decoded::UnknownType {
                             event_type: head.event_type,
+                        })
+                    }
+                    // A known type in the shape of another major version.
+                    Ok(Head {
+                        event_type,
+                        version: Some(version),
+                    }) if major(&version) != major(SCHEMA_VERSION) => {
+                        Ok(Decoded::OtherMajorVersion {
+                            event_type,
+                            version,
                         })
                     }
                     _ => Err(error),
@@ -178,9 +190,13 @@ impl Event {
     /// Whether this version can read the event's schema: the same major `version` (a minor
     /// version only adds fields). A missing or unparsable major counts as unreadable.
     pub fn is_readable_version(&self) -> bool {
-        let major = |v: &str| v.split('.').next().map(str::trim).map(str::to_owned);
-        major(&self.version).is_some_and(|m| Some(m) == major(SCHEMA_VERSION))
+        major(&self.version) == major(SCHEMA_VERSION)
     }
+}
+
+/// The major part of a `major.minor` version.
+fn major(version: &str) -> &str {
+    version.split('.').next().unwrap_or_default().trim()
 }
 
 /// What [`Event::decode`] found.
@@ -190,6 +206,11 @@ pub enum Decoded {
     /// A `type` this version does not know (a newer producer's), with its name.
     UnknownType {
         event_type: String,
+    },
+    /// A known `type` whose data this version cannot read, of another major `version`.
+    OtherMajorVersion {
+        event_type: String,
+        version: String,
     },
 }
 

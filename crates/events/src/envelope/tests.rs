@@ -176,6 +176,16 @@ fn newer_producers_events_are_read_or_recognised_as_unknown() {
     assert!(Event::decode(b"garbage").is_err());
     assert!(Event::decode(br#"{"type": 7}"#).is_err());
 
+    // A new major version whose data no longer has this version's shape is named as such.
+    let mut v2_shape = broken.clone();
+    v2_shape["version"] = json!("2.0");
+    assert_eq!(
+        Event::decode(v2_shape.to_string().as_bytes()).unwrap(),
+        Decoded::OtherMajorVersion {
+            event_type: "referral.created".into(),
+            version: "2.0".into()
+        }
+    );
     // A new major version is not read as this one.
     let mut v2 = referral;
     v2["version"] = json!("2.0");

@@ -119,7 +119,8 @@ async fn lookups_by_id_and_identifier() {
     let bob = f.user("bob@example.com").await;
 
     let profile = f.repo.get_user_by_id(ada.id).await.unwrap();
-    assert_eq!(profile.email.unwrap().as_str(), "Ada@Example.com");
+    // Stored in canonical form.
+    assert_eq!(profile.email.unwrap().as_str(), "ada@example.com");
     assert!(profile.is_email_verified);
     let unknown = f.unknown_id();
     assert!(matches!(

@@ -1,2 +1,1 @@
 DROP INDEX participants_mailbox;
-DROP TABLE data_migrations;
