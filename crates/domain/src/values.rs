@@ -26,8 +26,9 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidValue {
 /// compared or checked for uniqueness (users, participants, notify emails, the fraud rules)
 /// goes through [`Email::parse`], so two spellings of one address are one address:
 ///
-/// - the local part in Unicode NFC, lower-cased (Unicode's default case conversion; local parts
-///   are case-sensitive in theory, in practice no provider tells `Ann` from `ann`), and a
+/// - the local part in Unicode NFKC (so full-width `ｂｏｂ` is `bob`, as IDNA maps domains),
+///   lower-cased (Unicode's default case conversion; local parts are case-sensitive in theory,
+///   in practice no provider tells `Ann` from `ann`), and a
 ///   dot-atom (RFC 5322 section 3.2.3, with RFC 6531's UTF-8 characters): no leading, trailing
 ///   or doubled dot, no quoted string, no comment;
 /// - the domain in its ASCII form (IDNA 2008 via UTS #46 ToASCII, which also lower-cases and
@@ -63,7 +64,7 @@ impl Email {
         if local.starts_with('"') {
             return reject("has a quoted part before the @, which is not accepted");
         }
-        let local: String = local.nfc().collect::<String>().to_lowercase();
+        let local: String = local.nfkc().collect::<String>().to_lowercase();
         if local.is_empty() || local.len() > 64 {
             return reject("has an invalid part before the @: 1 to 64 bytes");
         }
@@ -288,6 +289,12 @@ mod tests {
             "jos\u{e9}@example.com"
         );
         assert_eq!(canonical("JOS\u{c9}@Example.COM"), "jos\u{e9}@example.com");
+        // Full-width letters are their ASCII letters, in the local part as in the domain.
+        assert_eq!(
+            canonical("\u{ff42}\u{ff4f}\u{ff42}@gmail.com"),
+            "bob@gmail.com"
+        );
+        assert_eq!(canonical("bob@\u{ff47}mail.com"), "bob@gmail.com");
         // An internationalized domain and its ASCII form are one domain.
         assert_eq!(
             canonical("ann@b\u{fc}cher.example"),

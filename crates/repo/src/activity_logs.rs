@@ -27,14 +27,28 @@ impl ActivityCursor {
         ))
     }
 
+    /// The cursor `encode` wrote; `None` for anything else (a time outside the years 1 to
+    /// 9999 included, which no stored event has).
     pub fn decode(text: &str) -> Option<Self> {
         let decoded = String::from_utf8(hex::decode(text).ok()?).ok()?;
         let (micros, event_id) = decoded.split_once('|')?;
+        let occurred_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        let (earliest, latest) = storable_range();
+        if occurred_at < earliest || occurred_at > latest || event_id.contains('\0') {
+            return None;
+        }
         Some(Self {
-            occurred_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            occurred_at,
             event_id: event_id.to_owned(),
         })
     }
+}
+
+/// The times a query compares with: the years 1 to 9999, well inside what PostgreSQL handles.
+fn storable_range() -> (DateTime<Utc>, DateTime<Utc>) {
+    let earliest = DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z").expect("a valid time");
+    let latest = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z").expect("a valid time");
+    (earliest.to_utc(), latest.to_utc())
 }
 
 /// What to read: one user's events, optionally in `[from, to)` and of one type, newest first.
@@ -243,11 +257,25 @@ impl ActivityLogs {
         Ok(count.n)
     }
 
-    /// One page of a user's events, newest first (ties by event ID, descending).
+    /// One page of a user's events, newest first (ties by event ID, descending). Bounds
+    /// outside the years 1 to 9999 (PostgreSQL cannot compare with times before 4713 BC) are
+    /// taken as what they mean: a `from` before year 1 or a `to` after 9999 bounds nothing; a
+    /// `from` after 9999 or a `to` before year 1 leaves nothing.
     pub async fn list(&self, query: &ActivityQuery) -> RepoResult<ActivityPage> {
         if query.limit == 0 {
             return Err(RepoError::InvalidInput("limit must be at least 1".into()));
         }
+        let (earliest, latest) = storable_range();
+        let nothing = ActivityPage {
+            events: Vec::new(),
+            next: None,
+        };
+        if query.from.is_some_and(|from| from > latest) || query.to.is_some_and(|to| to < earliest)
+        {
+            return Ok(nothing);
+        }
+        let from = query.from.filter(|from| *from >= earliest);
+        let to = query.to.filter(|to| *to <= latest);
         let mut sql = activity_logs::table
             .filter(activity_logs::user_id.eq(&query.user_id))
             .select(ActivityRow::as_select())
@@ -261,10 +289,10 @@ impl ActivityLogs {
                     .saturating_add(1),
             )
             .into_boxed();
-        if let Some(from) = query.from {
+        if let Some(from) = from {
             sql = sql.filter(activity_logs::occurred_at.ge(from));
         }
-        if let Some(to) = query.to {
+        if let Some(to) = to {
             sql = sql.filter(activity_logs::occurred_at.lt(to));
         }
         if let Some(activity_type) = &query.activity_type {

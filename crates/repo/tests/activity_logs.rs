@@ -202,3 +202,41 @@ async fn pages_are_newest_first_and_cursors_neither_skip_nor_repeat() {
     );
     assert!(ActivityCursor::decode("not hex").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bounds_outside_the_calendar_postgresql_handles_mean_what_they_say() {
+    let db = TestDatabase::new().await;
+    let logs = ActivityLogs::new(db.database().clone());
+    let now = Utc::now().trunc_subsecs(3);
+    logs.ensure_partitions(day(now), 1).await.unwrap();
+    logs.insert_batch(&[event("u1", "e1", "login", now)])
+        .await
+        .unwrap();
+    let far_past = "-9999-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+    let far_future = "+99999-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+    let count = |from, to| {
+        let logs = logs.clone();
+        async move {
+            let mut q = query("u1", 10);
+            (q.from, q.to) = (from, to);
+            logs.list(&q).await.unwrap().events.len()
+        }
+    };
+    assert_eq!(
+        count(Some(far_past), None).await,
+        1,
+        "from the far past: everything"
+    );
+    assert_eq!(
+        count(None, Some(far_future)).await,
+        1,
+        "to the far future: everything"
+    );
+    assert_eq!(count(Some(far_future), None).await, 0);
+    assert_eq!(count(None, Some(far_past)).await, 0);
+    let cursor = ActivityCursor {
+        occurred_at: far_past,
+        event_id: "e".into(),
+    };
+    assert_eq!(ActivityCursor::decode(&cursor.encode()), None);
+}

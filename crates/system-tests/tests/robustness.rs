@@ -292,6 +292,22 @@ async fn a_client_retry_of_an_event_id_is_stored_once() {
         .collect();
     assert_eq!(ids, ["evt_2", "evt_1"], "{page}");
     assert_eq!(stack.stored().await, 3);
+
+    // Bounds PostgreSQL cannot compare with are what they say, not a 500.
+    for (query, events) in [
+        ("from=-9999-01-01T00:00:00Z", 2),
+        ("to=-9999-01-01T00:00:00Z", 0),
+        ("from=%2B99999-01-01T00:00:00Z", 0),
+    ] {
+        let (status, page) =
+            call(http.get(format!("{api}/api/v1/users/u4/activity-logs?{query}"))).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        assert_eq!(
+            page["events"].as_array().unwrap().len(),
+            events,
+            "{query}: {page}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -171,6 +171,14 @@ impl NewCampaign {
                         "must be an http(s) URL with a host, of at most 2000 characters",
                     ));
                 }
+                // Campaigns are listed with their URLs: a password in one would be shown to
+                // every reader (the receiver verifies X-Waitlist-Signature instead).
+                if parsed.is_some_and(|p| !p.username().is_empty() || p.password().is_some()) {
+                    return Err(invalid(
+                        field("webhook_url"),
+                        "must not carry a user name or password; verify the signature header instead",
+                    ));
+                }
             }
         }
         if self.milestones.len() > MAX_MILESTONES {
@@ -274,6 +282,14 @@ mod tests {
                 Box::new(|c| {
                     c.reward_tiers[0].delivery = DeliveryMethod::Webhook {
                         url: "http://exa mple.com/".into(),
+                    };
+                }),
+                "reward_tiers[0].webhook_url",
+            ),
+            (
+                Box::new(|c| {
+                    c.reward_tiers[0].delivery = DeliveryMethod::Webhook {
+                        url: "https://user:pw@example.com/".into(),
                     };
                 }),
                 "reward_tiers[0].webhook_url",
