@@ -26,7 +26,7 @@ pub struct NulInText {
 /// # Errors
 /// [`NulInText`] with the value's path (`$` for the document itself).
 pub fn check_json_bytes(json: &[u8]) -> Result<(), NulInText> {
-    if !json.windows(NUL_ESCAPE.len()).any(|w| w == NUL_ESCAPE) {
+    if memchr::memmem::find(json, NUL_ESCAPE).is_none() {
         return Ok(());
     }
     match serde_json::from_slice::<Value>(json) {

@@ -80,11 +80,16 @@ impl DeliveryError {
     /// The broker (or librdkafka) refused the record as larger than it takes; sending it again
     /// unchanged cannot succeed.
     pub fn is_too_large(&self) -> bool {
-        matches!(
-            self.error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
-        )
+        is_too_large(&self.error)
     }
+}
+
+/// The broker (or librdkafka) refused a record as larger than it takes.
+fn is_too_large(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
+    )
 }
 
 /// Counts since start (seed 002's `GetStats`).
@@ -328,7 +333,7 @@ impl Producer {
             .map_err(|(error, _)| error)
     }
 
-    /// Stores the record in the DLQ topic in seed 002's format, under its original key, with its
+    /// Stores the record in the DLQ topic (the `dlq_record` value), under its original key, with its
     /// headers plus `original_topic` and `failure_reason`. An event too large for the DLQ is cut
     /// (`event_truncated` and `original_value_bytes` headers too); if the broker still refuses
     /// the record as too large, it is sent once more with neither the event nor the original
@@ -354,11 +359,8 @@ impl Producer {
                 .insert(header("original_value_bytes", &size));
         }
         let mut sent = self.send_dlq(record, &value, dlq_headers).await;
-        if let Err(too_large) = &sent
-            && matches!(
-                too_large.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
-            )
+        if let Err(error) = &sent
+            && is_too_large(error)
         {
             let empty = OutgoingRecord {
                 payload: Vec::new(),

@@ -10,9 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use events::consumer::dead_letter;
 use events::headers::header_str;
-use events::rdkafka::consumer::{BaseConsumer, Consumer};
 use events::rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use events::rdkafka::{Message, Offset, TopicPartitionList};
+use events::rdkafka::{Message, Offset};
 use events::testing::{TestTopic, read_from_start, test_kafka_config, unique_name};
 use events::{
     BatchHandler, BatchPolicy, ConsumerSettings, EventConsumer, Handler, HandlerError,
@@ -20,7 +19,7 @@ use events::{
 };
 use tokio_util::sync::CancellationToken;
 
-use common::{settings, until};
+use common::{committed, settings, until};
 
 fn producer() -> Producer {
     Producer::connect(&test_kafka_config()).unwrap()
@@ -128,35 +127,6 @@ async fn a_pool_of_ten_keeps_every_key_in_order() {
         recorder.max_running.load(Ordering::SeqCst) > 1,
         "handlers ran concurrently"
     );
-}
-
-/// The group's committed position per partition.
-fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
-    let consumer: BaseConsumer = test_kafka_config()
-        .client_config()
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition(topic, partition);
-    }
-    let list = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .unwrap();
-    list.elements()
-        .iter()
-        .map(|e| {
-            (
-                e.partition(),
-                if let Offset::Offset(o) = e.offset() {
-                    o
-                } else {
-                    0
-                },
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,9 +12,7 @@ use async_trait::async_trait;
 use events::consumer::dead_letter;
 use events::headers::header_str;
 use events::rdkafka::Message;
-use events::rdkafka::consumer::{BaseConsumer, Consumer};
 use events::rdkafka::message::{OwnedHeaders, OwnedMessage};
-use events::rdkafka::{Offset, TopicPartitionList};
 use events::testing::{TestTopic, message_count, read_from_start, test_kafka_config, unique_name};
 use events::{
     Backoff, BatchHandler, BatchPolicy, DlqLimit, EventConsumer, Handler, HandlerError,
@@ -22,7 +20,7 @@ use events::{
 };
 use tokio_util::sync::CancellationToken;
 
-use common::{settings, until};
+use common::{committed, settings, until};
 
 fn producer() -> Producer {
     Producer::connect(&test_kafka_config()).unwrap()
@@ -49,21 +47,8 @@ async fn joined(what: &str, task: tokio::task::JoinHandle<()>) {
 }
 
 /// The group's committed position on partition 0 (0 when nothing is committed).
-fn committed(group: &str, topic: &str) -> i64 {
-    let consumer: BaseConsumer = test_kafka_config()
-        .client_config()
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    list.add_partition(topic, 0);
-    let list = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .unwrap();
-    match list.elements()[0].offset() {
-        Offset::Offset(o) => o,
-        _ => 0,
-    }
+fn committed_0(group: &str, topic: &str) -> i64 {
+    committed(group, topic, 1)[&0]
 }
 
 fn text(message: &OwnedMessage) -> String {
@@ -156,7 +141,7 @@ async fn a_failing_batch_is_narrowed_to_the_messages_that_cause_it() {
             ("boom".to_owned(), "handler_panicked".to_owned())
         ]
     );
-    assert_eq!(committed(&group, &topic.name), 10, "all finished");
+    assert_eq!(committed_0(&group, &topic.name), 10, "all finished");
 }
 
 /// A database that is busy once: the first statement times out, the next ones pass.
@@ -208,7 +193,10 @@ async fn a_batch_that_fails_transiently_is_tried_again_whole_not_split() {
     };
     let task =
         tokio::spawn(async move { consumer.run_batches(handler, policy, token).await.unwrap() });
-    until("all eight written", || committed(&group, &topic.name) == 8).await;
+    until("all eight written", || {
+        committed_0(&group, &topic.name) == 8
+    })
+    .await;
     shutdown.cancel();
     joined("run_batches", task).await;
     let calls = busy.calls.lock().unwrap().clone();
@@ -352,7 +340,7 @@ async fn shutdown_interrupts_retry_and_outage_back_offs_and_commits_nothing_unfi
         joined(&what, task).await;
         assert_eq!(*failing.calls.lock().unwrap(), 1, "{what}: no second try");
         assert_eq!(
-            committed(&group, &topic.name),
+            committed_0(&group, &topic.name),
             0,
             "{what}: the unfinished message stays uncommitted for the next member"
         );
@@ -409,7 +397,7 @@ async fn a_runaway_of_dead_letters_stops_the_consumer_and_says_why() {
     shutdown.cancel();
     joined("run", task).await;
     assert_eq!(
-        committed(&group, &topic.name),
+        committed_0(&group, &topic.name),
         4,
         "only what was dead-lettered is committed"
     );
@@ -493,7 +481,7 @@ async fn a_consumer_whose_dead_letters_cannot_be_written_reports_a_stall() {
     shutdown.cancel();
     joined("run", task).await;
     assert_eq!(
-        committed(&group, &topic.name),
+        committed_0(&group, &topic.name),
         0,
         "not dead-lettered, not committed"
     );

@@ -44,11 +44,13 @@ impl ActivityCursor {
     }
 }
 
-/// The times a query compares with: the years 1 to 9999, well inside what PostgreSQL handles.
+/// The times a query compares with: the years 1 to 9999 (seconds since 1970 of their first and
+/// last second), well inside what PostgreSQL handles.
 fn storable_range() -> (DateTime<Utc>, DateTime<Utc>) {
-    let earliest = DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z").expect("a valid time");
-    let latest = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z").expect("a valid time");
-    (earliest.to_utc(), latest.to_utc())
+    const EARLIEST: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
+    const LATEST: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    let at = |seconds| DateTime::from_timestamp(seconds, 0).expect("within chrono's range");
+    (at(EARLIEST), at(LATEST))
 }
 
 /// What to read: one user's events, optionally in `[from, to)` and of one type, newest first.

@@ -115,10 +115,7 @@ fn unsupported_version(version: &str) -> HandlerError {
         "unsupported_version",
         format!(
             "schema version {version:?}; this worker reads {}.x",
-            events::envelope::SCHEMA_VERSION
-                .split('.')
-                .next()
-                .unwrap_or_default()
+            events::envelope::readable_major()
         ),
     )
 }

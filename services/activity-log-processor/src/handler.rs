@@ -1,9 +1,10 @@
 //! One batch of `user-activity-logs` messages: decoded and validated, then stored with one
-//! insert statement. Invalid events (text PostgreSQL cannot store among them) are rejected
-//! (dead-lettered at once in seed 004's format); an unreachable database holds the batch; a
-//! failed statement is narrowed down by the consumer runtime, which splits the batch until the
-//! events that cause the failure are alone: those are dead-lettered, the others stored once. A
-//! busy database (lock timeout, deadlock) gets the batch again whole after a back-off.
+//! insert statement. Invalid events (text PostgreSQL cannot store among them) are rejected:
+//! dead-lettered at once, the error inside the value and the origin in headers. An unreachable
+//! database holds the batch; a failed statement is narrowed down by the consumer runtime, which
+//! splits the batch until the events that cause the failure are alone: those are dead-lettered,
+//! the others stored once. A busy database (lock timeout, deadlock) gets the batch again whole
+//! after a back-off.
 
 use std::collections::HashSet;
 use std::sync::Mutex;

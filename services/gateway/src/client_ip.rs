@@ -56,8 +56,7 @@ impl TrustedProxies {
         if !self.contains(client) {
             return client;
         }
-        let entries: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).collect();
-        for entry in entries.into_iter().rev() {
+        for entry in forwarded_for.flat_map(|v| v.split(',')).rev() {
             let Some(ip) = parse_entry(entry) else {
                 return client;
             };

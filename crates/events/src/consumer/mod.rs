@@ -919,6 +919,7 @@ impl Worker {
                 let several = group.messages.len() > 1;
                 let mut retry = Vec::new();
                 let mut transient = false;
+                let mut handled = 0;
                 for (index, message) in group.messages.into_iter().enumerate() {
                     let outcome = outcomes.get(index).cloned().unwrap_or_else(|| {
                         Err(HandlerError::retry(
@@ -928,8 +929,7 @@ impl Worker {
                     });
                     match outcome {
                         Ok(()) => {
-                            self.count("kafka_consumer_messages_handled_total");
-                            self.guard.handled(1);
+                            handled += 1;
                             self.done(&message);
                         }
                         // Splitting is not a new attempt: the halves are tried as they are.
@@ -948,6 +948,8 @@ impl Worker {
                         }
                     }
                 }
+                self.count_n("kafka_consumer_messages_handled_total", handled);
+                self.guard.handled(handled as u64);
                 if retry.is_empty() {
                     continue;
                 }

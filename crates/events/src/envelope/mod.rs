@@ -194,6 +194,12 @@ impl Event {
     }
 }
 
+/// The major schema version this code reads (`1` of `1.0`): events of the same major version
+/// only add fields.
+pub fn readable_major() -> &'static str {
+    major(SCHEMA_VERSION)
+}
+
 /// The major part of a `major.minor` version.
 fn major(version: &str) -> &str {
     version.split('.').next().unwrap_or_default().trim()

@@ -1,7 +1,11 @@
 //! What the consumer tests share.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use events::rdkafka::consumer::{BaseConsumer, Consumer};
+use events::rdkafka::{Offset, TopicPartitionList};
+use events::testing::test_kafka_config;
 use events::{Backoff, ConsumerSettings, RetryPolicy};
 
 /// Settings for a test consumer: three attempts with back-offs of milliseconds, commits every
@@ -25,4 +29,33 @@ pub(crate) async fn until(what: &str, done: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("gave up waiting for {what}");
+}
+
+/// The group's committed position per partition.
+pub(crate) fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = test_kafka_config()
+        .client_config()
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let list = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .unwrap();
+    list.elements()
+        .iter()
+        .map(|e| {
+            (
+                e.partition(),
+                if let Offset::Offset(o) = e.offset() {
+                    o
+                } else {
+                    0
+                },
+            )
+        })
+        .collect()
 }
