@@ -4,11 +4,15 @@
 //! parameters), so it runs on blocking threads, at most `HASH_WORKERS` at a time, never on the
 //! HTTP workers. Waiting hashes are bounded too: a request that would take the queue past
 //! `HASH_QUEUE_CAPACITY` is refused at once (503 with `Retry-After`) instead of piling up.
+//!
+//! The Argon2 memory (`memory_kib` KiB per hash) is allocated once per worker and reused: a
+//! fresh 19 MiB buffer per hash, freed on whichever blocking thread ran it, made the C
+//! library's per-thread memory pools keep gigabytes the process never gave back.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHasher as _, SaltString, rand_core::OsRng};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString, rand_core::OsRng};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
 /// Argon2id cost parameters. The default is OWASP's first recommendation: 19 MiB, 2 passes, 1
@@ -44,6 +48,8 @@ pub(crate) struct PasswordHasher {
     argon2: Arc<Argon2<'static>>,
     queue: Arc<Semaphore>,
     workers: Arc<Semaphore>,
+    /// Argon2 memory of the workers not hashing right now: at most one buffer per worker.
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
 }
 
 impl PasswordHasher {
@@ -63,6 +69,7 @@ impl PasswordHasher {
             argon2: Arc::new(Argon2::new(Algorithm::Argon2id, Version::V0x13, params)),
             queue: Arc::new(Semaphore::new(queue_capacity.max(1))),
             workers: Arc::new(Semaphore::new(workers.max(1))),
+            memory: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -90,14 +97,22 @@ impl PasswordHasher {
             .acquire()
             .await
             .map_err(|e| HashError::Failed(e.to_string()))?;
-        let argon2 = self.argon2.clone();
+        let (argon2, memory) = (self.argon2.clone(), self.memory.clone());
         let started = std::time::Instant::now();
         let hash = tokio::task::spawn_blocking(move || {
+            // The worker permit held above means a buffer is free or may be made.
+            let mut blocks = memory
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop()
+                .unwrap_or_else(|| vec![Block::default(); argon2.params().block_count()]);
             let salt = SaltString::generate(&mut OsRng);
-            argon2
-                .hash_password(password.as_bytes(), &salt)
-                .map(|hash| hash.to_string())
-                .map_err(|e| HashError::Failed(e.to_string()))
+            let hash = hash_with_memory(&argon2, password.as_bytes(), &salt, &mut blocks);
+            memory
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(blocks);
+            hash
         })
         .await
         .map_err(|e| HashError::Failed(e.to_string()))??;
@@ -105,6 +120,31 @@ impl PasswordHasher {
             .record(started.elapsed().as_secs_f64());
         Ok(hash)
     }
+}
+
+/// The PHC string of `password` under `salt`, exactly as `argon2`'s `PasswordHasher` writes
+/// it, computed in `blocks` (at least `params().block_count()` of them).
+fn hash_with_memory(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: &SaltString,
+    blocks: &mut [Block],
+) -> Result<String, HashError> {
+    let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
+    let mut salt_bytes = [0u8; 64];
+    let raw_salt = salt.decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2
+        .hash_password_into_with_memory(password, raw_salt, &mut output, blocks)
+        .map_err(|e| failed(&e))?;
+    let hash = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon2.params()).map_err(|e| failed(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&output).map_err(|e| failed(&e))?),
+    };
+    Ok(hash.to_string())
 }
 
 #[cfg(test)]
@@ -146,6 +186,36 @@ mod tests {
                 .is_err()
         );
         assert_ne!(hashes[0], hashes[1]);
+    }
+
+    #[test]
+    fn hashes_in_reused_memory_are_the_librarys_own() {
+        use argon2::PasswordHasher as _;
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let mut blocks = vec![Block::default(); argon2.params().block_count()];
+        for password in ["correct horse", "battery staple", ""] {
+            let salt = SaltString::generate(&mut OsRng);
+            let ours = hash_with_memory(&argon2, password.as_bytes(), &salt, &mut blocks).unwrap();
+            let library = argon2
+                .hash_password(password.as_bytes(), &salt)
+                .unwrap()
+                .to_string();
+            assert_eq!(ours, library, "the same buffer, hash after hash");
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_is_one_buffer_per_worker_at_most() {
+        let hasher = PasswordHasher::new(cheap(), 2, 100).unwrap();
+        for _ in 0..5 {
+            hasher.hash_all(vec!["password1".into(); 20]).await.unwrap();
+        }
+        let buffers = hasher.memory.lock().unwrap().len();
+        assert!(
+            (1..=2).contains(&buffers),
+            "{buffers} buffers for 2 workers"
+        );
     }
 
     #[tokio::test]

@@ -132,6 +132,13 @@ impl NewCampaign {
         if name.is_empty() || name.chars().count() > 200 {
             return Err(invalid("name", "must be 1 to 200 characters"));
         }
+        // Names go into email subjects and bodies: no line breaks or other control characters.
+        if name.chars().any(char::is_control) {
+            return Err(invalid(
+                "name",
+                "must not contain control characters (line breaks, tabs)",
+            ));
+        }
         if !(0..=1_000_000).contains(&self.points_per_referral) {
             return Err(invalid(
                 "points_per_referral",
@@ -148,6 +155,12 @@ impl NewCampaign {
             let field = |f: &str| format!("reward_tiers[{i}].{f}");
             if tier.name.trim().is_empty() || tier.name.chars().count() > 200 {
                 return Err(invalid(field("name"), "must be 1 to 200 characters"));
+            }
+            if tier.name.chars().any(char::is_control) {
+                return Err(invalid(
+                    field("name"),
+                    "must not contain control characters (line breaks, tabs)",
+                ));
             }
             if tier.referral_threshold < 1 {
                 return Err(invalid(field("referral_threshold"), "must be at least 1"));
@@ -254,6 +267,14 @@ mod tests {
         type Breakage = Box<dyn Fn(&mut NewCampaign)>;
         let cases: Vec<(Breakage, &str)> = vec![
             (Box::new(|c| c.name = " ".into()), "name"),
+            (
+                Box::new(|c| c.name = "Launch\r\nBcc: x@evil.example".into()),
+                "name",
+            ),
+            (
+                Box::new(|c| c.reward_tiers[0].name = "Sticker\u{7}".into()),
+                "reward_tiers[0].name",
+            ),
             (
                 Box::new(|c| c.points_per_referral = -1),
                 "points_per_referral",
