@@ -10,7 +10,7 @@
 //! | `BULK_MAX_USERS` | `1000` | most users per bulk registration |
 //! | `PASSWORD_MIN_LENGTH`, `PASSWORD_MAX_LENGTH` | `8`, `128` | password length bounds, in characters |
 //! | `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM` | `19456`, `2`, `1` | Argon2id cost (OWASP) |
-//! | `HASH_WORKERS` | the number of cores | hashes computed at once |
+//! | `HASH_WORKERS` | the CPUs the container may use, fewer if a quarter of its memory limit cannot hold that many Argon2 buffers | hashes computed at once |
 //! | `HASH_QUEUE_CAPACITY` | `2000` | hashes waiting or running before requests get 503 |
 //! | `ACTIVITY_TOPIC` | `user-activity-logs` | where activity events are published |
 //! | `ACTIVITY_BATCH_MAX` | `100` | most events per batch request |
@@ -66,9 +66,16 @@ pub(crate) struct GatewayConfig {
 
 impl GatewayConfig {
     pub(crate) fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        // The standard library counts the CPUs of the container's quota (cgroup `cpu.max`),
+        // not the node's cores.
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        let hash = HashParams::default();
         let password = PasswordRules::default();
+        let hash = HashParams {
+            memory_kib: env.parse("ARGON2_MEMORY_KIB", HashParams::default().memory_kib)?,
+            iterations: env.parse("ARGON2_ITERATIONS", HashParams::default().iterations)?,
+            parallelism: env.parse("ARGON2_PARALLELISM", HashParams::default().parallelism)?,
+        };
+        let hash_workers = default_hash_workers(cores, container_memory_limit(), hash.memory_kib);
         let config = Self {
             http_addr: env.parse("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             http_workers: env.parse("HTTP_WORKERS", cores)?.max(1),
@@ -84,12 +91,8 @@ impl GatewayConfig {
                 min_length: env.parse("PASSWORD_MIN_LENGTH", password.min_length)?,
                 max_length: env.parse("PASSWORD_MAX_LENGTH", password.max_length)?,
             },
-            hash_params: HashParams {
-                memory_kib: env.parse("ARGON2_MEMORY_KIB", hash.memory_kib)?,
-                iterations: env.parse("ARGON2_ITERATIONS", hash.iterations)?,
-                parallelism: env.parse("ARGON2_PARALLELISM", hash.parallelism)?,
-            },
-            hash_workers: env.parse("HASH_WORKERS", cores)?.max(1),
+            hash_params: hash,
+            hash_workers: env.parse("HASH_WORKERS", hash_workers)?.max(1),
             hash_queue_capacity: env.parse("HASH_QUEUE_CAPACITY", 2000)?.max(1),
             activity_topic: env.string("ACTIVITY_TOPIC", "user-activity-logs"),
             activity_batch_max: env.parse("ACTIVITY_BATCH_MAX", 100)?.max(1),
@@ -141,8 +144,41 @@ impl GatewayConfig {
     }
 }
 
+/// Hashes at once by default: one per CPU, but no more than a quarter of the memory limit
+/// (bytes) holds at `memory_kib` KiB each, and at least one.
+fn default_hash_workers(cores: usize, memory_limit: Option<u64>, memory_kib: u32) -> usize {
+    let by_memory = memory_limit.map_or(usize::MAX, |limit| {
+        usize::try_from(limit / 4 / (u64::from(memory_kib.max(1)) * 1024)).unwrap_or(usize::MAX)
+    });
+    cores.min(by_memory).max(1)
+}
+
+/// The memory limit of the container (cgroup v2 `memory.max`, else v1
+/// `memory.limit_in_bytes`), in bytes; `None` when there is none.
+fn container_memory_limit() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let limit = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    // cgroup v1 writes "no limit" as a number near `i64::MAX`.
+    (limit < 1 << 60).then_some(limit)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hash_workers_fit_the_containers_cpus_and_memory() {
+        use super::default_hash_workers;
+        let mib = 1024 * 1024;
+        assert_eq!(default_hash_workers(4, None, 19456), 4);
+        // 512 MiB: a quarter holds six 19 MiB buffers.
+        assert_eq!(default_hash_workers(16, Some(512 * mib), 19456), 6);
+        assert_eq!(default_hash_workers(2, Some(512 * mib), 19456), 2);
+        assert_eq!(default_hash_workers(8, Some(32 * mib), 19456), 1);
+    }
+
     use super::*;
 
     const TEST_KEY: &str = "9c1e5a7b3d2f4e6a8b0c1d3e5f7a9b2c4d6e8f0a";

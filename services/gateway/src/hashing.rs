@@ -2,13 +2,17 @@
 //!
 //! Hashing is deliberately slow (tens of milliseconds and ~19 MiB per hash with OWASP's
 //! parameters), so it runs on blocking threads, at most `HASH_WORKERS` at a time, never on the
-//! HTTP workers. Waiting hashes are bounded too: a request that would take the queue past
-//! `HASH_QUEUE_CAPACITY` is refused at once (503 with `Retry-After`) instead of piling up.
+//! HTTP workers. The worker permit is held by the blocking task itself: a request whose client
+//! goes away stops waiting, but a hash already started keeps its permit until it ends, so no
+//! more than `HASH_WORKERS` hashes (and their memory) ever exist at once. Waiting hashes are
+//! bounded too: a request that would take the queue past `HASH_QUEUE_CAPACITY` is refused at
+//! once (503 with `Retry-After`) instead of piling up.
 //!
 //! The Argon2 memory (`memory_kib` KiB per hash) is allocated once per worker and reused: a
 //! fresh 19 MiB buffer per hash, freed on whichever blocking thread ran it, made the C
 //! library's per-thread memory pools keep gigabytes the process never gave back.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString, rand_core::OsRng};
@@ -50,6 +54,27 @@ pub(crate) struct PasswordHasher {
     workers: Arc<Semaphore>,
     /// Argon2 memory of the workers not hashing right now: at most one buffer per worker.
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// Hashes running now (`gateway_password_hashes_running`), and the most seen at once.
+    running: Arc<Running>,
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Running {
+    fn start(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        metrics::gauge!("gateway_password_hashes_running").set(now as f64);
+    }
+
+    fn end(&self) {
+        let now = self.now.fetch_sub(1, Ordering::SeqCst) - 1;
+        metrics::gauge!("gateway_password_hashes_running").set(now as f64);
+    }
 }
 
 impl PasswordHasher {
@@ -70,6 +95,7 @@ impl PasswordHasher {
             queue: Arc::new(Semaphore::new(queue_capacity.max(1))),
             workers: Arc::new(Semaphore::new(workers.max(1))),
             memory: Arc::new(Mutex::new(Vec::new())),
+            running: Arc::default(),
         })
     }
 
@@ -92,15 +118,23 @@ impl PasswordHasher {
     }
 
     async fn hash_one(&self, password: String) -> Result<String, HashError> {
-        let _worker = self
+        let worker = self
             .workers
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| HashError::Failed(e.to_string()))?;
-        let (argon2, memory) = (self.argon2.clone(), self.memory.clone());
+        let (argon2, memory, running) = (
+            self.argon2.clone(),
+            self.memory.clone(),
+            self.running.clone(),
+        );
         let started = std::time::Instant::now();
         let hash = tokio::task::spawn_blocking(move || {
-            // The worker permit held above means a buffer is free or may be made.
+            // The permit lives as long as this task, not as the request that asked for it.
+            let _worker = worker;
+            running.start();
+            // The worker permit means a buffer is free or may be made.
             let mut blocks = memory
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -112,6 +146,7 @@ impl PasswordHasher {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(blocks);
+            running.end();
             hash
         })
         .await
@@ -235,6 +270,36 @@ mod tests {
                 .len(),
             3
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_cancelled_mid_hash_never_let_more_than_the_workers_run() {
+        // Slow enough that the cancelled hashes are still running when the next ones start.
+        let slow = HashParams {
+            memory_kib: 8 * 1024,
+            iterations: 8,
+            parallelism: 1,
+        };
+        let hasher = PasswordHasher::new(slow, 1, 100).unwrap();
+        for _ in 0..4 {
+            let request = tokio::spawn({
+                let hasher = hasher.clone();
+                async move { hasher.hash_all(vec!["password1".into()]).await }
+            });
+            while hasher.running.now.load(Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+            // The client goes away while its hash runs.
+            request.abort();
+            assert!(request.await.unwrap_err().is_cancelled());
+        }
+        hasher.hash_all(vec!["password1".into(); 3]).await.unwrap();
+        assert_eq!(
+            hasher.running.peak.load(Ordering::SeqCst),
+            1,
+            "one worker: never two hashes at once"
+        );
+        assert_eq!(hasher.running.now.load(Ordering::SeqCst), 0);
     }
 
     #[test]
