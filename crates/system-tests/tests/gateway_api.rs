@@ -130,8 +130,19 @@ async fn bad_input_of_every_kind_gets_its_4xx_and_one_error_shape() {
     assert_error(&answer, 404, "registration_not_found", None);
     let answer = send(http.get(format!("{api}/api/v1/nothing-here"))).await;
     assert_error(&answer, 404, "not_found", None);
+    // A served path asked with another method: 405 with the methods it takes.
+    let response = http.delete(&single).send().await.expect("request");
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Some("POST".to_owned())
+    );
     let answer = send(http.delete(&single)).await;
-    assert_error(&answer, 404, "not_found", None);
+    assert_error(&answer, 405, "method_not_allowed", None);
+    let answer = send(http.get(format!("{api}/api/v1/campaigns/{}/signups", Uuid::now_v7()))).await;
+    assert_error(&answer, 405, "method_not_allowed", None);
 
     // Nothing invalid was queued.
     assert_eq!(events::testing::message_count(&stack.topic), 0);

@@ -720,16 +720,35 @@ async fn bad_requests_get_clear_errors() {
         assert_eq!(answer["error"]["code"], code, "{answer}");
         assert_eq!(answer["error"]["field"], field, "{answer}");
     }
-    let (got, answer) = call(
-        http.post(&campaigns)
-            .json(&json!({"name": "x", "colour": "red"})),
-    )
-    .await;
-    assert_eq!(
-        (got, answer["error"]["code"].as_str()),
-        (400, Some("invalid_json")),
-        "{answer}"
-    );
+    // Fields the type does not have, or of the wrong type, are named like any other.
+    for (body, code, field) in [
+        (
+            json!({"name": "x", "colour": "red"}),
+            "unknown_field",
+            "colour",
+        ),
+        (
+            json!({"name": "x", "status": "bogus"}),
+            "validation_failed",
+            "status",
+        ),
+        (
+            json!({"name": "x", "reward_tiers": [{"name": "t", "referral_threshold": "3", "delivery": "email"}]}),
+            "validation_failed",
+            "reward_tiers[0].referral_threshold",
+        ),
+    ] {
+        let (got, answer) = call(http.post(&campaigns).json(&body)).await;
+        assert_eq!(
+            (
+                got,
+                answer["error"]["code"].as_str(),
+                answer["error"]["field"].as_str()
+            ),
+            (422, Some(code), Some(field)),
+            "{body} → {answer}"
+        );
+    }
 
     let paused = create_campaign(
         &http,

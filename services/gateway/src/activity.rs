@@ -1,24 +1,27 @@
-//! `/api/v1/activity-logs` and `/api/v1/users/{userId}/activity-logs` (seed 004).
+//! `/api/v1/activity-logs` and `/api/v1/users/{userId}/activity-logs`.
 //!
 //! Posted events are validated, given an `eventId` when they have none, and published to
 //! `user-activity-logs` keyed by `userId` with the headers `source` and `timestamp`; the
 //! activity-log-processor stores them. The read endpoint pages through what is stored, newest
 //! first.
 
-use crate::json::Json;
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{get, post, web};
 use chrono::{DateTime, Utc};
-use domain::ActivityEvent;
+use domain::{ACTIVITY_TYPES, ActivityEvent};
 use events::headers::header;
 use events::rdkafka::message::OwnedHeaders;
 use events::{Delivery, OutgoingRecord, Producer};
 use repo::{ActivityCursor, ActivityLogs, ActivityQuery};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use crate::errors::{ApiError, repo_error};
+use crate::errors::{ApiError, ErrorBody, ErrorCode};
+use crate::json::{Json, QueryParams};
+use crate::reply::Reply;
 
 #[derive(Debug, Clone)]
 pub(crate) struct ActivityApi {
@@ -29,39 +32,112 @@ pub(crate) struct ActivityApi {
     pub(crate) retention: chrono::Duration,
 }
 
-pub(crate) fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/api/v1/activity-logs", web::post().to(post_one))
-        .route("/api/v1/activity-logs/batch", web::post().to(post_batch))
-        .route("/api/v1/users/{user_id}/activity-logs", web::get().to(list));
+pub(crate) fn routes(config: &mut ServiceConfig<'_>) {
+    config.service(post_one).service(post_batch).service(list);
 }
 
-/// A posted event: seed 004's value, `eventId`, `timestamp`, `metadata` and `version` optional.
-#[derive(Debug, Deserialize)]
+/// The schema of `activityType`: one of the types the pipeline knows.
+fn activity_type_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ACTIVITY_TYPES.iter().copied()))
+}
+
+/// A posted activity event: `eventId`, `timestamp`, `metadata` and `version` are optional.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ActivityInput {
+#[schema(example = json!({"userId": "user_42", "activityType": "login", "metadata": {"ipAddress": "203.0.113.7", "userAgent": "curl/8.5"}}))]
+pub(crate) struct ActivityEventRequest {
+    /// 1 to 128 bytes; the topic's key, so one user's events stay in order.
     user_id: String,
+    #[schema(schema_with = activity_type_schema)]
     activity_type: String,
+    /// Defaults to now; not older than `ACTIVITY_RETENTION`, not more than 5 minutes ahead.
     timestamp: Option<DateTime<Utc>>,
+    /// `ipAddress`, `userAgent`, `sessionId`, …; at most 8 KiB as JSON.
     #[serde(default)]
+    #[schema(value_type = Object)]
     metadata: Map<String, Value>,
+    /// The idempotency key (1 to 128 bytes), generated when absent.
     event_id: Option<String>,
+    /// Defaults to `1.0`.
     version: Option<String>,
 }
 
+/// Up to `ACTIVITY_BATCH_MAX` events, all or nothing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActivityBatchRequest {
+    /// 1 to `ACTIVITY_BATCH_MAX` (100 by default) events.
+    events: Vec<ActivityEventRequest>,
+}
+
+/// Whether an event was queued.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Acceptance {
+    /// Published to `user-activity-logs`; the processor stores it.
+    Accepted,
+}
+
+/// One event queued.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ActivityAccepted {
+    /// Given or generated; reading the user's activity shows it.
+    event_id: String,
+    status: Acceptance,
+}
+
+/// A batch queued.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ActivityBatchAccepted {
+    /// In the order of `events`.
+    event_ids: Vec<String>,
+    count: usize,
+    status: Acceptance,
+}
+
+/// A stored activity event.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StoredActivityEvent {
+    user_id: String,
+    #[schema(schema_with = activity_type_schema)]
+    activity_type: String,
+    timestamp: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    metadata: Map<String, Value>,
+    event_id: String,
+    version: String,
+}
+
+impl From<ActivityEvent> for StoredActivityEvent {
+    fn from(event: ActivityEvent) -> Self {
+        Self {
+            user_id: event.user_id,
+            activity_type: event.activity_type,
+            timestamp: event.timestamp,
+            metadata: event.metadata,
+            event_id: event.event_id,
+            version: event.version,
+        }
+    }
+}
+
+/// A page of a user's activity, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ActivityPageResponse {
+    events: Vec<StoredActivityEvent>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}
+
 impl ActivityApi {
-    fn event(&self, value: &Value, prefix: &str) -> Result<ActivityEvent, ApiError> {
-        let input: ActivityInput = serde_json::from_value(value.clone()).map_err(|error| {
-            let mut api_error = ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                format!("not an activity event: {error}"),
-            );
-            if !prefix.is_empty() {
-                api_error = api_error.with_field(prefix.trim_end_matches('.'));
-            }
-            api_error
-        })?;
+    /// The event to publish, or 422 naming the field (under `prefix`, `events[3].`).
+    fn event(&self, input: ActivityEventRequest, prefix: &str) -> Result<ActivityEvent, ApiError> {
         let event = ActivityEvent {
             user_id: input.user_id,
             activity_type: input.activity_type,
@@ -74,9 +150,7 @@ impl ActivityApi {
         };
         event
             .validate(Utc::now(), self.retention)
-            .map_err(|invalid| {
-                ApiError::invalid(format!("{prefix}{}", invalid.field), invalid.to_string())
-            })?;
+            .map_err(|invalid| ApiError::from(invalid).within(prefix))?;
         Ok(event)
     }
 
@@ -105,101 +179,138 @@ impl ActivityApi {
             return Ok(());
         }
         tracing::error!(of = events.len(), "activity events could not be published");
-        Err(ApiError::unavailable(
-            "queue_unavailable",
+        Err(ApiError::new(
+            ErrorCode::QueueUnavailable,
             "activity events cannot be queued right now; try again",
-            5,
         ))
     }
 }
 
+/// Queue one activity event.
+#[utoipa::path(
+    tag = "activity",
+    operation_id = "postActivity",
+    request_body = ActivityEventRequest,
+    responses(
+        (status = 202, description = "Published; the processor stores it", body = ActivityAccepted),
+        (status = 422, description = "A field is missing, wrong or unknown", body = ErrorBody),
+        (status = 503, description = "The broker is down (`queue_unavailable`); see `Retry-After`", body = ErrorBody),
+    )
+)]
+#[post("/api/v1/activity-logs")]
 async fn post_one(
     api: web::Data<ActivityApi>,
-    body: Json<Value>,
-) -> Result<HttpResponse, ApiError> {
-    if !body.is_object() {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "the body must be a JSON object",
-        ));
-    }
-    let event = api.event(&body, "")?;
+    body: Json<ActivityEventRequest>,
+) -> Result<Reply<ActivityAccepted>, ApiError> {
+    let event = api.event(body.into_inner(), "")?;
     api.publish(std::slice::from_ref(&event)).await?;
-    Ok(HttpResponse::Accepted().json(json!({"eventId": event.event_id, "status": "accepted"})))
+    Ok(Reply::accepted(ActivityAccepted {
+        event_id: event.event_id,
+        status: Acceptance::Accepted,
+    }))
 }
 
+/// Queue up to `ACTIVITY_BATCH_MAX` events, all or nothing.
+#[utoipa::path(
+    tag = "activity",
+    operation_id = "postActivityBatch",
+    request_body = ActivityBatchRequest,
+    responses(
+        (status = 202, description = "All published", body = ActivityBatchAccepted),
+        (status = 422, description = "An event is invalid (`events[i].field`) or there are too many (`batch_too_large`)", body = ErrorBody),
+        (status = 503, description = "The broker is down; see `Retry-After`", body = ErrorBody),
+    )
+)]
+#[post("/api/v1/activity-logs/batch")]
 async fn post_batch(
     api: web::Data<ActivityApi>,
-    body: Json<Value>,
-) -> Result<HttpResponse, ApiError> {
-    let Some(object) = body.as_object() else {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "the body must be a JSON object",
-        ));
-    };
-    if let Some(unknown) = object.keys().find(|k| k.as_str() != "events") {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_field",
-            format!("unknown field {unknown:?}; expected events"),
-        )
-        .with_field(unknown.clone()));
-    }
-    let Some(Value::Array(values)) = object.get("events") else {
-        return Err(ApiError::invalid("events", "events must be an array"));
-    };
-    if values.is_empty() {
+    body: Json<ActivityBatchRequest>,
+) -> Result<Reply<ActivityBatchAccepted>, ApiError> {
+    let inputs = body.into_inner().events;
+    if inputs.is_empty() {
         return Err(ApiError::invalid("events", "events must not be empty"));
     }
-    if values.len() > api.batch_max {
+    if inputs.len() > api.batch_max {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "batch_too_large",
+            ErrorCode::BatchTooLarge,
             format!(
                 "at most {} events per request; got {}",
                 api.batch_max,
-                values.len()
+                inputs.len()
             ),
         )
         .with_field("events"));
     }
-    let events: Vec<ActivityEvent> = values
-        .iter()
+    let events: Vec<ActivityEvent> = inputs
+        .into_iter()
         .enumerate()
-        .map(|(i, value)| api.event(value, &format!("events[{i}].")))
+        .map(|(i, input)| api.event(input, &format!("events[{i}].")))
         .collect::<Result<_, _>>()?;
     api.publish(&events).await?;
-    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-    Ok(HttpResponse::Accepted()
-        .json(json!({"eventIds": ids, "count": ids.len(), "status": "accepted"})))
+    Ok(Reply::accepted(ActivityBatchAccepted {
+        count: events.len(),
+        event_ids: events.into_iter().map(|e| e.event_id).collect(),
+        status: Acceptance::Accepted,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Which of a user's events to read.
+// `utoipa::IntoParams` by its path: the `params(…)` expansion names the trait so.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListParams {
+    /// Events at or after this instant.
     from: Option<DateTime<Utc>>,
+    /// Events before this instant.
     to: Option<DateTime<Utc>>,
+    /// Only events of this activity type.
     #[serde(rename = "type")]
+    #[param(schema_with = activity_type_schema)]
     activity_type: Option<String>,
+    /// Events per page, 1 to 500 (50 by default).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
 
+/// A user's stored activity, newest first.
+#[utoipa::path(
+    tag = "activity",
+    operation_id = "listActivity",
+    params(("userId" = String, Path, description = "The user whose activity to read"), ListParams),
+    responses(
+        (status = 200, description = "A page", body = ActivityPageResponse),
+        (status = 400, description = "A query parameter is unknown or does not parse (`invalid_query`)", body = ErrorBody),
+        (status = 422, description = "`limit` or `cursor` is out of range", body = ErrorBody),
+        (status = 503, description = "The database is down; see `Retry-After`", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/users/{userId}/activity-logs")]
 async fn list(
     api: web::Data<ActivityApi>,
     user_id: web::Path<String>,
-    params: web::Query<ListParams>,
-) -> Result<HttpResponse, ApiError> {
+    params: QueryParams<ListParams>,
+) -> Result<Reply<ActivityPageResponse>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(
             "limit",
             format!("limit must be 1 to {MAX_LIMIT}"),
         ));
+    }
+    if let Some(kind) = &params.activity_type
+        && !ACTIVITY_TYPES.contains(&kind.as_str())
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("type must be one of {}", ACTIVITY_TYPES.join(", ")),
+        )
+        .with_field("type"));
     }
     let after = params
         .cursor
@@ -219,22 +330,9 @@ async fn list(
             limit,
             after,
         })
-        .await
-        .map_err(repo_error)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "events": page.events,
-        "nextCursor": page.next.map(|c| c.encode()),
-    })))
-}
-
-/// Query strings actix-web refuses (`limit=abc`, unknown parameters), in the API's error shape.
-pub(crate) fn query_error(
-    error: actix_web::error::QueryPayloadError,
-    _: &actix_web::HttpRequest,
-) -> actix_web::Error {
-    ApiError::bad_request(
-        "invalid_query",
-        format!("invalid query parameters: {error}"),
-    )
-    .into()
+        .await?;
+    Ok(Reply::ok(ActivityPageResponse {
+        events: page.events.into_iter().map(Into::into).collect(),
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
 }

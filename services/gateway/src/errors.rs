@@ -1,32 +1,115 @@
 //! The one error shape of the API: `{"error": {"code", "message", "field"?}}`, with a stable
-//! machine-readable `code` and a message for people. A 5xx never says more than its code: the
-//! details go to the log.
+//! machine-readable `code` (one of [`ErrorCode`], which also fixes the HTTP status) and a
+//! message for people. A 5xx never says more than its code: the details go to the log.
+//!
+//! Errors of the repository, the domain and the hashing pool convert into [`ApiError`], so
+//! handlers use `?`.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use repo::RepoError;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Debug, Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The stable error codes of the API, each with its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ErrorCode {
+    /// 400: the body is not JSON.
+    InvalidJson,
+    /// 400: the body is JSON, but not an object of the endpoint's kind.
+    InvalidBody,
+    /// 400: a query parameter is unknown or does not parse.
+    InvalidQuery,
+    /// 422: a value is missing or wrong; `field` names it.
+    ValidationFailed,
+    /// 422: the body has a field the endpoint does not take; `field` names it.
+    UnknownField,
+    /// 422: more users than `BULK_MAX_USERS` in one bulk registration.
+    BulkTooLarge,
+    /// 422: more events than `ACTIVITY_BATCH_MAX` in one batch.
+    BatchTooLarge,
+    /// 413: the body is larger than `MAX_BODY_BYTES`.
+    PayloadTooLarge,
+    /// 415: the body is not declared as JSON.
+    UnsupportedMediaType,
+    /// 404: no such route, or a path segment that is no ID this API gave out.
+    NotFound,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 404: no registration request with that ID.
+    RegistrationNotFound,
+    /// 404: no campaign with that ID.
+    CampaignNotFound,
+    /// 404: no participant with that ID in the campaign.
+    ParticipantNotFound,
+    /// 409: the email or phone is already registered.
+    AlreadyRegistered,
+    /// 409: the email is already on the campaign's waitlist.
+    AlreadySignedUp,
+    /// 409: the campaign does not take signups (paused or ended).
+    CampaignNotActive,
+    /// 503: too many passwords are being hashed; `Retry-After` says when to try again.
+    Busy,
+    /// 503: the broker does not take the request right now.
+    QueueUnavailable,
+    /// 503: the database is unreachable or busy.
+    DatabaseUnavailable,
+    /// 500: something failed that the client cannot fix; the details are in the log.
+    InternalError,
 }
 
-#[derive(Debug, Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
+impl ErrorCode {
+    /// The HTTP status this code is answered with.
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidJson | Self::InvalidBody | Self::InvalidQuery => StatusCode::BAD_REQUEST,
+            Self::ValidationFailed
+            | Self::UnknownField
+            | Self::BulkTooLarge
+            | Self::BatchTooLarge => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotFound
+            | Self::RegistrationNotFound
+            | Self::CampaignNotFound
+            | Self::ParticipantNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::AlreadyRegistered | Self::AlreadySignedUp | Self::CampaignNotActive => {
+                StatusCode::CONFLICT
+            }
+            Self::Busy | Self::QueueUnavailable | Self::DatabaseUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "validation_failed", "message": "email is not an email address", "field": "email"}}))]
+pub(crate) struct ErrorBody {
+    pub(crate) error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    pub(crate) code: ErrorCode,
+    /// For people; may change between versions.
+    pub(crate) message: String,
+    /// The path of the value at fault (`email`, `users[3].phone`, `limit`), when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    pub(crate) field: Option<String>,
 }
 
 /// An error answer of the API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{status} {code}: {message}")]
+#[error("{code:?}: {message}")]
 pub(crate) struct ApiError {
-    pub(crate) status: StatusCode,
-    pub(crate) code: &'static str,
+    pub(crate) code: ErrorCode,
     pub(crate) message: String,
     pub(crate) field: Option<String>,
     /// Seconds, for `Retry-After` on 503s.
@@ -34,107 +117,124 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
             field: None,
-            retry_after: None,
+            retry_after: code
+                .status()
+                .eq(&StatusCode::SERVICE_UNAVAILABLE)
+                .then_some(5),
         }
     }
 
-    /// 422: a value is missing or wrong; `field` names it (`email`, `users[3].phone`).
+    /// 422 `validation_failed`: `field` (`email`, `users[3].phone`) is missing or wrong.
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        let mut error = Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            message,
-        );
-        error.field = Some(field.into());
-        error
-    }
-
-    /// 400: the body is not what the endpoint takes at all.
-    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    /// 503 with `Retry-After`: the service is overloaded or a dependency is down.
-    pub(crate) fn unavailable(
-        code: &'static str,
-        message: impl Into<String>,
-        retry_after: u32,
-    ) -> Self {
-        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
-        error.retry_after = Some(retry_after);
-        error
+        Self::new(ErrorCode::ValidationFailed, message).with_field(field)
     }
 
     /// 500: logged in full, answered with a generic message.
     pub(crate) fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "an internal error occurred",
-        )
+        Self::new(ErrorCode::InternalError, "an internal error occurred")
     }
 
     pub(crate) fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
         self
     }
+
+    /// The same error about a value inside `prefix` (`users[3].` + `email`).
+    pub(crate) fn within(mut self, prefix: &str) -> Self {
+        if let Some(field) = &self.field {
+            self.field = Some(format!("{prefix}{field}"));
+        }
+        self
+    }
+
+    /// Seconds for `Retry-After` (503s carry 5 unless told otherwise).
+    pub(crate) fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The status it is answered with.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.code.status()
+    }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status);
+        let mut response = HttpResponse::build(self.status());
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
         }
         response.json(ErrorBody {
             error: ErrorDetail {
                 code: self.code,
-                message: &self.message,
-                field: self.field.as_deref(),
+                message: self.message.clone(),
+                field: self.field.clone(),
             },
         })
     }
 }
 
-/// A repository failure: 503 with `Retry-After` while the database is unreachable or busy,
-/// otherwise 500.
-pub(crate) fn repo_error(error: RepoError) -> ApiError {
-    match error {
-        RepoError::Unavailable(_) | RepoError::Transient(_) => {
-            tracing::warn!(%error, "database unavailable");
-            ApiError::unavailable(
-                "database_unavailable",
-                "the database is unavailable; try again",
-                5,
-            )
+/// A repository failure: 503 `database_unavailable` with `Retry-After` while the database is
+/// unreachable or busy, otherwise 500.
+impl From<RepoError> for ApiError {
+    fn from(error: RepoError) -> Self {
+        match error {
+            RepoError::Unavailable(_) | RepoError::Transient(_) => {
+                tracing::warn!(%error, "database unavailable");
+                Self::new(
+                    ErrorCode::DatabaseUnavailable,
+                    "the database is unavailable; try again",
+                )
+            }
+            other => Self::internal(other),
         }
-        other => ApiError::internal(other),
+    }
+}
+
+/// A value the domain refuses: 422 naming its field.
+impl From<domain::InvalidValue> for ApiError {
+    fn from(error: domain::InvalidValue) -> Self {
+        Self::invalid(error.field, error.to_string())
+    }
+}
+
+/// A campaign the domain refuses: 422 naming the field (`reward_tiers[1].name`).
+impl From<domain::waitlist::InvalidCampaign> for ApiError {
+    fn from(error: domain::waitlist::InvalidCampaign) -> Self {
+        Self::invalid(error.field, error.reason)
     }
 }
 
 /// The answer to any path the API does not serve.
 pub(crate) async fn route_not_found(request: actix_web::HttpRequest) -> HttpResponse {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         format!("no route for {} {}", request.method(), request.path()),
     )
     .error_response()
 }
 
-/// Bodies actix-web refuses before a handler runs (bad JSON, wrong content type, too large),
-/// in the API's error shape.
+/// The answer to a served path asked with a method it does not take.
+pub(crate) fn method_not_allowed(request: &actix_web::HttpRequest) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} does not take {}", request.path(), request.method()),
+    )
+}
+
+/// Bodies refused before a handler runs (bad JSON, wrong content type, too large), in the
+/// API's error shape.
 pub(crate) fn json_error(
     error: actix_web::error::JsonPayloadError,
     _: &actix_web::HttpRequest,
@@ -142,20 +242,18 @@ pub(crate) fn json_error(
     use actix_web::error::JsonPayloadError as E;
     let api_error = match &error {
         E::OverflowKnownLength { limit, .. } | E::Overflow { limit } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the body is larger than {limit} bytes"),
         ),
         E::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "the body must be JSON (Content-Type: application/json)",
         ),
-        E::Deserialize(inner) => ApiError::bad_request(
-            "invalid_json",
+        E::Deserialize(inner) => ApiError::new(
+            ErrorCode::InvalidJson,
             format!("the body is not valid JSON: {inner}"),
         ),
-        other => ApiError::bad_request("invalid_body", other.to_string()),
+        other => ApiError::new(ErrorCode::InvalidBody, other.to_string()),
     };
     api_error.into()
 }
@@ -165,10 +263,37 @@ pub(crate) fn path_error(
     error: actix_web::error::PathError,
     _: &actix_web::HttpRequest,
 ) -> actix_web::Error {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no such resource: {error}"),
-    )
-    .into()
+    ApiError::new(ErrorCode::NotFound, format!("no such resource: {error}")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_snake_case_with_their_status() {
+        let answer = ApiError::invalid("users[3].phone", "phone is not a phone number");
+        let body = serde_json::to_value(ErrorBody {
+            error: ErrorDetail {
+                code: answer.code,
+                message: answer.message.clone(),
+                field: answer.field.clone(),
+            },
+        })
+        .unwrap();
+        assert_eq!(body["error"]["code"], "validation_failed");
+        assert_eq!(body["error"]["field"], "users[3].phone");
+        assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let busy = ApiError::new(ErrorCode::QueueUnavailable, "later");
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            busy.retry_after,
+            Some(5),
+            "every 503 says when to come back"
+        );
+        assert_eq!(
+            serde_json::to_value(ErrorCode::DatabaseUnavailable).unwrap(),
+            "database_unavailable"
+        );
+    }
 }

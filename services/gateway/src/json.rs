@@ -1,20 +1,26 @@
-//! The API's JSON body extractor: `web::Json`'s checks (content type, `MAX_BODY_BYTES`, the
-//! API's error shape through `JsonConfig`), plus a refusal of text PostgreSQL cannot store.
+//! The API's request extractors: [`Json`] for bodies and [`QueryParams`] for query strings, both
+//! typed, both answering in the API's error shape with the path of the value at fault.
 //!
-//! A body holding U+0000 (written `\u0000` in JSON) anywhere, in a value or a key, is answered
-//! 422 `validation_failed` with the path of that value as `field` (`users[2].email`,
-//! `metadata.note`), on every route, before any handler sees it.
+//! [`Json`] keeps `web::Json`'s checks (content type, `MAX_BODY_BYTES`, through `JsonConfig`),
+//! refuses text PostgreSQL cannot store, then deserializes `T`:
+//!
+//! - not JSON: 400 `invalid_json`; JSON but not an object where one is taken: 400 `invalid_body`;
+//! - a field the type does not have: 422 `unknown_field` (`users[2].admin`);
+//! - a field missing or of the wrong type: 422 `validation_failed` (`users[2].password`);
+//! - U+0000 (written `\u0000` in JSON) anywhere, in a value or a key: 422 `validation_failed`
+//!   naming that value (`metadata.note`), before any handler sees it.
+//!
+//! [`QueryParams`] answers 400 `invalid_query` naming the parameter (`limit`, `cursor`).
 
 use std::ops::Deref;
 
 use actix_web::dev::Payload;
-use actix_web::error::JsonPayloadError;
 use actix_web::{FromRequest, HttpRequest, web};
-use futures::future::LocalBoxFuture;
+use futures::future::{LocalBoxFuture, Ready, ready};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use crate::errors::{ApiError, json_error};
+use crate::errors::{ApiError, ErrorCode};
 
 /// A request body of type `T`, read as JSON.
 #[derive(Debug)]
@@ -41,16 +47,153 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
         // Syntax, size and content type first, as `web::Json` checks them; no value is built.
         let raw = web::Json::<Box<RawValue>>::from_request(request, payload);
-        let request = request.clone();
         Box::pin(async move {
             let raw = raw.await?.into_inner();
-            domain::text::check_json_bytes(raw.get().as_bytes())
-                .map_err(|nul| ApiError::invalid(nul.path.clone(), nul.to_string()))?;
-            serde_json::from_str(raw.get())
-                .map(Json)
-                .map_err(|error| json_error(JsonPayloadError::Deserialize(error), &request))
+            Ok(Json(parse_body(raw.get())?))
         })
     }
+}
+
+/// `T` from a JSON text already known to be JSON, or the API error naming the value at fault.
+pub(crate) fn parse_body<T: DeserializeOwned>(json: &str) -> Result<T, ApiError> {
+    domain::text::check_json_bytes(json.as_bytes())
+        .map_err(|nul| ApiError::invalid(nul.path.clone(), nul.to_string()))?;
+    // Every body of the API is an object (serde would also take a struct as an array).
+    if !json.trim_start().starts_with('{') {
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
+            "the body must be a JSON object",
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = field_path(error.path());
+        let inner = error.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("the body is not valid JSON: {inner}"),
+            );
+        }
+        refusal(
+            &path,
+            &without_position(&inner.to_string()),
+            ErrorCode::InvalidBody,
+        )
+    })
+}
+
+/// The query string as `T`.
+#[derive(Debug)]
+pub(crate) struct QueryParams<T>(pub(crate) T);
+
+impl<T> Deref for QueryParams<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest for QueryParams<T> {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            parse_query(request.query_string())
+                .map(QueryParams)
+                .map_err(Into::into),
+        )
+    }
+}
+
+/// `T` from a query string, or 400 `invalid_query` naming the parameter.
+pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let deserializer = serde_urlencoded::Deserializer::new(url_pairs(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = field_path(error.path());
+        let message = error.into_inner().to_string();
+        let mut answer = refusal(&path, &message, ErrorCode::InvalidQuery);
+        answer.code = ErrorCode::InvalidQuery;
+        answer.message = format!("invalid query parameters: {}", answer.message);
+        answer
+    })
+}
+
+fn url_pairs(query: &[u8]) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(query)
+}
+
+/// The path `serde_path_to_error` tracked, as the API names fields: `users[3].phone`, empty for
+/// the whole body.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut field = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => field.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !field.is_empty() {
+                    field.push('.');
+                }
+                field.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    field
+}
+
+/// serde's message, without serde_json's `at line 1 column 42`.
+fn without_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// The API error for serde's `message` about the value at `path`.
+fn refusal(path: &str, message: &str, whole_body: ErrorCode) -> ApiError {
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    if let Some(name) = quoted_after(message, "missing field `") {
+        return ApiError::invalid(join(name), format!("{name} is required"));
+    }
+    if let Some(name) = quoted_after(message, "unknown field `") {
+        // serde's path already ends at the unknown key.
+        let field = if path.ends_with(name) {
+            path.to_owned()
+        } else {
+            join(name)
+        };
+        let expected = message
+            .split_once(", expected ")
+            .map(|(_, expected)| format!("; expected {expected}"))
+            .unwrap_or_default();
+        return ApiError::new(
+            ErrorCode::UnknownField,
+            format!("unknown field {name:?}{expected}"),
+        )
+        .with_field(field);
+    }
+    if path.is_empty() {
+        return ApiError::new(
+            whole_body,
+            format!("the body must be a JSON object: {message}"),
+        );
+    }
+    ApiError::invalid(path, format!("{path}: {message}"))
+}
+
+fn quoted_after<'m>(message: &'m str, opening: &str) -> Option<&'m str> {
+    let rest = message.strip_prefix(opening)?;
+    rest.split_once('`').map(|(name, _)| name)
 }
 
 /// Middleware: a URL whose path or query decodes to U+0000 (`%00`) is answered 422 with `field`
@@ -90,7 +233,92 @@ fn nul_in_url(uri: &actix_web::http::Uri) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct User {
+        email: String,
+        consent: bool,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Bulk {
+        users: Vec<User>,
+    }
+
+    fn refused(json: &str) -> (ErrorCode, Option<String>) {
+        let error = parse_body::<Bulk>(json).unwrap_err();
+        (error.code, error.field)
+    }
+
+    #[test]
+    fn body_errors_name_the_value_at_fault() {
+        let ok = r#"{"email": "a@example.com", "consent": true}"#;
+        assert_eq!(
+            refused(&format!(
+                r#"{{"users": [{ok}, {{"email": "b@example.com"}}]}}"#
+            )),
+            (ErrorCode::ValidationFailed, Some("users[1].consent".into()))
+        );
+        assert_eq!(
+            refused(&format!(
+                r#"{{"users": [{ok}, {{"email": 1, "consent": true}}]}}"#
+            )),
+            (ErrorCode::ValidationFailed, Some("users[1].email".into()))
+        );
+        assert_eq!(
+            refused(&format!(
+                r#"{{"users": [{ok}, {ok}, {{"email": "c@example.com", "consent": true, "admin": true}}]}}"#
+            )),
+            (ErrorCode::UnknownField, Some("users[2].admin".into()))
+        );
+        assert_eq!(
+            refused(r#"{"users": {}}"#),
+            (ErrorCode::ValidationFailed, Some("users".into()))
+        );
+        assert_eq!(refused("[1]"), (ErrorCode::InvalidBody, None));
+        assert_eq!(
+            refused("{}"),
+            (ErrorCode::ValidationFailed, Some("users".into()))
+        );
+        assert_eq!(
+            refused(r#"{"users": [{"email": "a\u0000", "consent": true}]}"#),
+            (ErrorCode::ValidationFailed, Some("users[0].email".into()))
+        );
+        let message = parse_body::<Bulk>(r#"{"users": [{"email": 1, "consent": true}]}"#)
+            .unwrap_err()
+            .message;
+        assert!(!message.contains("line 1"), "{message}");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Page {
+        limit: Option<u32>,
+        cursor: Option<String>,
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        let error = parse_query::<Page>("limit=abc").unwrap_err();
+        assert_eq!(
+            (error.code, error.field.as_deref()),
+            (ErrorCode::InvalidQuery, Some("limit"))
+        );
+        let error = parse_query::<Page>("limit=5&sort=asc").unwrap_err();
+        assert_eq!(
+            (error.code, error.field.as_deref()),
+            (ErrorCode::InvalidQuery, Some("sort"))
+        );
+        assert_eq!(parse_query::<Page>("limit=5").unwrap().limit, Some(5));
+    }
 
     fn field(uri: &str) -> Option<String> {
         nul_in_url(&uri.parse().unwrap())

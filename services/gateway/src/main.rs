@@ -1,6 +1,7 @@
-//! The HTTP API of the system. Handlers validate requests, publish them to Kafka or read from
-//! PostgreSQL, and answer every error with one JSON shape (see `errors`). The OpenAPI document
-//! of every endpoint is served at `/api/v1/openapi.json`.
+//! The HTTP API of the system. Handlers take typed bodies (`json`), publish to Kafka or read
+//! from PostgreSQL, answer with typed bodies (`reply`), and every error in one JSON shape
+//! (`errors`). The OpenAPI document, generated from those types (`openapi`), is served at
+//! `/api/v1/openapi.json`.
 
 mod activity;
 mod campaigns;
@@ -11,6 +12,7 @@ mod hashing;
 mod json;
 mod openapi;
 mod registration;
+mod reply;
 
 use std::process::ExitCode;
 
@@ -19,6 +21,7 @@ use anyhow::Context as _;
 use repo::{ActivityLogs, PgUserRepository, Registrations, Waitlist};
 use service_runtime::CancellationToken;
 use service_runtime::snowflake_ids::SnowflakeIds;
+use utoipa_actix_web::AppExt as _;
 
 use crate::activity::ActivityApi;
 use crate::campaigns::WaitlistApi;
@@ -74,8 +77,14 @@ fn main() -> ExitCode {
         let stop_relay = CancellationToken::new();
         let relaying = tokio::spawn(relay.run(stop_relay.clone()));
         let max_body_bytes = config.max_body_bytes;
+        let document = web::Data::new(openapi::Document::build());
         let server = HttpServer::new(move || {
+            let document = document.clone();
             App::new()
+                .into_utoipa_app()
+                .configure(openapi::routes)
+                .into_app()
+                .configure(|config| document.method_not_allowed_routes(config))
                 .wrap(actix_web::middleware::from_fn(json::refuse_nul_in_url))
                 .app_data(
                     web::JsonConfig::default()
@@ -83,14 +92,10 @@ fn main() -> ExitCode {
                         .error_handler(errors::json_error),
                 )
                 .app_data(web::PathConfig::default().error_handler(errors::path_error))
-                .app_data(web::QueryConfig::default().error_handler(activity::query_error))
                 .app_data(registrations.clone())
                 .app_data(activity.clone())
                 .app_data(campaigns_api.clone())
-                .configure(registration::routes)
-                .configure(activity::routes)
-                .configure(campaigns::routes)
-                .route("/api/v1/openapi.json", web::get().to(openapi::document))
+                .app_data(document)
                 .default_service(web::to(errors::route_not_found))
         })
         .workers(config.http_workers)

@@ -7,23 +7,25 @@
 
 pub(crate) mod validation;
 
-use crate::json::Json;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{get, post, web};
 use chrono::Utc;
-use domain::{NewUser, RegistrationMessage};
+use domain::{NewUser, RegistrationMessage, RegistrationStatus};
 use events::{Delivery, OutgoingRecord, Producer};
 use repo::{PgUserRepository, Registrations, RepoError, UserRepository as _};
-use serde_json::{Value, json};
+use serde::Serialize;
 use service_runtime::snowflake_ids::IdGenerator;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use crate::errors::{ApiError, repo_error};
+use crate::errors::{ApiError, ErrorBody, ErrorCode};
 use crate::hashing::{HashError, PasswordHasher};
-use validation::{PasswordRules, RegistrationInput};
+use crate::json::Json;
+use crate::reply::Reply;
+use validation::{BulkRegistrationRequest, PasswordRules, RegistrationInput, RegistrationRequest};
 
 /// What the registration endpoints work with.
 #[derive(Debug, Clone)]
@@ -41,61 +43,165 @@ pub(crate) struct RegistrationApi {
     pub(crate) pending_window: Duration,
 }
 
-pub(crate) fn routes(config: &mut web::ServiceConfig) {
+pub(crate) fn routes(config: &mut ServiceConfig<'_>) {
     config
-        .route(
-            "/api/v1/auth/register-async",
-            web::post().to(register_async),
-        )
-        .route(
-            "/api/v1/auth/register-async-bulk",
-            web::post().to(register_async_bulk),
-        )
-        .route("/api/v1/auth/register-sync", web::post().to(register_sync))
-        .route(
-            "/api/v1/auth/registrations/{request_id}",
-            web::get().to(registration_status),
-        );
+        .service(register_async)
+        .service(register_async_bulk)
+        .service(register_sync)
+        .service(registration_status);
 }
 
+/// Where a queued request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RequestStatus {
+    /// Accepted, not yet written (or waiting for a retry).
+    Processing,
+    /// The user exists: `user_id` says who.
+    Completed,
+    /// Refused for good: `error` says why.
+    Failed,
+}
+
+impl From<RegistrationStatus> for RequestStatus {
+    fn from(status: RegistrationStatus) -> Self {
+        match status {
+            RegistrationStatus::Processing => Self::Processing,
+            RegistrationStatus::Completed => Self::Completed,
+            RegistrationStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+/// A registration queued for the registration-batcher.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"message": "registration request accepted", "request_id": "01935f4e-8a2b-7cc1-9d1e-2f3a4b5c6d7e", "status": "processing"}))]
+pub(crate) struct RegistrationAccepted {
+    pub(crate) message: &'static str,
+    /// Poll `/api/v1/auth/registrations/{request_id}` with it.
+    pub(crate) request_id: Uuid,
+    pub(crate) status: RequestStatus,
+}
+
+/// Registrations queued, in the order of `users`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BulkRegistrationAccepted {
+    pub(crate) message: &'static str,
+    pub(crate) count: usize,
+    /// One per user, in the order of the request.
+    pub(crate) request_ids: Vec<Uuid>,
+    pub(crate) status: RequestStatus,
+}
+
+/// A user created by `register-sync`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RegisteredUser {
+    /// The Snowflake ID, as a decimal string (it does not fit a JavaScript number).
+    #[schema(example = "7285873432158208001")]
+    pub(crate) user_id: String,
+    /// The canonical form of the address, as stored.
+    pub(crate) email: Option<String>,
+}
+
+/// Why a registration failed for good.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RegistrationFailure {
+    /// `already_registered`, `validation_failed`, `retries_exhausted`, …
+    pub(crate) code: String,
+    pub(crate) message: String,
+}
+
+/// Where a queued registration stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RegistrationStatusResponse {
+    pub(crate) request_id: Uuid,
+    pub(crate) status: RequestStatus,
+    /// Once `completed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) user_id: Option<String>,
+    /// Once `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<RegistrationFailure>,
+}
+
+/// Queue one registration.
+///
+/// The password is hashed here; the registration-batcher writes the user and records the
+/// outcome, which `GET /api/v1/auth/registrations/{request_id}` reads.
+#[utoipa::path(
+    tag = "registration",
+    operation_id = "registerAsync",
+    request_body = RegistrationRequest,
+    responses(
+        (status = 202, description = "Accepted; poll the status endpoint with `request_id`", body = RegistrationAccepted),
+        (status = 422, description = "A field is missing, wrong or unknown", body = ErrorBody),
+        (status = 503, description = "Too many hashes in progress (`busy`) or the broker is down (`queue_unavailable`); see `Retry-After`", body = ErrorBody),
+    )
+)]
+#[post("/api/v1/auth/register-async")]
 async fn register_async(
     api: web::Data<RegistrationApi>,
-    body: Json<Value>,
-) -> Result<HttpResponse, ApiError> {
-    let input = validation::registration(&body, api.password_rules, "")?;
+    body: Json<RegistrationRequest>,
+) -> Result<Reply<RegistrationAccepted>, ApiError> {
+    let input = body.into_inner().validate(api.password_rules, "")?;
     let request_ids = api.accept(vec![input]).await?;
-    Ok(HttpResponse::Accepted().json(json!({
-        "message": "registration request accepted",
-        "request_id": request_ids[0],
-        "status": "processing",
-    })))
+    Ok(Reply::accepted(RegistrationAccepted {
+        message: "registration request accepted",
+        request_id: request_ids[0],
+        status: RequestStatus::Processing,
+    }))
 }
 
+/// Queue up to `BULK_MAX_USERS` registrations, all or nothing.
+#[utoipa::path(
+    tag = "registration",
+    operation_id = "registerAsyncBulk",
+    request_body = BulkRegistrationRequest,
+    responses(
+        (status = 202, description = "All accepted", body = BulkRegistrationAccepted),
+        (status = 422, description = "A user is invalid (`users[i].field`) or there are too many (`bulk_too_large`)", body = ErrorBody),
+        (status = 503, description = "Overloaded or the broker is down; see `Retry-After`", body = ErrorBody),
+    )
+)]
+#[post("/api/v1/auth/register-async-bulk")]
 async fn register_async_bulk(
     api: web::Data<RegistrationApi>,
-    body: Json<Value>,
-) -> Result<HttpResponse, ApiError> {
-    let inputs = validation::bulk(&body, api.password_rules, api.bulk_max_users)?;
+    body: Json<BulkRegistrationRequest>,
+) -> Result<Reply<BulkRegistrationAccepted>, ApiError> {
+    let inputs = body
+        .into_inner()
+        .validate(api.password_rules, api.bulk_max_users)?;
     let request_ids = api.accept(inputs).await?;
-    Ok(HttpResponse::Accepted().json(json!({
-        "message": "registration requests accepted",
-        "count": request_ids.len(),
-        "request_ids": request_ids,
-        "status": "processing",
-    })))
+    Ok(Reply::accepted(BulkRegistrationAccepted {
+        message: "registration requests accepted",
+        count: request_ids.len(),
+        request_ids,
+        status: RequestStatus::Processing,
+    }))
 }
-
+/// Register one user now, without the queue.
+#[utoipa::path(
+    tag = "registration",
+    operation_id = "registerSync",
+    request_body = RegistrationRequest,
+    responses(
+        (status = 201, description = "The user exists", body = RegisteredUser),
+        (status = 409, description = "The email or phone is taken (`already_registered`)", body = ErrorBody),
+        (status = 422, description = "A field is missing, wrong or unknown", body = ErrorBody),
+        (status = 503, description = "Overloaded or the database is down; see `Retry-After`", body = ErrorBody),
+    )
+)]
+#[post("/api/v1/auth/register-sync")]
 async fn register_sync(
     api: web::Data<RegistrationApi>,
-    body: Json<Value>,
-) -> Result<HttpResponse, ApiError> {
-    let input = validation::registration(&body, api.password_rules, "")?;
+    body: Json<RegistrationRequest>,
+) -> Result<Reply<RegisteredUser>, ApiError> {
+    let input = body.into_inner().validate(api.password_rules, "")?;
     let hash = api.hash(vec![input.password.clone()]).await?.remove(0);
     let id = api.ids.generate().ok_or_else(|| {
-        ApiError::unavailable(
-            "database_unavailable",
+        ApiError::new(
+            ErrorCode::DatabaseUnavailable,
             "the database is unavailable; try again",
-            5,
         )
     })?;
     let new_user = NewUser {
@@ -110,53 +216,59 @@ async fn register_sync(
     let created = api
         .users
         .create_users(std::slice::from_ref(&new_user))
-        .await
-        .map_err(repo_error)?
+        .await?
         .remove(0);
     match created {
-        Ok(user) => Ok(HttpResponse::Created().json(json!({
-            "user_id": user.id.to_string(),
-            "email": user.email,
-        }))),
-        Err(RepoError::Conflict(reason)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_registered",
-            reason,
-        )),
-        Err(other) => Err(repo_error(other)),
+        Ok(user) => Ok(Reply::created(RegisteredUser {
+            user_id: user.id.to_string(),
+            email: user.email.map(|e| e.as_str().to_owned()),
+        })),
+        Err(RepoError::Conflict(reason)) => {
+            Err(ApiError::new(ErrorCode::AlreadyRegistered, reason))
+        }
+        Err(other) => Err(other.into()),
     }
 }
 
+/// Where a queued registration stands.
+#[utoipa::path(
+    tag = "registration",
+    operation_id = "registrationStatus",
+    params(("request_id" = Uuid, Path, description = "The `request_id` of the 202 answer")),
+    responses(
+        (status = 200, description = "`processing`, `completed` (with `user_id`) or `failed` (with `error`)", body = RegistrationStatusResponse),
+        (status = 404, description = "No such request (`registration_not_found`), or not a UUID (`not_found`)", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/auth/registrations/{request_id}")]
 async fn registration_status(
     api: web::Data<RegistrationApi>,
     request_id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Reply<RegistrationStatusResponse>, ApiError> {
     let request_id = request_id.into_inner();
-    let record = api
-        .registrations
-        .find(request_id)
-        .await
-        .map_err(repo_error)?;
-    let Some(record) = record else {
+    let Some(record) = api.registrations.find(request_id).await? else {
         if api.may_still_be_queued(request_id) {
-            return Ok(
-                HttpResponse::Ok().json(json!({"request_id": request_id, "status": "processing"}))
-            );
+            return Ok(Reply::ok(RegistrationStatusResponse {
+                request_id,
+                status: RequestStatus::Processing,
+                user_id: None,
+                error: None,
+            }));
         }
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "registration_not_found",
+            ErrorCode::RegistrationNotFound,
             format!("no registration request {request_id}"),
         ));
     };
-    let mut body = json!({"request_id": request_id, "status": record.status.as_str()});
-    if let Some(user_id) = record.user_id {
-        body["user_id"] = json!(user_id.to_string());
-    }
-    if let (Some(code), Some(message)) = (&record.error_code, &record.error_message) {
-        body["error"] = json!({"code": code, "message": message});
-    }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(Reply::ok(RegistrationStatusResponse {
+        request_id,
+        status: record.status.into(),
+        user_id: record.user_id.map(|id| id.to_string()),
+        error: record
+            .error_code
+            .zip(record.error_message)
+            .map(|(code, message)| RegistrationFailure { code, message }),
+    }))
 }
 
 impl RegistrationApi {
@@ -200,10 +312,9 @@ impl RegistrationApi {
                 of = messages.len(),
                 "registration requests could not be queued"
             );
-            return Err(ApiError::unavailable(
-                "queue_unavailable",
+            return Err(ApiError::new(
+                ErrorCode::QueueUnavailable,
                 "registrations cannot be queued right now; try again",
-                5,
             ));
         }
         metrics::counter!("gateway_registrations_accepted_total").increment(messages.len() as u64);
@@ -215,11 +326,11 @@ impl RegistrationApi {
             .hash_all(passwords)
             .await
             .map_err(|error| match error {
-                HashError::Busy => ApiError::unavailable(
-                    "busy",
+                HashError::Busy => ApiError::new(
+                    ErrorCode::Busy,
                     "too many registrations in progress; try again shortly",
-                    1,
-                ),
+                )
+                .retry_after(1),
                 HashError::Failed(reason) => ApiError::internal(reason),
             })
     }

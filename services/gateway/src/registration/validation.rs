@@ -1,11 +1,11 @@
-//! Registration bodies, checked field by field so that every refusal names its field. Parsed
-//! from a JSON value rather than derived, to say exactly which field is unknown, missing or of
-//! the wrong type.
+//! Registration bodies: their types (the shapes the OpenAPI document shows), and the checks
+//! beyond their types, each refusal naming its field.
 
 use domain::{Email, Phone};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use utoipa::ToSchema;
 
-use crate::errors::ApiError;
+use crate::errors::{ApiError, ErrorCode};
 
 /// Password length bounds, in characters (Argon2 takes any length; these keep it sane).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,163 +44,137 @@ impl std::fmt::Debug for RegistrationInput {
     }
 }
 
-const FIELDS: &[&str] = &["email", "phone", "password", "consent"];
+/// One registration, as posted: `email` or `phone` (or both), a password and the consent flag.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery", "consent": true}))]
+pub(crate) struct RegistrationRequest {
+    /// An email address; one of `email` and `phone` is required.
+    #[serde(default)]
+    #[schema(format = Email)]
+    pub(crate) email: Option<String>,
+    /// A phone number in E.164 form (`+14155550100`); one of `email` and `phone` is required.
+    #[serde(default)]
+    pub(crate) phone: Option<String>,
+    /// `PASSWORD_MIN_LENGTH` to `PASSWORD_MAX_LENGTH` characters (8 to 128 by default). Hashed
+    /// with Argon2id before it leaves the gateway; never stored or logged as sent.
+    #[schema(format = Password)]
+    pub(crate) password: String,
+    /// Whether the user agreed to the terms.
+    pub(crate) consent: bool,
+}
 
-/// One registration: `{email | phone, password, consent}`. `prefix` is prepended to field
-/// names (`users[3].`).
-pub(crate) fn registration(
-    body: &Value,
-    rules: PasswordRules,
-    prefix: &str,
-) -> Result<RegistrationInput, ApiError> {
-    let field = |name: &str| format!("{prefix}{name}");
-    let object = as_object(body, prefix.trim_end_matches('.'))?;
-    reject_unknown(object, FIELDS, prefix)?;
-    let email = optional_string(object, "email", prefix)?
-        .map(|email| {
-            Email::parse(email)
-                .map_err(|e| ApiError::invalid(field("email"), format!("email {}", e.reason)))
-        })
-        .transpose()?;
-    let phone = optional_string(object, "phone", prefix)?
-        .map(|phone| {
-            Phone::parse(phone)
-                .map_err(|e| ApiError::invalid(field("phone"), format!("phone {}", e.reason)))
-        })
-        .transpose()?;
-    if email.is_none() && phone.is_none() {
-        return Err(ApiError::invalid(
-            field("email"),
-            "one of email and phone is required",
-        ));
+impl std::fmt::Debug for RegistrationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrationRequest")
+            .field("email", &self.email)
+            .field("phone", &self.phone)
+            .field("password", &"<redacted>")
+            .field("consent", &self.consent)
+            .finish()
     }
-    let password = match object.get("password") {
-        Some(Value::String(password)) => password,
-        Some(_) => {
+}
+
+impl RegistrationRequest {
+    /// The checked input, or 422 naming the field (under `prefix`, such as `users[3].`).
+    pub(crate) fn validate(
+        self,
+        rules: PasswordRules,
+        prefix: &str,
+    ) -> Result<RegistrationInput, ApiError> {
+        let email = self
+            .email
+            .as_deref()
+            .map(Email::parse)
+            .transpose()
+            .map_err(|e| ApiError::from(e).within(prefix))?;
+        let phone = self
+            .phone
+            .as_deref()
+            .map(Phone::parse)
+            .transpose()
+            .map_err(|e| ApiError::from(e).within(prefix))?;
+        if email.is_none() && phone.is_none() {
+            return Err(
+                ApiError::invalid("email", "one of email and phone is required").within(prefix),
+            );
+        }
+        let length = self.password.chars().count();
+        if length < rules.min_length || length > rules.max_length {
             return Err(ApiError::invalid(
-                field("password"),
-                "password must be a string",
-            ));
+                "password",
+                format!(
+                    "password must be {} to {} characters long",
+                    rules.min_length, rules.max_length
+                ),
+            )
+            .within(prefix));
         }
-        None => return Err(ApiError::invalid(field("password"), "password is required")),
-    };
-    let length = password.chars().count();
-    if length < rules.min_length || length > rules.max_length {
-        return Err(ApiError::invalid(
-            field("password"),
-            format!(
-                "password must be {} to {} characters long",
-                rules.min_length, rules.max_length
-            ),
-        ));
+        Ok(RegistrationInput {
+            email,
+            phone,
+            password: self.password,
+            consent: self.consent,
+        })
     }
-    let consent = match object.get("consent") {
-        Some(Value::Bool(consent)) => *consent,
-        Some(_) => {
-            return Err(ApiError::invalid(
-                field("consent"),
-                "consent must be true or false",
-            ));
+}
+
+/// Up to `BULK_MAX_USERS` registrations in one request, all or nothing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BulkRegistrationRequest {
+    /// 1 to `BULK_MAX_USERS` (1000 by default) registrations.
+    pub(crate) users: Vec<RegistrationRequest>,
+}
+
+impl BulkRegistrationRequest {
+    /// Every registration checked; one invalid user refuses the request, naming
+    /// `users[i].field`.
+    pub(crate) fn validate(
+        self,
+        rules: PasswordRules,
+        max_users: usize,
+    ) -> Result<Vec<RegistrationInput>, ApiError> {
+        if self.users.is_empty() {
+            return Err(ApiError::invalid("users", "users must not be empty"));
         }
-        None => return Err(ApiError::invalid(field("consent"), "consent is required")),
-    };
-    Ok(RegistrationInput {
-        email,
-        phone,
-        password: password.clone(),
-        consent,
-    })
-}
-
-/// A bulk request: `{users: [...]}` with 1 to `max_users` registrations. All or nothing: one
-/// invalid user refuses the request, naming `users[i].field`.
-pub(crate) fn bulk(
-    body: &Value,
-    rules: PasswordRules,
-    max_users: usize,
-) -> Result<Vec<RegistrationInput>, ApiError> {
-    let object = as_object(body, "")?;
-    reject_unknown(object, &["users"], "")?;
-    let users = match object.get("users") {
-        Some(Value::Array(users)) => users,
-        Some(_) => return Err(ApiError::invalid("users", "users must be an array")),
-        None => return Err(ApiError::invalid("users", "users is required")),
-    };
-    if users.is_empty() {
-        return Err(ApiError::invalid("users", "users must not be empty"));
-    }
-    if users.len() > max_users {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "bulk_too_large",
-            format!("at most {max_users} users per request; got {}", users.len()),
-        )
-        .with_field("users"));
-    }
-    users
-        .iter()
-        .enumerate()
-        .map(|(index, user)| registration(user, rules, &format!("users[{index}].")))
-        .collect()
-}
-
-fn as_object<'v>(body: &'v Value, name: &str) -> Result<&'v Map<String, Value>, ApiError> {
-    body.as_object().ok_or_else(|| {
-        if name.is_empty() {
-            ApiError::bad_request("invalid_body", "the body must be a JSON object")
-        } else {
-            ApiError::invalid(name, format!("{name} must be an object"))
+        if self.users.len() > max_users {
+            return Err(ApiError::new(
+                ErrorCode::BulkTooLarge,
+                format!(
+                    "at most {max_users} users per request; got {}",
+                    self.users.len()
+                ),
+            )
+            .with_field("users"));
         }
-    })
-}
-
-fn reject_unknown(
-    object: &Map<String, Value>,
-    known: &[&str],
-    prefix: &str,
-) -> Result<(), ApiError> {
-    match object.keys().find(|key| !known.contains(&key.as_str())) {
-        Some(unknown) => Err(ApiError::new(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_field",
-            format!(
-                "unknown field {unknown:?}; expected one of {}",
-                known.join(", ")
-            ),
-        )
-        .with_field(format!("{prefix}{unknown}"))),
-        None => Ok(()),
-    }
-}
-
-fn optional_string<'v>(
-    object: &'v Map<String, Value>,
-    name: &str,
-    prefix: &str,
-) -> Result<Option<&'v str>, ApiError> {
-    match object.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(value)) => Ok(Some(value)),
-        Some(_) => Err(ApiError::invalid(
-            format!("{prefix}{name}"),
-            format!("{name} must be a string"),
-        )),
+        self.users
+            .into_iter()
+            .enumerate()
+            .map(|(index, user)| user.validate(rules, &format!("users[{index}].")))
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
+    use crate::json::parse_body;
 
     fn check(body: Value) -> Result<RegistrationInput, ApiError> {
-        registration(&body, PasswordRules::default(), "")
+        parse_body::<RegistrationRequest>(&body.to_string())?.validate(PasswordRules::default(), "")
     }
 
-    fn refusal(body: Value) -> (&'static str, Option<String>) {
+    fn refusal(body: Value) -> (ErrorCode, Option<String>) {
         let error = check(body).unwrap_err();
         (error.code, error.field)
+    }
+
+    fn bulk(body: Value, max: usize) -> Result<Vec<RegistrationInput>, ApiError> {
+        parse_body::<BulkRegistrationRequest>(&body.to_string())?
+            .validate(PasswordRules::default(), max)
     }
 
     #[test]
@@ -209,9 +183,10 @@ mod tests {
             check(json!({"email": "a@example.com", "password": "long enough", "consent": true}))
                 .unwrap();
         assert_eq!(input.email.unwrap().as_str(), "a@example.com");
-        let input =
-            check(json!({"phone": "+14155550100", "password": "long enough", "consent": false}))
-                .unwrap();
+        let input = check(
+            json!({"phone": "+14155550100", "email": null, "password": "long enough", "consent": false}),
+        )
+        .unwrap();
         assert!(!input.consent);
         assert!(
             !format!("{input:?}").contains("long enough"),
@@ -232,72 +207,50 @@ mod tests {
             body.as_object_mut().unwrap().remove(key);
             body
         };
-        let field = |name: &str| Some(name.to_owned());
-        assert_eq!(
-            refusal(with("email", json!("nope"))),
-            ("validation_failed", field("email"))
-        );
-        assert_eq!(
-            refusal(with("phone", json!("0123"))),
-            ("validation_failed", field("phone"))
-        );
-        assert_eq!(
-            refusal(without("email")),
-            ("validation_failed", field("email"))
-        );
+        let invalid = |name: &str| (ErrorCode::ValidationFailed, Some(name.to_owned()));
+        assert_eq!(refusal(with("email", json!("nope"))), invalid("email"));
+        assert_eq!(refusal(with("email", json!(7))), invalid("email"));
+        assert_eq!(refusal(with("phone", json!("0123"))), invalid("phone"));
+        assert_eq!(refusal(without("email")), invalid("email"));
         assert_eq!(
             refusal(with("password", json!("short"))),
-            ("validation_failed", field("password"))
+            invalid("password")
         );
         assert_eq!(
             refusal(with("password", json!("x".repeat(129)))),
-            ("validation_failed", field("password"))
+            invalid("password")
         );
-        assert_eq!(
-            refusal(without("password")),
-            ("validation_failed", field("password"))
-        );
+        assert_eq!(refusal(without("password")), invalid("password"));
         assert_eq!(
             refusal(with("password", json!(12345678))),
-            ("validation_failed", field("password"))
+            invalid("password")
         );
-        assert_eq!(
-            refusal(without("consent")),
-            ("validation_failed", field("consent"))
-        );
-        assert_eq!(
-            refusal(with("consent", json!("yes"))),
-            ("validation_failed", field("consent"))
-        );
+        assert_eq!(refusal(without("consent")), invalid("consent"));
+        assert_eq!(refusal(with("consent", json!("yes"))), invalid("consent"));
         assert_eq!(
             refusal(with("admin", json!(true))),
-            ("unknown_field", field("admin"))
+            (ErrorCode::UnknownField, Some("admin".to_owned()))
         );
-        assert_eq!(check(json!([1])).unwrap_err().code, "invalid_body");
+        assert_eq!(check(json!([1])).unwrap_err().code, ErrorCode::InvalidBody);
     }
 
     #[test]
     fn bulk_requests_are_bounded_and_name_the_bad_user() {
         let user = json!({"email": "a@example.com", "password": "long enough", "consent": true});
-        let rules = PasswordRules::default();
-        assert_eq!(
-            bulk(&json!({"users": [user, user]}), rules, 2)
-                .unwrap()
-                .len(),
-            2
-        );
-        let error = bulk(&json!({"users": [user, user, user]}), rules, 2).unwrap_err();
-        assert_eq!(error.code, "bulk_too_large");
-        let error = bulk(&json!({"users": []}), rules, 2).unwrap_err();
+        assert_eq!(bulk(json!({"users": [user, user]}), 2).unwrap().len(), 2);
+        let error = bulk(json!({"users": [user, user, user]}), 2).unwrap_err();
+        assert_eq!(error.code, ErrorCode::BulkTooLarge);
+        let error = bulk(json!({"users": []}), 2).unwrap_err();
         assert_eq!(error.field.as_deref(), Some("users"));
+        let error = bulk(json!({"users": [user, {"email": "b@example.com"}]}), 2).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("users[1].password"));
         let error = bulk(
-            &json!({"users": [user, {"email": "b@example.com"}]}),
-            rules,
+            json!({"users": [user, {"phone": "12", "password": "long enough", "consent": true}]}),
             2,
         )
         .unwrap_err();
-        assert_eq!(error.field.as_deref(), Some("users[1].password"));
-        let error = bulk(&json!({"users": [user], "extra": 1}), rules, 2).unwrap_err();
-        assert_eq!(error.code, "unknown_field");
+        assert_eq!(error.field.as_deref(), Some("users[1].phone"));
+        let error = bulk(json!({"users": [user], "extra": 1}), 2).unwrap_err();
+        assert_eq!(error.code, ErrorCode::UnknownField);
     }
 }

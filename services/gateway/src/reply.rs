@@ -1,0 +1,62 @@
+//! [`Reply`]: a handler's typed answer, its status and its JSON body of type `T`.
+
+use actix_web::body::BoxBody;
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, Responder};
+use serde::Serialize;
+
+/// A successful answer: a status, a `T` as the JSON body, and for most 201s the `Location` of
+/// what was created.
+#[derive(Debug)]
+pub(crate) struct Reply<T> {
+    status: StatusCode,
+    location: Option<String>,
+    body: T,
+}
+
+impl<T> Reply<T> {
+    /// 200 OK.
+    pub(crate) fn ok(body: T) -> Self {
+        Self {
+            status: StatusCode::OK,
+            location: None,
+            body,
+        }
+    }
+
+    /// 202 Accepted: queued, done later.
+    pub(crate) fn accepted(body: T) -> Self {
+        Self {
+            status: StatusCode::ACCEPTED,
+            location: None,
+            body,
+        }
+    }
+
+    /// 201 Created.
+    pub(crate) fn created(body: T) -> Self {
+        Self {
+            status: StatusCode::CREATED,
+            location: None,
+            body,
+        }
+    }
+
+    /// The same answer with the path of what was created in `Location`.
+    pub(crate) fn at(mut self, location: String) -> Self {
+        self.location = Some(location);
+        self
+    }
+}
+
+impl<T: Serialize> Responder for Reply<T> {
+    type Body = BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if let Some(location) = self.location {
+            response.insert_header((header::LOCATION, location));
+        }
+        response.json(self.body)
+    }
+}
