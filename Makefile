@@ -1,5 +1,5 @@
 # The two commands of the README are `make dev` and `make test`; CI runs `make test`.
-.PHONY: dev test stop lint stack fmt bench deploy-check
+.PHONY: dev test stop lint stack fmt bench deploy-check contract
 
 ## dev: start PostgreSQL, the broker, topics, migrations and all seven services (logs in .stack/logs)
 dev:
@@ -17,6 +17,10 @@ stop:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## contract: schemathesis against the running gateway's OpenAPI document (needs `make dev`)
+contract:
+	@deploy/local/contract.sh
 
 ## stack: only the local stack (PostgreSQL, broker, topics, migrations), for running tests by hand
 stack:

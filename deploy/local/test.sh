@@ -5,7 +5,8 @@
 #      deployment files (deploy/check.sh)
 #   3. the whole test suite (unit tests, and integration tests on the real servers), the
 #      broker-failure tests (three-node clusters of their own) last, with their counts shown
-#   4. a smoke run of `make dev` / `make stop`: all seven services ready, then a clean SIGTERM
+#   4. a smoke run of `make dev` / `make stop`: all seven services ready, the contract test
+#      (deploy/local/contract.sh: schemathesis against the running gateway), then a clean SIGTERM
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/services.sh"
@@ -46,10 +47,12 @@ say "broker failures on three-node Apache Kafka clusters"
 cargo test -p system-tests --test broker_failures -- --show-output
 
 if [ -n "$dev_was_running" ]; then
-    say "make dev is running: skipping the dev/stop smoke run"
+    say "make dev is running: skipping the dev/stop smoke run; contract test against it"
+    "$ROOT/deploy/local/contract.sh"
 else
-    say "smoke run: make dev, then make stop"
+    say "smoke run: make dev, the contract test against its gateway, then make stop"
     "$ROOT/deploy/local/dev.sh"
+    "$ROOT/deploy/local/contract.sh"
     "$ROOT/deploy/local/stop.sh" --keep-stack
 fi
 say "all checks passed"

@@ -49,6 +49,7 @@ fn activity_type_schema() -> ObjectBuilder {
 #[schema(example = json!({"userId": "user_42", "activityType": "login", "metadata": {"ipAddress": "203.0.113.7", "userAgent": "curl/8.5"}}))]
 pub(crate) struct ActivityEventRequest {
     /// 1 to 128 bytes; the topic's key, so one user's events stay in order.
+    #[schema(min_length = 1, max_length = 128)]
     user_id: String,
     #[schema(schema_with = activity_type_schema)]
     activity_type: String,
@@ -59,6 +60,7 @@ pub(crate) struct ActivityEventRequest {
     #[schema(value_type = Object)]
     metadata: Map<String, Value>,
     /// The idempotency key (1 to 128 bytes), generated when absent.
+    #[schema(min_length = 1, max_length = 128)]
     event_id: Option<String>,
     /// Defaults to `1.0`.
     version: Option<String>,

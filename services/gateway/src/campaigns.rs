@@ -81,6 +81,7 @@ fn delivery_schema() -> ObjectBuilder {
 #[schema(example = json!({"name": "Spring launch", "reward_tiers": [{"name": "Early access", "referral_threshold": 3, "delivery": "email"}], "milestones": [100, 1000], "notify_email": "team@example.com"}))]
 pub(crate) struct CampaignRequest {
     /// 1 to 200 characters, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     /// `active` by default; only active campaigns take signups.
     #[serde(default = "active")]
@@ -88,6 +89,7 @@ pub(crate) struct CampaignRequest {
     status: CampaignStatus,
     /// Places a verified referral moves the referrer up (1 by default).
     #[serde(default = "one")]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     points_per_referral: i32,
     #[serde(default)]
     reward_tiers: Vec<RewardTierRequest>,
@@ -111,7 +113,11 @@ fn one() -> i32 {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RewardTierRequest {
+    /// 1 to 200 characters, not only spaces, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
+    /// Verified referrals that earn it; tiers of a campaign have different thresholds.
+    #[schema(minimum = 1)]
     referral_threshold: i32,
     /// `email` (a notification to the participant) or `webhook` (a signed POST to
     /// `webhook_url`).
