@@ -5,6 +5,7 @@
 //! consumer's span continues the producer's trace.
 
 use chrono::{SecondsFormat, Utc};
+use opentelemetry::Context;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -85,6 +86,78 @@ pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
         TraceState::default(),
     );
     context.is_valid().then_some(context)
+}
+
+/// Makes `span` continue the W3C trace of `traceparent` when it is a valid one (otherwise the
+/// span starts a trace), then records the span's `trace_id` and `span_id` fields, which the
+/// caller declares `Empty`, so the log lines inside it carry them.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(remote) = traceparent.and_then(parse_traceparent) {
+        // Fails only when the span is disabled or already started: then it keeps its parent.
+        let _ = span.set_parent(Context::new().with_remote_span_context(remote));
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", tracing::field::display(span_context.trace_id()));
+        span.record("span_id", tracing::field::display(span_context.span_id()));
+    }
+}
+
+/// The span of one consumed message: named `<topic> process` (OpenTelemetry's messaging
+/// conventions), continuing the trace of its `traceparent` header, with the topic, partition,
+/// offset and group as attributes. Consumers run each message's handling inside it; batch
+/// handlers enter it to publish what follows from the message.
+pub fn message_span(group: &str, message: &rdkafka::message::OwnedMessage) -> tracing::Span {
+    use rdkafka::Message as _;
+    let span = tracing::info_span!(
+        "consume",
+        otel.name = format!("{} process", message.topic()),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = message.topic(),
+        messaging.destination.partition.id = message.partition(),
+        messaging.kafka.offset = message.offset(),
+        messaging.consumer.group.name = group,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    let traceparent = message
+        .headers()
+        .and_then(|headers| header_str(headers, TRACEPARENT));
+    continue_trace(&span, traceparent);
+    span
+}
+
+/// The span of one write of a batch of messages: continuing the trace of the first message
+/// that carries one, linked to the traces of the others (OpenTelemetry's way to show one
+/// operation serving several traces).
+pub fn batch_span(group: &str, messages: &[rdkafka::message::OwnedMessage]) -> tracing::Span {
+    use rdkafka::Message as _;
+    let topic = messages.first().map_or("", |m| m.topic());
+    let span = tracing::info_span!(
+        "consume batch",
+        otel.name = format!("{topic} process batch"),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = topic,
+        messaging.batch.message_count = messages.len(),
+        messaging.consumer.group.name = group,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    let mut traceparents = messages.iter().filter_map(|message| {
+        message
+            .headers()
+            .and_then(|headers| header_str(headers, TRACEPARENT))
+    });
+    continue_trace(&span, traceparents.next());
+    for remote in traceparents.filter_map(parse_traceparent) {
+        span.add_link(remote);
+    }
+    span
 }
 
 /// A header's value as text, if present and UTF-8.

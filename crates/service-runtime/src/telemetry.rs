@@ -1,6 +1,8 @@
-//! Logs and traces. Logs go to stdout, as text for people or as JSON for log collectors. When an
-//! OTLP endpoint is configured, spans are also exported to it over OTLP/HTTP, and the W3C trace
-//! context propagator is installed so `traceparent` headers link services' spans together.
+//! Logs and traces. Logs go to stdout, as text for people or as JSON for log collectors. Spans
+//! always get OpenTelemetry trace and span IDs, so `traceparent` headers (HTTP and Kafka) link
+//! services' work into one trace, and the request and message spans record `trace_id` and
+//! `span_id`, which every log line inside them carries (JSON: in its `spans` list). When an
+//! OTLP endpoint is configured, spans are also exported to it over OTLP/HTTP.
 
 use std::io::IsTerminal;
 use std::str::FromStr;
@@ -63,14 +65,10 @@ impl Telemetry {
     pub fn init(config: &TelemetryConfig) -> Result<Self, TelemetryError> {
         let filter = EnvFilter::try_new(&config.log_filter)
             .map_err(|e| TelemetryError::Filter(e.to_string()))?;
-        let tracer_provider = config
-            .otlp_endpoint
-            .as_deref()
-            .map(|endpoint| tracer_provider(endpoint, &config.service_name))
-            .transpose()?;
-        let otel_layer = tracer_provider.as_ref().map(|provider| {
-            tracing_opentelemetry::layer().with_tracer(provider.tracer(config.service_name.clone()))
-        });
+        let tracer_provider =
+            tracer_provider(config.otlp_endpoint.as_deref(), &config.service_name)?;
+        let otel_layer = tracing_opentelemetry::layer()
+            .with_tracer(tracer_provider.tracer(config.service_name.clone()));
         let json = config.log_format == LogFormat::Json;
         // Colours for people at a terminal, not for log files.
         let ansi = std::io::stdout().is_terminal();
@@ -81,12 +79,15 @@ impl Telemetry {
                     .json()
                     .flatten_event(true)
                     .with_current_span(false)
+                    .with_span_list(true)
             }))
             .with((!json).then(|| fmt::layer().with_ansi(ansi)))
             .with(otel_layer)
             .try_init()
             .map_err(|_| TelemetryError::AlreadyInstalled)?;
-        Ok(Self { tracer_provider })
+        Ok(Self {
+            tracer_provider: Some(tracer_provider),
+        })
     }
 
     /// Flushes and stops span export.
@@ -99,23 +100,25 @@ impl Telemetry {
     }
 }
 
+/// Spans get IDs always; they are exported only to a configured endpoint.
 fn tracer_provider(
-    endpoint: &str,
+    endpoint: Option<&str>,
     service_name: &str,
 ) -> Result<SdkTracerProvider, TelemetryError> {
-    let exporter = SpanExporter::builder()
-        .with_http()
-        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
-        .build()
-        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            Resource::builder()
-                .with_service_name(service_name.to_owned())
-                .build(),
-        )
-        .build();
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        Resource::builder()
+            .with_service_name(service_name.to_owned())
+            .build(),
+    );
+    if let Some(endpoint) = endpoint {
+        let exporter = SpanExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+            .build()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     Ok(provider)

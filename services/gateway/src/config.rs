@@ -22,6 +22,10 @@
 //! | `SIGNUP_IP_WINDOW` | `1h` | the window of that rule |
 //! | `TRUSTED_PROXIES` | empty | comma-separated networks (CIDR) or addresses of the reverse proxies in front of the gateway; from a peer among them the client IP is the right-most `X-Forwarded-For` entry not among them (see `client_ip`). Empty: the header is ignored |
 //! | `WEBHOOK_ALLOW_PRIVATE_NETWORKS` | `false` | accept reward webhook URLs whose host is a loopback, private or other non-public IP (local development; the reward-worker has the same setting) |
+//! | `API_EVENTS_TOPIC`, `ERROR_EVENTS_TOPIC` | `api-events`, `error-events` | where `api.request` and `api.error` events go |
+//! | `API_EVENTS_SAMPLE_RATE` | `1` | the share of requests published as `api.request` to `api-events`, 0 to 1 |
+//! | `API_ERROR_EVENTS_FOR_CLIENT_ERRORS` | `true` | also publish `api.error` for 4xx answers other than validation errors (5xx always) |
+//! | `API_EVENTS_BUFFER` | `10000` | API events waiting for the broker; more are dropped and counted |
 //! | `OUTBOX_BATCH` | `500` | outbox events relayed per round |
 //! | `OUTBOX_POLL_INTERVAL` | `500ms` | how often the relay looks for events written elsewhere |
 //! | `SNOWFLAKE_NODE_ID` | leased | user IDs of `register-sync` (see `service_runtime::snowflake_ids`) |
@@ -36,6 +40,7 @@ use waitlist::RelayConfig;
 
 use crate::client_ip::TrustedProxies;
 use crate::hashing::HashParams;
+use crate::observe::ApiEventsConfig;
 use crate::registration::validation::PasswordRules;
 
 #[derive(Debug, Clone)]
@@ -62,6 +67,7 @@ pub(crate) struct GatewayConfig {
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) allow_private_webhooks: bool,
     pub(crate) relay: RelayConfig,
+    pub(crate) api_events: ApiEventsConfig,
 }
 
 impl GatewayConfig {
@@ -117,7 +123,21 @@ impl GatewayConfig {
                 batch: env.parse("OUTBOX_BATCH", 500i64)?.max(1),
                 poll_interval: env.duration("OUTBOX_POLL_INTERVAL", Duration::from_millis(500))?,
             },
+            api_events: ApiEventsConfig {
+                requests_topic: env.string("API_EVENTS_TOPIC", "api-events"),
+                errors_topic: env.string("ERROR_EVENTS_TOPIC", "error-events"),
+                sample_rate: env.parse("API_EVENTS_SAMPLE_RATE", 1.0)?,
+                buffer: env.parse("API_EVENTS_BUFFER", 10_000usize)?.max(1),
+                client_errors: env.parse("API_ERROR_EVENTS_FOR_CLIENT_ERRORS", true)?,
+            },
         };
+        if !(0.0..=1.0).contains(&config.api_events.sample_rate) {
+            return Err(ConfigError::Invalid {
+                name: "API_EVENTS_SAMPLE_RATE".into(),
+                value: config.api_events.sample_rate.to_string(),
+                reason: "must be 0 to 1".into(),
+            });
+        }
         if let Some(value) = env.optional("TRUST_X_FORWARDED_FOR") {
             // The old switch believed the header's left-most entry, which the client writes.
             return Err(ConfigError::Invalid {

@@ -61,6 +61,14 @@ pub(crate) enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code as the API writes it (`validation_failed`).
+    pub(crate) fn as_str(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     /// The HTTP status this code is answered with.
     pub(crate) fn status(self) -> StatusCode {
         match self {
@@ -175,13 +183,16 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
         }
-        response.json(ErrorBody {
+        let mut response = response.json(ErrorBody {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message.clone(),
                 field: self.field.clone(),
             },
-        })
+        });
+        // For the request middleware's `api.error` events.
+        response.extensions_mut().insert(self.clone());
+        response
     }
 }
 

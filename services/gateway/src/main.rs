@@ -10,6 +10,7 @@ mod config;
 mod errors;
 mod hashing;
 mod json;
+mod observe;
 mod openapi;
 mod registration;
 mod reply;
@@ -76,7 +77,17 @@ fn main() -> ExitCode {
         });
         let stop_relay = CancellationToken::new();
         let relaying = tokio::spawn(relay.run(stop_relay.clone()));
+        let stop_api_events = CancellationToken::new();
+        let (observer, publishing_api_events) = observe::Observer::start(
+            ctx.producer.clone(),
+            ctx.name,
+            config.api_events.clone(),
+            config.trusted_proxies.clone(),
+            stop_api_events.clone(),
+        );
+        let observer = web::Data::new(observer);
         let max_body_bytes = config.max_body_bytes;
+
         let document = web::Data::new(openapi::Document::build());
         let server = HttpServer::new(move || {
             let document = document.clone();
@@ -86,6 +97,8 @@ fn main() -> ExitCode {
                 .into_app()
                 .configure(|config| document.method_not_allowed_routes(config))
                 .wrap(actix_web::middleware::from_fn(json::refuse_nul_in_url))
+                // Outermost: every answer, refusals of the inner middleware too, is observed.
+                .wrap(actix_web::middleware::from_fn(observe::observe))
                 .app_data(
                     web::JsonConfig::default()
                         .limit(max_body_bytes)
@@ -96,6 +109,7 @@ fn main() -> ExitCode {
                 .app_data(activity.clone())
                 .app_data(campaigns_api.clone())
                 .app_data(document)
+                .app_data(observer.clone())
                 .default_service(web::to(errors::route_not_found))
         })
         .workers(config.http_workers)
@@ -118,6 +132,11 @@ fn main() -> ExitCode {
             .await
             .context("API server task")?
             .context("API server")?;
+        // No request is left to observe: the publisher sends what is buffered and ends.
+        stop_api_events.cancel();
+        publishing_api_events
+            .await
+            .context("API event publisher task")?;
         // Requests are done: what they wrote to the outbox is relayed in this last round or by
         // another replica.
         stop_relay.cancel();

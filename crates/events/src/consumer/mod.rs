@@ -48,6 +48,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use batch::BatchClock;
 pub use batch::{BatchPolicy, FlushReason};
@@ -55,7 +56,7 @@ use context::{RuntimeContext, commit_list};
 use dead_letter::ValuePolicy;
 use offsets::{OffsetTracker, Partition};
 
-use crate::{Backoff, EventsError, KafkaConfig, Producer};
+use crate::{Backoff, EventsError, KafkaConfig, Producer, headers};
 
 /// Where a group starts reading.
 #[derive(Debug, Clone, PartialEq)]
@@ -825,6 +826,7 @@ impl Worker {
             let started = Instant::now();
             let outcome = std::panic::AssertUnwindSafe(handle(message))
                 .catch_unwind()
+                .instrument(headers::message_span(&self.group_id, message))
                 .await
                 .unwrap_or_else(|panic| {
                     Err(HandlerError::reject(
@@ -890,6 +892,7 @@ impl Worker {
                 let started = Instant::now();
                 let outcomes = std::panic::AssertUnwindSafe(handler.handle_batch(&group.messages))
                     .catch_unwind()
+                    .instrument(headers::batch_span(&self.group_id, &group.messages))
                     .await
                     .unwrap_or_else(|panic| {
                         let message = panic_message(&*panic);
