@@ -274,6 +274,17 @@ impl Producer {
         self.deliver(self.record_for(event)).await
     }
 
+    #[tracing::instrument(
+        name = "kafka.publish",
+        skip_all,
+        fields(
+            otel.name = %format_args!("{} publish", record.topic),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = %record.topic,
+        )
+    )]
     async fn deliver_with_retries(
         &self,
         record: &OutgoingRecord,

@@ -15,6 +15,7 @@ use events::rdkafka::message::OwnedHeaders;
 use events::{Event, EventBuilder, OutgoingRecord, Producer};
 use repo::{PendingRegistration, Refusal, RegistrationOutcome, Registrations, RepoError};
 use service_runtime::snowflake_ids::IdGenerator;
+use tracing::Instrument as _;
 
 /// The registration request a `user.registration` (or its DLQ's) record carries. Refused for
 /// the DLQ at once, with code `malformed_message`: a record with no value or one that is not a
@@ -114,6 +115,23 @@ impl RegistrationWriter {
         &self,
         messages: &[RegistrationMessage],
     ) -> Vec<Result<Written, WriteError>> {
+        self.write_traced(messages, &[]).await
+    }
+
+    /// As [`RegistrationWriter::write`], with each message's `user.registered` published
+    /// inside `spans[i]`, the span of the record it came in (see `events::headers::message_span`),
+    /// so the event's `traceparent` continues that request's trace rather than the batch's.
+    /// Messages without a span publish in the current one.
+    #[tracing::instrument(
+        name = "registration.write",
+        skip_all,
+        fields(otel.kind = "internal", registrations = messages.len())
+    )]
+    pub async fn write_traced(
+        &self,
+        messages: &[RegistrationMessage],
+        spans: &[tracing::Span],
+    ) -> Vec<Result<Written, WriteError>> {
         let started = Instant::now();
         let mut results: Vec<Option<Result<Written, WriteError>>> = vec![None; messages.len()];
         let mut pending = Vec::new();
@@ -196,11 +214,15 @@ impl RegistrationWriter {
                     to_publish.iter().map(|(_, event)| event.clone()).collect();
                 // Only an acknowledgement of the user events topic counts: a request whose event
                 // is not there is retried (the user exists; the retry only publishes).
-                let deliveries = futures::future::join_all(
-                    events
-                        .iter()
-                        .map(|event| self.producer.deliver_event(event)),
-                )
+                let deliveries = futures::future::join_all(events.iter().zip(&to_publish).map(
+                    |(event, (index, _))| {
+                        let span = spans
+                            .get(*index)
+                            .cloned()
+                            .unwrap_or_else(tracing::Span::current);
+                        self.producer.deliver_event(event).instrument(span)
+                    },
+                ))
                 .await;
                 for ((index, _), delivery) in to_publish.into_iter().zip(deliveries) {
                     if let Err(error) = delivery {

@@ -131,6 +131,7 @@ impl ActivityLogs {
 
     /// Creates the daily partitions of `[from, from + days)` that do not exist yet; how many
     /// it created.
+    #[tracing::instrument(name = "db.ensure_partitions", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn ensure_partitions(&self, from: NaiveDate, days: u32) -> RepoResult<u32> {
         self.partition_function(
             "SELECT activity_logs_create_partitions($1, $2) AS n",
@@ -141,6 +142,7 @@ impl ActivityLogs {
     }
 
     /// Drops the daily partitions of days before `day`; how many it dropped.
+    #[tracing::instrument(name = "db.drop_partitions_before", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn drop_partitions_before(&self, day: NaiveDate) -> RepoResult<u32> {
         self.partition_function("SELECT activity_logs_drop_partitions($1) AS n", day, None)
             .await
@@ -174,6 +176,7 @@ impl ActivityLogs {
     ///
     /// # Errors
     /// As the database answers; the statement is all or nothing.
+    #[tracing::instrument(name = "db.insert_batch", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn insert_batch(&self, events: &[ActivityEvent]) -> RepoResult<Vec<ActivityEvent>> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -224,6 +227,7 @@ impl ActivityLogs {
     }
 
     /// Failed logins from `ip` since `since` (the analytics rule on repeated failures).
+    #[tracing::instrument(name = "db.failed_logins_from_ip", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn failed_logins_from_ip(&self, ip: &str, since: DateTime<Utc>) -> RepoResult<i64> {
         let mut conn = self.database.connection().await?;
         let count: Count = diesel::sql_query(
@@ -239,6 +243,7 @@ impl ActivityLogs {
 
     /// Distinct IPs `user_id` logged in from since `since`, not counting the events `except`
     /// (the analytics rule on logins from many IPs).
+    #[tracing::instrument(name = "db.login_ips_of_user", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn login_ips_of_user(
         &self,
         user_id: &str,
@@ -263,6 +268,7 @@ impl ActivityLogs {
     /// outside the years 1 to 9999 (PostgreSQL cannot compare with times before 4713 BC) are
     /// taken as what they mean: a `from` before year 1 or a `to` after 9999 bounds nothing; a
     /// `from` after 9999 or a `to` before year 1 leaves nothing.
+    #[tracing::instrument(name = "db.list", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn list(&self, query: &ActivityQuery) -> RepoResult<ActivityPage> {
         if query.limit == 0 {
             return Err(RepoError::InvalidInput("limit must be at least 1".into()));

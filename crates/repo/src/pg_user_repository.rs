@@ -42,6 +42,7 @@ fn only(updated: u64, user_id: UserId) -> RepoResult<()> {
 
 #[async_trait]
 impl UserRepository for PgUserRepository {
+    #[tracing::instrument(name = "db.create_users", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", users = new_users.len()))]
     async fn create_users(&self, new_users: &[NewUser]) -> RepoResult<Vec<RepoResult<User>>> {
         users::insert_users(&mut *self.conn().await?, new_users).await
     }

@@ -118,6 +118,7 @@ impl Registrations {
     /// ID that appears twice gets the outcome of its first appearance. `Err` means nothing was
     /// written: `Unavailable` when the database is unreachable, `Transient` for a lock or
     /// statement timeout worth another try.
+    #[tracing::instrument(name = "db.register", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn register(
         &self,
         requests: &[PendingRegistration],
@@ -147,6 +148,7 @@ impl Registrations {
 
     /// Records requests that failed for good before reaching the database (invalid data, out of
     /// retries). A request that already has a final outcome keeps it.
+    #[tracing::instrument(name = "db.record_failures", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn record_failures(&self, refusals: &[Refusal]) -> RepoResult<()> {
         if refusals.is_empty() {
             return Ok(());
@@ -184,6 +186,7 @@ impl Registrations {
 
     /// Notes that a try failed for a transient reason and the request waits for a retry: it
     /// stays `processing`, with the reason and the number of retries so far.
+    #[tracing::instrument(name = "db.record_retry", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn record_retry(
         &self,
         request_id: Uuid,
@@ -209,6 +212,7 @@ impl Registrations {
     }
 
     /// The stored outcome of a request, if it has one yet.
+    #[tracing::instrument(name = "db.find", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn find(&self, request_id: Uuid) -> RepoResult<Option<RegistrationRecord>> {
         let mut conn = self.database.connection().await?;
         registration_requests::table

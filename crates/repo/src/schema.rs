@@ -181,6 +181,7 @@ diesel::table! {
         message_key -> Text,
         payload -> Jsonb,
         created_at -> Timestamptz,
+        traceparent -> Nullable<Text>,
     }
 }
 

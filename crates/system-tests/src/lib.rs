@@ -2,10 +2,12 @@
 
 mod activity;
 mod kafka_cluster;
+mod otlp;
 mod waitlist;
 
 pub use activity::{ActivityStack, activity};
 pub use kafka_cluster::{ClusterSpec, KafkaCluster};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use waitlist::{SmtpSink, WaitlistStack, WebhookCall, WebhookReceiver};
 
 use std::time::{Duration, Instant};

@@ -9,7 +9,10 @@ use events::rdkafka::consumer::{Consumer as _, StreamConsumer};
 use events::rdkafka::message::OwnedMessage;
 use events::testing::{TestTopic, read_from_start, test_kafka_config, unique_name};
 use serde_json::{Value, json};
-use system_tests::{ActivityStack, call, header, owned, start_gateway};
+use system_tests::{
+    ActivityStack, OtlpReceiver, ReceivedSpan, RegistrationStack, SmtpSink, WaitlistStack, call,
+    header, owned, start_gateway,
+};
 
 /// Records of `topic` from its start, until `enough` says so (a minute at most).
 async fn read_until(topic: &str, enough: impl Fn(&[OwnedMessage]) -> bool) -> Vec<OwnedMessage> {
@@ -239,4 +242,168 @@ async fn every_request_is_an_api_request_event_and_refusals_api_errors() {
             || metrics.contains("http_server_request_duration_seconds{"),
         "a latency histogram"
     );
+}
+
+/// The spans of one trace, `(service, name)`, once every service has flushed them.
+fn trace_of(spans: &[ReceivedSpan], trace_id: &str) -> Vec<(String, String)> {
+    let mut names: Vec<(String, String)> = spans
+        .iter()
+        .filter(|span| span.trace_id == trace_id)
+        .map(|span| (span.service.clone(), span.name.clone()))
+        .collect();
+    names.sort();
+    names
+}
+
+fn assert_in_trace(trace: &[(String, String)], service: &str, name: &str) {
+    assert!(
+        trace.iter().any(|(s, n)| s == service && n == name),
+        "no {service} span {name:?} in the trace: {trace:#?}"
+    );
+}
+
+/// The trace ID of a `traceparent` header value.
+fn trace_id_of(traceparent: &str) -> &str {
+    traceparent.split('-').nth(1).expect("a traceparent")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_trace_runs_from_a_registration_request_through_the_batcher_to_user_registered() {
+    let otlp = OtlpReceiver::start().await;
+    let stack = RegistrationStack::new().await;
+    let telemetry = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint()),
+        ("LOG_FORMAT", "json"),
+    ];
+    let (gateway, api) = stack.start_gateway(&telemetry).await;
+    let mut batcher_env = telemetry.to_vec();
+    batcher_env.push(("RUST_LOG", "info,registration_batcher=debug"));
+    let batcher = stack.start_batcher(&batcher_env).await;
+    let http = reqwest::Client::new();
+
+    // The caller's own trace, continued by everything that follows.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let (status, body) = call(
+        http.post(format!("{api}/api/v1/auth/register-async"))
+            .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+            .json(
+                &json!({"email": "traced@example.com", "password": "long enough", "consent": true}),
+            ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let queued = read_from_start(&stack.topic.name, 1).await;
+    let traceparent = header(&queued[0], "traceparent").expect("the queued request's traceparent");
+    assert_eq!(trace_id_of(traceparent), trace_id);
+    let registered = read_from_start(&stack.events_topic.name, 1).await;
+    let traceparent =
+        header(&registered[0], "traceparent").expect("user.registered carries a traceparent");
+    assert_eq!(
+        trace_id_of(traceparent),
+        trace_id,
+        "user.registered continues the request's trace"
+    );
+
+    // SIGTERM flushes the spans still buffered.
+    assert!(gateway.terminate().await.status.success());
+    let batcher = batcher.terminate().await;
+    assert!(batcher.status.success());
+    let batcher_logs = batcher.logs;
+    let spans = otlp.spans();
+    let trace = trace_of(&spans, trace_id);
+    let request = spans
+        .iter()
+        .find(|s| s.trace_id == trace_id && s.name == "POST /api/v1/auth/register-async")
+        .unwrap_or_else(|| panic!("no request span: {trace:#?}"));
+    assert_eq!(request.service, "gateway");
+    assert_eq!(
+        request.parent_span_id, caller_span,
+        "the caller's span is its parent"
+    );
+    assert_in_trace(&trace, "gateway", "password.hash");
+    assert_in_trace(&trace, "gateway", &format!("{} publish", stack.topic.name));
+    assert_in_trace(
+        &trace,
+        "registration-batcher",
+        &format!("{} process batch", stack.topic.name),
+    );
+    assert_in_trace(&trace, "registration-batcher", "registration.write");
+    assert_in_trace(&trace, "registration-batcher", "db.register");
+    assert_in_trace(
+        &trace,
+        "registration-batcher",
+        &format!("{} publish", stack.events_topic.name),
+    );
+    // The batcher's log lines inside the trace say so.
+    assert!(
+        batcher_logs
+            .lines()
+            .any(|line| line.contains("registration completed") && line.contains(trace_id)),
+        "no log line of the batcher carries the trace ID:\n{batcher_logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_trace_runs_from_a_waitlist_signup_through_the_outbox_to_the_email_sent() {
+    let otlp = OtlpReceiver::start().await;
+    let stack = WaitlistStack::new().await;
+    let smtp = SmtpSink::start().await;
+    let telemetry = [("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint())];
+    let (gateway, api) = stack.start_gateway(&telemetry).await;
+    let smtp_url = smtp.url();
+    let emailer = stack
+        .start_worker(
+            "email-worker",
+            "email-workers",
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint()),
+                ("SMTP_URL", &smtp_url),
+            ],
+        )
+        .await;
+    let http = reqwest::Client::new();
+    let (status, campaign) = call(
+        http.post(format!("{api}/api/v1/campaigns"))
+            .json(&json!({"name": "Traced launch"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{campaign}");
+    let campaign_id = campaign["id"].as_str().unwrap();
+
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let (status, body) = call(
+        http.post(format!("{api}/api/v1/campaigns/{campaign_id}/signups"))
+            .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+            .json(&json!({"email": "traced@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    system_tests::wait_until(
+        "the welcome and verification emails",
+        Duration::from_secs(60),
+        || emailer.logs(),
+        || async { smtp.messages().len() >= 2 },
+    )
+    .await;
+
+    assert!(gateway.terminate().await.status.success());
+    assert!(emailer.terminate().await.status.success());
+    let spans = otlp.spans();
+    let trace = trace_of(&spans, trace_id);
+    assert_in_trace(
+        &trace,
+        "gateway",
+        "POST /api/v1/campaigns/{campaign_id}/signups",
+    );
+    assert_in_trace(&trace, "gateway", "db.sign_up");
+    assert_in_trace(&trace, "gateway", "outbox.relay");
+    assert_in_trace(&trace, "gateway", &format!("{} publish", stack.topic.name));
+    assert_in_trace(
+        &trace,
+        "email-worker",
+        &format!("{} process", stack.topic.name),
+    );
+    assert_in_trace(&trace, "email-worker", "email.send");
 }

@@ -103,6 +103,7 @@ impl OutboxEncoder for DomainEventEncoder {
             topic: self.topic.clone(),
             key: event.partition_key(),
             payload: serde_json::to_value(&event).expect("events always serialize"),
+            traceparent: events::headers::current_traceparent(),
         }
     }
 }

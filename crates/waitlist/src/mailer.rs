@@ -131,6 +131,7 @@ impl Mailer {
         }
     }
 
+    #[tracing::instrument(name = "email.send", skip_all, fields(otel.kind = "client"))]
     pub async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
         let to: Mailbox = email
             .to

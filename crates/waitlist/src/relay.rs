@@ -15,6 +15,7 @@ use repo::Waitlist;
 use repo::waitlist::{OutboxRow, RelayOutcome};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RelayConfig {
@@ -105,8 +106,17 @@ impl OutboxRelay {
 async fn publish(producer: Producer, rows: Vec<OutboxRow>) -> Vec<i64> {
     let sends = rows.iter().map(|row| {
         let producer = producer.clone();
-        let record = record_for(row);
-        async move { producer.deliver(record).await }
+        // Each event goes out in the trace of the request that wrote it.
+        let span = tracing::info_span!(
+            "outbox.relay",
+            otel.kind = "internal",
+            outbox_id = row.id,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        headers::continue_trace(&span, row.traceparent.as_deref());
+        let record = span.in_scope(|| record_for(row));
+        async move { producer.deliver(record).await }.instrument(span)
     });
     let outcomes = futures::future::join_all(sends).await;
     let mut held_keys = std::collections::HashSet::new();

@@ -160,9 +160,11 @@ impl ActivityApi {
     async fn publish(&self, events: &[ActivityEvent]) -> Result<(), ApiError> {
         let sent_at = Utc::now().to_rfc3339();
         let sends = events.iter().map(|event| {
-            let headers = OwnedHeaders::new()
-                .insert(header("source", "api"))
-                .insert(header("timestamp", &sent_at));
+            let headers = events::headers::with_traceparent(
+                OwnedHeaders::new()
+                    .insert(header("source", "api"))
+                    .insert(header("timestamp", &sent_at)),
+            );
             self.producer.deliver(OutgoingRecord {
                 topic: self.topic.clone(),
                 partition: None,

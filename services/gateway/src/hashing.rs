@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 /// Argon2id cost parameters. The default is OWASP's first recommendation: 19 MiB, 2 passes, 1
 /// lane.
@@ -149,6 +150,7 @@ impl PasswordHasher {
             running.end();
             hash
         })
+        .instrument(tracing::info_span!("password.hash", otel.kind = "internal"))
         .await
         .map_err(|e| HashError::Failed(e.to_string()))??;
         metrics::histogram!("gateway_password_hash_seconds")

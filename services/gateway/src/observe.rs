@@ -182,13 +182,17 @@ pub(crate) async fn observe(
     let request_time = Utc::now();
     let method = request.method().to_string();
     let request_id = request_id(&request);
+    // The route template, not the path: bounded label values, no IDs in metrics or span names.
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!(
         "http.request",
-        otel.name = %method,
+        otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = %method,
-        http.route = tracing::field::Empty,
+        http.route = %route,
         http.response.status_code = tracing::field::Empty,
         url.path = %request.path(),
         request_id = %request_id,
@@ -225,14 +229,7 @@ pub(crate) async fn observe(
     let mut response = next.call(request).instrument(span.clone()).await?;
 
     let status = response.status();
-    // The route template, not the path: bounded label values, no IDs in metrics.
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
     let elapsed = started.elapsed();
-    span.record("otel.name", format!("{method} {route}"));
-    span.record("http.route", route.as_str());
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");

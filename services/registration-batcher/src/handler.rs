@@ -20,6 +20,8 @@ use registration::{RegistrationWriter, WriteError, Written};
 #[derive(Debug)]
 pub(crate) struct RegistrationBatches {
     pub(crate) writer: RegistrationWriter,
+    /// The consumer group, an attribute of the messages' spans.
+    pub(crate) group_id: String,
     pub(crate) transient_attempts: u32,
 }
 
@@ -42,7 +44,18 @@ impl BatchHandler for RegistrationBatches {
             .iter()
             .filter_map(|d| d.as_ref().ok().cloned())
             .collect();
-        let mut written = self.writer.write(&requests).await.into_iter();
+        // Each request's user.registered continues the trace of the request that queued it.
+        let spans: Vec<tracing::Span> = messages
+            .iter()
+            .zip(&decoded)
+            .filter(|(_, decoded)| decoded.is_ok())
+            .map(|(message, _)| events::headers::message_span(&self.group_id, message))
+            .collect();
+        let mut written = self
+            .writer
+            .write_traced(&requests, &spans)
+            .await
+            .into_iter();
         let mut outcomes = Vec::with_capacity(messages.len());
         let mut requests = requests.iter();
         for decoded in decoded {

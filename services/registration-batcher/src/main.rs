@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         ctx.watch_consumer(&consumer);
         let handler = RegistrationBatches {
             writer,
+            group_id: config.consumer.group_id.clone(),
             transient_attempts: config.transient_attempts,
         };
         ctx.mark_started();

@@ -60,6 +60,7 @@ const CAMPAIGN_COLUMNS: &str =
 impl Waitlist {
     /// Stores a validated campaign with its tiers and milestones. `webhook_secret` signs the
     /// campaign's reward webhooks.
+    #[tracing::instrument(name = "db.create_campaign", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn create_campaign(
         &self,
         id: Uuid,
@@ -114,6 +115,7 @@ impl Waitlist {
             .ok_or_else(|| RepoError::not_found("campaign", id))
     }
 
+    #[tracing::instrument(name = "db.campaign", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn campaign(&self, id: Uuid) -> RepoResult<Option<Campaign>> {
         let mut conn = self.database.connection().await?;
         let rows: Vec<CampaignRow> = sql_query(format!(
@@ -127,6 +129,7 @@ impl Waitlist {
 
     /// A campaign's participant count; `None` when there is no such campaign. For reads that
     /// need no more of the campaign than that (the leaderboard).
+    #[tracing::instrument(name = "db.participant_count", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn participant_count(&self, id: Uuid) -> RepoResult<Option<i64>> {
         #[derive(QueryableByName)]
         struct Count {
@@ -144,6 +147,7 @@ impl Waitlist {
     }
 
     /// The newest campaigns first, `limit` of them.
+    #[tracing::instrument(name = "db.campaigns", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn campaigns(&self, limit: i64) -> RepoResult<Vec<Campaign>> {
         let mut conn = self.database.connection().await?;
         let rows: Vec<CampaignRow> = sql_query(format!(

@@ -69,6 +69,7 @@ impl Waitlist {
     /// Claims an email before sending it. A `sending` row left by a try that died is claimed
     /// again, so an email is sent once, or twice only when a process dies between sending it and
     /// recording it.
+    #[tracing::instrument(name = "db.claim_email", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn claim_email(
         &self,
         event_id: Uuid,
@@ -94,6 +95,7 @@ impl Waitlist {
         })
     }
 
+    #[tracing::instrument(name = "db.mark_email_sent", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn mark_email_sent(
         &self,
         event_id: Uuid,
@@ -114,6 +116,7 @@ impl Waitlist {
     }
 
     /// A reward and its delivery state; `None` when there is no such reward.
+    #[tracing::instrument(name = "db.reward_delivery", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn reward_delivery(
         &self,
         user_reward_id: Uuid,
@@ -139,6 +142,7 @@ impl Waitlist {
 
     /// Counts a delivery attempt about to be made; returns the attempts so far, this one
     /// included (an attempt that died half-way counts too).
+    #[tracing::instrument(name = "db.start_reward_attempt", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn start_reward_attempt(&self, user_reward_id: Uuid) -> RepoResult<i32> {
         let mut conn = self.database.connection().await?;
         let attempts: Attempts = sql_query(
@@ -151,6 +155,7 @@ impl Waitlist {
         Ok(attempts.attempts)
     }
 
+    #[tracing::instrument(name = "db.mark_reward_delivered", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn mark_reward_delivered(&self, user_reward_id: Uuid) -> RepoResult<()> {
         let mut conn = self.database.connection().await?;
         sql_query(
@@ -165,6 +170,7 @@ impl Waitlist {
     }
 
     /// Records why an attempt failed; `give_up` marks the delivery `failed` for good.
+    #[tracing::instrument(name = "db.record_reward_failure", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn record_reward_failure(
         &self,
         user_reward_id: Uuid,

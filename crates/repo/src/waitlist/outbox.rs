@@ -19,12 +19,14 @@ use crate::{RepoError, RepoResult};
 pub(crate) const RELAY_LOCK_KEYS: &str =
     "hashtext('waitlist outbox relay'), hashtext(current_schema())";
 
-/// An event to publish: the topic, the partition key and the JSON.
+/// An event to publish: the topic, the partition key, the JSON, and the W3C `traceparent` of
+/// the work that caused it (the relayed record continues that trace).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxMessage {
     pub topic: String,
     pub key: String,
     pub payload: serde_json::Value,
+    pub traceparent: Option<String>,
 }
 
 /// A stored outbox row.
@@ -38,6 +40,8 @@ pub struct OutboxRow {
     pub key: String,
     #[diesel(sql_type = Jsonb)]
     pub payload: serde_json::Value,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub traceparent: Option<String>,
 }
 
 /// What one relay round did.
@@ -65,13 +69,17 @@ pub(super) async fn insert_outbox(
     }
     let messages: Vec<OutboxMessage> = events.iter().map(|e| encoder.encode(e)).collect();
     sql_query(
-        "INSERT INTO outbox_events (topic, message_key, payload)
-         SELECT t, k, p FROM unnest($1::text[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS m(t, k, p, n)
+        "INSERT INTO outbox_events (topic, message_key, payload, traceparent)
+         SELECT t, k, p, tp
+         FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[]) WITH ORDINALITY AS m(t, k, p, tp, n)
          ORDER BY n",
     )
     .bind::<Array<Text>, _>(messages.iter().map(|m| m.topic.clone()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(messages.iter().map(|m| m.key.clone()).collect::<Vec<_>>())
-    .bind::<Array<Jsonb>, _>(messages.into_iter().map(|m| m.payload).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(messages.iter().map(|m| m.payload.clone()).collect::<Vec<_>>())
+    .bind::<Array<diesel::sql_types::Nullable<Text>>, _>(
+        messages.into_iter().map(|m| m.traceparent).collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await?;
     Ok(())
@@ -97,7 +105,7 @@ impl Waitlist {
                 return Ok(RelayOutcome::Busy);
             }
             let rows: Vec<OutboxRow> = sql_query(
-                "SELECT id, topic, message_key, payload FROM outbox_events ORDER BY id LIMIT $1",
+                "SELECT id, topic, message_key, payload, traceparent FROM outbox_events ORDER BY id LIMIT $1",
             )
             .bind::<BigInt, _>(limit)
             .load(conn)

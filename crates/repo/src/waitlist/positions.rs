@@ -65,6 +65,7 @@ impl Waitlist {
     /// this verification already, and nothing is done. The total is read before the ranking
     /// statement, so a verification committed in between is ranked but not yet recorded, and
     /// only costs one more recalculation later, never a missed one.
+    #[tracing::instrument(name = "db.recalculate_positions", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn recalculate_positions(&self, campaign_id: Uuid) -> RepoResult<Recalculation> {
         let mut conn = self.database.connection().await?;
         conn.transaction::<_, RepoError, _>(async |conn| {

@@ -142,6 +142,7 @@ impl Waitlist {
     /// Signs `signup.email` up: the next original position, a fresh referral code, the referral
     /// (checked by the fraud rules) when a code was given, the milestones the count crosses, and
     /// their events, in one transaction.
+    #[tracing::instrument(name = "db.sign_up", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn sign_up(
         &self,
         signup: &NewSignup,
@@ -157,6 +158,7 @@ impl Waitlist {
     /// Verifies a participant's email: marks them verified, counts their referral (unless it was
     /// flagged), awards the tiers the referrer's count reaches, with their events, in one
     /// transaction. `Err(NotFound)` when the participant is not in the campaign.
+    #[tracing::instrument(name = "db.verify", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn verify(
         &self,
         campaign_id: Uuid,
@@ -171,6 +173,7 @@ impl Waitlist {
     }
 
     /// A participant with the rewards they earned; `None` when not in the campaign.
+    #[tracing::instrument(name = "db.participant", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn participant(
         &self,
         campaign_id: Uuid,
@@ -212,6 +215,7 @@ impl Waitlist {
     }
 
     /// The first `limit` participants by position.
+    #[tracing::instrument(name = "db.leaderboard", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn leaderboard(
         &self,
         campaign_id: Uuid,
@@ -239,6 +243,7 @@ impl Waitlist {
 
     /// Where a participant stands right now by the formula, whether or not the position-worker
     /// has caught up (the email worker tells referrers this).
+    #[tracing::instrument(name = "db.current_position", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn current_position(
         &self,
         campaign_id: Uuid,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use actix_web::{get, post, web};
 use chrono::Utc;
 use domain::{NewUser, RegistrationMessage, RegistrationStatus};
+use events::rdkafka::message::OwnedHeaders;
 use events::{Delivery, OutgoingRecord, Producer};
 use repo::{PgUserRepository, Registrations, RepoError, UserRepository as _};
 use serde::Serialize;
@@ -298,7 +299,8 @@ impl RegistrationApi {
                 partition: None,
                 key: Some(message.request_id.to_string().into_bytes()),
                 payload: serde_json::to_vec(message).expect("registration messages serialize"),
-                headers: Default::default(),
+                // The batcher's work continues this request's trace.
+                headers: events::headers::with_traceparent(OwnedHeaders::new()),
             })
         });
         let deliveries = futures::future::join_all(sends).await;
