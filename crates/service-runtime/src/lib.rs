@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod alerts;
 pub mod config;
 mod env;
 mod metrics_recorder;

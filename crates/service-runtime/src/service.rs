@@ -85,9 +85,32 @@ impl ServiceContext {
     }
 
     /// Has `/readyz` answer 503 `stalled`, with the reason, while `consumer` is not making
-    /// progress (see `events::ConsumerHealth`).
-    pub fn watch_consumer(&self, consumer: &EventConsumer) {
-        self.readiness.watch(consumer.health());
+    /// progress (see `events::ConsumerHealth`), and publishes seed 002's `system.alert` to
+    /// `SYSTEM_EVENTS_TOPIC` (`system-events`) when it stops making progress (`alert_type`
+    /// `dlq_limit_reached`, severity `critical`, or `consumer_stalled`, severity `error`) and
+    /// again, `resolved: true`, when it makes progress again. Checked every
+    /// `ALERT_CHECK_INTERVAL` (`5s`).
+    ///
+    /// # Errors
+    /// `SYSTEM_EVENTS_TOPIC` or `ALERT_CHECK_INTERVAL` that does not parse.
+    pub fn watch_consumer(&self, consumer: &EventConsumer) -> Result<(), ConfigError> {
+        let health = consumer.health();
+        self.readiness.watch(health.clone());
+        let topic = self.env.string("SYSTEM_EVENTS_TOPIC", "system-events");
+        let every = self
+            .env
+            .duration("ALERT_CHECK_INTERVAL", Duration::from_secs(5))?;
+        self.producer
+            .router()
+            .set_topic_mapping("system.alert", &topic);
+        tokio::spawn(crate::alerts::watch(
+            health,
+            self.producer.clone(),
+            self.name,
+            every,
+            self.shutdown.clone(),
+        ));
+        Ok(())
     }
 }
 

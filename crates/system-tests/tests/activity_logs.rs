@@ -316,11 +316,16 @@ async fn while_the_database_is_down_the_processor_holds_and_dead_letters_nothing
         service_runtime::testing::ChaosProxy::start("127.0.0.1:5432".parse().expect("address"))
             .await;
     let url = repo::testing::test_database_url().replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let alerts = events::testing::TestTopic::create("system-events", 1).await;
     let processor = stack
         .start_processor_with(&[
             ("DATABASE_URL", &url),
             ("DATABASE_CONNECT_TIMEOUT", "1s"),
             ("DATABASE_POOL_TIMEOUT", "1s"),
+            // Held this long, the consumer counts as stalled: an alert, then its resolution.
+            ("KAFKA_STALL_AFTER", "2s"),
+            ("SYSTEM_EVENTS_TOPIC", &alerts.name),
+            ("ALERT_CHECK_INTERVAL", "500ms"),
         ])
         .await;
     let before: Vec<Value> = (0..100)
@@ -351,6 +356,25 @@ async fn while_the_database_is_down_the_processor_holds_and_dead_letters_nothing
         events::testing::message_count(&stack.dlq),
         0,
         "an outage makes no dead letters"
+    );
+    // system-events heard that the consumer stalled, and that it recovered.
+    let raised_and_resolved: Vec<Value> = events::testing::read_from_start(&alerts.name, 2)
+        .await
+        .iter()
+        .map(|m| serde_json::from_slice(events::rdkafka::Message::payload(m).unwrap()).unwrap())
+        .collect();
+    let (raised, resolved) = (
+        &raised_and_resolved[0]["data"],
+        &raised_and_resolved[1]["data"],
+    );
+    assert_eq!(raised["alert_type"], "consumer_stalled", "{raised}");
+    assert_eq!(raised["severity"], "error");
+    assert_eq!(raised["resolved"], false);
+    assert_eq!(resolved["alert_type"], "consumer_stalled", "{resolved}");
+    assert_eq!(resolved["resolved"], true);
+    assert_eq!(
+        resolved["alert_id"], raised["alert_id"],
+        "one alert, raised then resolved"
     );
     let exited = processor.terminate().await;
     assert!(

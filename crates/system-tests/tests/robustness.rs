@@ -352,8 +352,13 @@ async fn a_record_too_large_for_its_dead_letter_is_trimmed_and_the_consumers_go_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_runaway_of_invalid_records_stops_the_processor_and_readyz_says_why() {
     let stack = ActivityStack::new().await;
+    let alerts = TestTopic::create("system-events", 1).await;
     let processor = stack
-        .start_processor_with(&[("KAFKA_DLQ_LIMIT_MIN_COUNT", "5")])
+        .start_processor_with(&[
+            ("KAFKA_DLQ_LIMIT_MIN_COUNT", "5"),
+            ("SYSTEM_EVENTS_TOPIC", &alerts.name),
+            ("ALERT_CHECK_INTERVAL", "500ms"),
+        ])
         .await;
     let invalid: Vec<Value> = (0..30)
         .map(|i| activity("u1", &format!("evt-{i}"), "teleport"))
@@ -390,6 +395,46 @@ async fn a_runaway_of_invalid_records_stops_the_processor_and_readyz_says_why() 
     assert!(
         message_count(&stack.dlq) < 30,
         "the topic did not move to the DLQ"
+    );
+    // Whoever watches system-events hears of it, in seed 002's shape.
+    let alert = read_from_start(&alerts.name, 1).await;
+    assert_eq!(header(&alert[0], "event_type"), Some("system.alert"));
+    let alert: Value = serde_json::from_slice(alert[0].payload().unwrap()).unwrap();
+    assert_eq!(alert["type"], "system.alert", "{alert}");
+    let data = &alert["data"];
+    let mut keys: Vec<&str> = data
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "alert_id",
+            "alert_time",
+            "alert_type",
+            "component",
+            "message",
+            "metadata",
+            "resolved",
+            "service",
+            "severity"
+        ],
+        "{data}"
+    );
+    assert_eq!(data["alert_type"], "dlq_limit_reached");
+    assert_eq!(data["severity"], "critical");
+    assert_eq!(data["service"], "activity-log-processor");
+    assert_eq!(data["component"], format!("consumer {}", stack.group));
+    assert_eq!(data["metadata"]["group_id"], stack.group.as_str());
+    assert_eq!(data["resolved"], false);
+    assert!(
+        data["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("dead-letter limit")),
+        "{data}"
     );
     let exited = processor.terminate().await;
     assert_eq!(exited.status.code(), Some(0), "{}", exited.logs);

@@ -65,7 +65,7 @@ pub async fn consume<H: Handler>(
     settings.worker_pool_size = config.consumer.worker_pool_size;
     settings.retry = retry;
     let consumer = EventConsumer::new(&ctx.config.kafka, settings, ctx.producer.clone())?;
-    ctx.watch_consumer(&consumer);
+    ctx.watch_consumer(&consumer)?;
     ctx.mark_started();
     Ok(consumer.run(handler, ctx.shutdown.clone()).await?)
 }

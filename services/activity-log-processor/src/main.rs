@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         };
         let consumer = EventConsumer::new(&ctx.config.kafka, settings, ctx.producer.clone())
             .context("joining the consumer group")?;
-        ctx.watch_consumer(&consumer);
+        ctx.watch_consumer(&consumer)?;
         let handler = ActivityBatches {
             logs: logs.clone(),
             retention,

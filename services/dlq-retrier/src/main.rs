@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         };
         let consumer = EventConsumer::new(&ctx.config.kafka, settings, ctx.producer.clone())
             .context("joining the consumer group")?;
-        ctx.watch_consumer(&consumer);
+        ctx.watch_consumer(&consumer)?;
         let handler = RetryHandler {
             writer,
             retry_delay: config.retry_delay,

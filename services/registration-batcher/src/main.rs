@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         };
         let consumer = EventConsumer::new(&ctx.config.kafka, settings, ctx.producer.clone())
             .context("joining the consumer group")?;
-        ctx.watch_consumer(&consumer);
+        ctx.watch_consumer(&consumer)?;
         let handler = RegistrationBatches {
             writer,
             group_id: config.consumer.group_id.clone(),

@@ -263,6 +263,12 @@ impl ConsumerHealth {
     pub fn group_id(&self) -> &str {
         &self.group_id
     }
+
+    /// Whether the problem of [`ConsumerHealth::problem`] is the dead-letter limit (the
+    /// consumer stopped on purpose) rather than a stall.
+    pub fn dlq_limit_reached(&self) -> bool {
+        self.guard.tripped().is_some()
+    }
 }
 
 /// Whether a failure may pass (retry), will repeat (reject), or says nothing about the message
