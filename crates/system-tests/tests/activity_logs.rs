@@ -358,7 +358,7 @@ async fn while_the_database_is_down_the_processor_holds_and_dead_letters_nothing
         "an outage makes no dead letters"
     );
     // system-events heard that the consumer stalled, and that it recovered.
-    let raised_and_resolved: Vec<Value> = events::testing::read_from_start(&alerts.name, 2)
+    let raised_and_resolved: Vec<Value> = read_from_start(&alerts.name, 2)
         .await
         .iter()
         .map(|m| serde_json::from_slice(events::rdkafka::Message::payload(m).unwrap()).unwrap())
