@@ -197,17 +197,22 @@ fn quoted_after<'m>(message: &'m str, opening: &str) -> Option<&'m str> {
 }
 
 /// Middleware: a URL whose path or query decodes to U+0000 (`%00`) is answered 422 with `field`
-/// naming the query parameter, or `path`, before routing.
+/// naming the query parameter, or `path`, before routing. (An answer, not an error: the
+/// middleware around it sees and records it like any other.)
 pub(crate) async fn refuse_nul_in_url(
     request: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
     if let Some(field) = nul_in_url(request.uri()) {
         let message =
             format!("{field} contains the character U+0000 (NUL), which cannot be stored");
-        return Err(ApiError::invalid(field, message).into());
+        let answer = actix_web::ResponseError::error_response(&ApiError::invalid(field, message));
+        return Ok(request.into_response(answer).map_into_right_body());
     }
-    next.call(request).await
+    Ok(next.call(request).await?.map_into_left_body())
 }
 
 fn holds_nul(text: &str) -> bool {
