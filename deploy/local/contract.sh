@@ -34,8 +34,10 @@ fi
 say "contract test: schemathesis against $GATEWAY_URL/api/v1/openapi.json"
 report=$(mktemp -d)
 trap 'rm -rf "$report"' EXIT
-# No proxy for the local gateway, whatever the environment says.
+# No proxy for the local gateway, whatever the environment says. Run from .stack/tools:
+# schemathesis keeps its cache (.schemathesis/) in the working directory.
 set +e
+cd "$TOOLS"
 NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost \
 "$VENV/bin/st" run "$GATEWAY_URL/api/v1/openapi.json" \
     --checks all \

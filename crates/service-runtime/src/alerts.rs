@@ -11,7 +11,10 @@ use events::{ConsumerHealth, EventBuilder, Producer};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Looks at `health` every `every` until `shutdown`, publishing an alert at each change.
+/// Looks at `health` every `every` until `shutdown`, publishing an alert at each change. An
+/// alert the broker did not take is tried again at the next look, so the raise is never lost
+/// (and a resolution never names an alert nobody saw); a stall that becomes the dead-letter
+/// limit resolves the first alert and raises the second.
 pub(crate) async fn watch(
     health: ConsumerHealth,
     producer: Producer,
@@ -20,7 +23,7 @@ pub(crate) async fn watch(
     shutdown: CancellationToken,
 ) {
     let builder = EventBuilder::new(service);
-    // The alert in force: its type and ID (the resolution repeats the ID).
+    // The alert in force, as published: its type and ID (the resolution repeats the ID).
     let mut open: Option<(&'static str, String)> = None;
     let mut tick = tokio::time::interval(every);
     loop {
@@ -28,42 +31,71 @@ pub(crate) async fn watch(
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let alert = match (health.problem(), &open) {
-            (Some(problem), None) => {
-                let (alert_type, severity) = if health.dlq_limit_reached() {
-                    ("dlq_limit_reached", "critical")
-                } else {
-                    ("consumer_stalled", "error")
-                };
-                let alert_id = Uuid::new_v4().to_string();
-                open = Some((alert_type, alert_id.clone()));
-                alert(
-                    alert_id, alert_type, severity, service, &health, problem, false,
-                )
+        let now = health.problem().map(|problem| {
+            if health.dlq_limit_reached() {
+                ("dlq_limit_reached", "critical", problem)
+            } else {
+                ("consumer_stalled", "error", problem)
             }
-            (None, Some((alert_type, alert_id))) => {
-                let resolved = alert(
-                    alert_id.clone(),
-                    alert_type,
-                    "info",
-                    service,
-                    &health,
-                    "the consumer makes progress again".to_owned(),
-                    true,
-                );
-                open = None;
-                resolved
+        });
+        // First the alert in force, if it no longer holds.
+        if let Some((alert_type, alert_id)) = &open
+            && now.as_ref().is_none_or(|(kind, ..)| kind != alert_type)
+        {
+            let resolved = alert(
+                alert_id.clone(),
+                alert_type,
+                "info",
+                service,
+                &health,
+                "the consumer makes progress again".to_owned(),
+                true,
+            );
+            if !publish(&producer, &builder, resolved, &health).await {
+                continue;
             }
-            _ => continue,
-        };
-        let event = builder.build(alert);
-        match producer.deliver_event(&event).await {
-            Ok(_) => tracing::warn!(
-                alert_id = %event.id,
+            open = None;
+        }
+        // Then the problem now, if it is new.
+        if let (Some((alert_type, severity, problem)), None) = (now, &open) {
+            let alert_id = Uuid::new_v4().to_string();
+            let raised = alert(
+                alert_id.clone(),
+                alert_type,
+                severity,
+                service,
+                &health,
+                problem,
+                false,
+            );
+            if publish(&producer, &builder, raised, &health).await {
+                open = Some((alert_type, alert_id));
+            }
+        }
+    }
+}
+
+/// Whether the broker took the alert.
+async fn publish(
+    producer: &Producer,
+    builder: &EventBuilder,
+    alert: SystemAlert,
+    health: &ConsumerHealth,
+) -> bool {
+    let resolved = alert.resolved;
+    let event = builder.build(alert);
+    match producer.deliver_event(&event).await {
+        Ok(_) => {
+            tracing::warn!(
                 group = health.group_id(),
+                resolved,
                 "system alert published"
-            ),
-            Err(error) => tracing::error!(%error, "system alert not published"),
+            );
+            true
+        }
+        Err(error) => {
+            tracing::error!(%error, "system alert not published; trying again");
+            false
         }
     }
 }

@@ -2,7 +2,12 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Seconds.
+const HTTP_DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -11,6 +16,13 @@ pub(crate) fn prometheus() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
+                // A histogram with buckets (not a summary), so latencies add up across
+                // replicas and routes; OpenTelemetry's advice for HTTP server durations.
+                .set_buckets_for_metric(
+                    Matcher::Full("http_server_request_duration_seconds".into()),
+                    &HTTP_DURATION_BUCKETS,
+                )
+                .expect("the buckets are not empty")
                 .install_recorder()
                 .expect("no other metrics recorder is installed")
         })

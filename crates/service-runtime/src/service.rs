@@ -100,6 +100,13 @@ impl ServiceContext {
         let every = self
             .env
             .duration("ALERT_CHECK_INTERVAL", Duration::from_secs(5))?;
+        if every.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "ALERT_CHECK_INTERVAL".into(),
+                value: "0".into(),
+                reason: "must be longer than zero".into(),
+            });
+        }
         self.producer
             .router()
             .set_topic_mapping("system.alert", &topic);

@@ -12,6 +12,8 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, fmt};
@@ -72,17 +74,21 @@ impl Telemetry {
         let json = config.log_format == LogFormat::Json;
         // Colours for people at a terminal, not for log files.
         let ansi = std::io::stdout().is_terminal();
+        let logs = if json {
+            fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(true)
+                .boxed()
+        } else {
+            fmt::layer().with_ansi(ansi).boxed()
+        };
+        // `RUST_LOG` chooses what is logged; spans for traces are kept at `info` whatever it
+        // says, so a quiet log level does not break the traces that cross services.
         tracing_subscriber::registry()
-            .with(filter)
-            .with(json.then(|| {
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(true)
-            }))
-            .with((!json).then(|| fmt::layer().with_ansi(ansi)))
-            .with(otel_layer)
+            .with(logs.with_filter(filter))
+            .with(otel_layer.with_filter(LevelFilter::INFO))
             .try_init()
             .map_err(|_| TelemetryError::AlreadyInstalled)?;
         Ok(Self {

@@ -238,10 +238,22 @@ async fn every_request_is_an_api_request_event_and_refusals_api_errors() {
         Some("1")
     );
     assert!(
-        metrics.contains("http_server_request_duration_seconds_bucket{")
-            || metrics.contains("http_server_request_duration_seconds{"),
-        "a latency histogram"
+        metrics.lines().any(|line| line
+            .starts_with("http_server_request_duration_seconds_bucket{")
+            && line.contains("route=\"/api/v1/activity-logs\"")
+            && line.contains("le=\"0.005\"")),
+        "a latency histogram with buckets, by route:\n{metrics}"
     );
+    // Methods outside the standard ones are one label value, not one each.
+    let (status, _) = call(http.request(
+        reqwest::Method::from_bytes(b"FOO1").unwrap(),
+        format!("{api}/api/v1/activity-logs"),
+    ))
+    .await;
+    assert_eq!(status, 405);
+    let (_, metrics) = gateway.get("/metrics").await;
+    assert!(!metrics.contains("FOO1"), "{metrics}");
+    assert!(metrics.contains("method=\"_OTHER\""), "{metrics}");
 }
 
 /// The spans of one trace, `(service, name)`, once every service has flushed them.
@@ -406,4 +418,63 @@ async fn one_trace_runs_from_a_waitlist_signup_through_the_outbox_to_the_email_s
         &format!("{} process", stack.topic.name),
     );
     assert_in_trace(&trace, "email-worker", "email.send");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_are_always_api_errors_and_the_rest_is_configurable() {
+    let stack = ActivityStack::new().await;
+    let requests = TestTopic::create("api-events", 1).await;
+    let errors = TestTopic::create("error-events", 1).await;
+    let proxy =
+        service_runtime::testing::ChaosProxy::start("127.0.0.1:5432".parse().expect("address"))
+            .await;
+    let url = repo::testing::test_database_url().replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let (_gateway, api) = start_gateway(owned(&[
+        ("DATABASE_URL", &url),
+        ("DATABASE_SCHEMA", stack.db.schema()),
+        ("DATABASE_CONNECT_TIMEOUT", "1s"),
+        ("DATABASE_POOL_TIMEOUT", "1s"),
+        ("API_EVENTS_TOPIC", &requests.name),
+        ("ERROR_EVENTS_TOPIC", &errors.name),
+        ("API_EVENTS_SAMPLE_RATE", "0"),
+        ("API_ERROR_EVENTS_FOR_CLIENT_ERRORS", "false"),
+    ]))
+    .await;
+    let http = reqwest::Client::new();
+    // A client error: no api.error when they are turned off.
+    let (status, _) = call(http.get(format!("{api}/api/v1/nothing-here"))).await;
+    assert_eq!(status, 404);
+    // The database is gone: 503, an api.error whatever the settings.
+    proxy.cut();
+    let answer = http
+        .get(format!("{api}/api/v1/users/u1/activity-logs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 503);
+    let request_id = answer.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    proxy.restore();
+
+    let error = json_of(&read_from_start(&errors.name, 1).await[0]);
+    let data = &error["data"];
+    assert_eq!(error["type"], "api.error", "{error}");
+    assert_eq!(data["request_id"], request_id.as_str(), "{error}");
+    assert_eq!(data["path"], "/api/v1/users/{userId}/activity-logs");
+    assert_eq!(data["status_code"], 503);
+    assert_eq!(data["error_type"], "server_error");
+    assert_eq!(data["error_code"], "database_unavailable");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        events::testing::message_count(&errors),
+        1,
+        "the 404 made no api.error"
+    );
+    assert_eq!(
+        events::testing::message_count(&requests),
+        0,
+        "a sample rate of 0 publishes no api.request"
+    );
 }

@@ -63,17 +63,26 @@ pub(crate) struct PasswordHasher {
 struct Running {
     now: AtomicUsize,
     peak: AtomicUsize,
+    /// Hashes started so far.
+    begun: AtomicUsize,
 }
 
 impl Running {
-    fn start(&self) {
+    /// Counts a hash as running until the guard is dropped (a panic included).
+    fn start(self: &Arc<Self>) -> RunningGuard {
+        self.begun.fetch_add(1, Ordering::SeqCst);
         let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         metrics::gauge!("gateway_password_hashes_running").set(now as f64);
+        RunningGuard(self.clone())
     }
+}
 
-    fn end(&self) {
-        let now = self.now.fetch_sub(1, Ordering::SeqCst) - 1;
+struct RunningGuard(Arc<Running>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        let now = self.0.now.fetch_sub(1, Ordering::SeqCst) - 1;
         metrics::gauge!("gateway_password_hashes_running").set(now as f64);
     }
 }
@@ -134,7 +143,7 @@ impl PasswordHasher {
         let hash = tokio::task::spawn_blocking(move || {
             // The permit lives as long as this task, not as the request that asked for it.
             let _worker = worker;
-            running.start();
+            let _running = running.start();
             // The worker permit means a buffer is free or may be made.
             let mut blocks = memory
                 .lock()
@@ -147,7 +156,6 @@ impl PasswordHasher {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(blocks);
-            running.end();
             hash
         })
         .instrument(tracing::info_span!("password.hash", otel.kind = "internal"))
@@ -284,11 +292,13 @@ mod tests {
         };
         let hasher = PasswordHasher::new(slow, 1, 100).unwrap();
         for _ in 0..4 {
+            let begun = hasher.running.begun.load(Ordering::SeqCst);
             let request = tokio::spawn({
                 let hasher = hasher.clone();
                 async move { hasher.hash_all(vec!["password1".into()]).await }
             });
-            while hasher.running.now.load(Ordering::SeqCst) == 0 {
+            // This request's own hash is under way (after the one cancelled before it).
+            while hasher.running.begun.load(Ordering::SeqCst) == begun {
                 tokio::task::yield_now().await;
             }
             // The client goes away while its hash runs.

@@ -16,6 +16,7 @@ mod registration;
 mod reply;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
@@ -84,6 +85,8 @@ fn main() -> ExitCode {
             config.api_events.clone(),
             config.trusted_proxies.clone(),
             stop_api_events.clone(),
+            // A share of the shutdown grace; what the broker has not taken by then is dropped.
+            Duration::from_secs(2),
         );
         let observer = web::Data::new(observer);
         let max_body_bytes = config.max_body_bytes;

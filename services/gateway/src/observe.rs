@@ -6,7 +6,8 @@
 //! - `X-Request-Id` on the answer: the caller's when it sent a sane one, otherwise a new UUID;
 //! - the metrics `http_server_requests_total` and `http_server_request_duration_seconds`, by
 //!   method, route template and status;
-//! - the business events `api.request` (every request, sampled by `API_EVENTS_SAMPLE_RATE`) to
+//! - the business events `api.request` (every request, sampled by `API_EVENTS_SAMPLE_RATE`;
+//!   `user_id` when the handler knows it, see [`KnownUser`]) to
 //!   `api-events`, and `api.error` (every 5xx, and every 4xx that is not a validation error
 //!   unless `API_ERROR_EVENTS_FOR_CLIENT_ERRORS=false`) to `error-events`.
 //!
@@ -14,7 +15,9 @@
 //! waits for the broker, and when the buffer is full or the broker refuses, the event is
 //! dropped and counted in `gateway_api_events_dropped_total{reason}`.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -36,6 +39,11 @@ use crate::errors::{ApiError, ErrorCode};
 /// `X-Request-Id`.
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The user a request was about, when a handler knows it: put in the response's extensions,
+/// it becomes the `user_id` of the request's `api.request` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KnownUser(pub(crate) String);
+
 /// Which requests become events.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ApiEventsConfig {
@@ -54,21 +62,26 @@ pub(crate) struct ApiEventsConfig {
 /// The middleware's state, shared by every HTTP worker.
 #[derive(Debug, Clone)]
 pub(crate) struct Observer {
-    events: mpsc::Sender<Event>,
+    /// Each event with the span of its request, which its publishing continues.
+    events: mpsc::Sender<(Event, tracing::Span)>,
+    /// Events dropped so far (also `gateway_api_events_dropped_total`).
+    dropped: Arc<AtomicU64>,
     builder: EventBuilder,
     config: ApiEventsConfig,
     trusted_proxies: TrustedProxies,
 }
 
 impl Observer {
-    /// The observer, and the task that publishes its events until `stop` is cancelled (then
-    /// it refuses new ones, publishes what is buffered and ends).
+    /// The observer, and the task that publishes its events until `stop` is cancelled; then
+    /// it refuses new ones and publishes what is buffered for at most `drain`, dropping (and
+    /// counting) what is left, so a broker that is down cannot hold up the shutdown.
     pub(crate) fn start(
         producer: Producer,
         service: &str,
         config: ApiEventsConfig,
         trusted_proxies: TrustedProxies,
         stop: CancellationToken,
+        drain: Duration,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         producer
             .router()
@@ -77,9 +90,11 @@ impl Observer {
             .router()
             .set_topic_mapping("api.error", &config.errors_topic);
         let (events, buffered) = mpsc::channel(config.buffer.max(1));
-        let publishing = tokio::spawn(publish(producer, buffered, stop));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let publishing = tokio::spawn(publish(producer, buffered, stop, drain, dropped.clone()));
         let observer = Self {
             events,
+            dropped,
             builder: EventBuilder::new(service),
             config,
             trusted_proxies,
@@ -87,13 +102,14 @@ impl Observer {
         (observer, publishing)
     }
 
-    fn emit(&self, event: Event) {
-        if let Err(error) = self.events.try_send(event) {
+    /// Hands `event` to the publisher without waiting; when the buffer is full it is dropped.
+    fn emit(&self, event: Event, request: &tracing::Span) {
+        if let Err(error) = self.events.try_send((event, request.clone())) {
             let reason = match error {
                 mpsc::error::TrySendError::Full(_) => "buffer_full",
                 mpsc::error::TrySendError::Closed(_) => "shutting_down",
             };
-            metrics::counter!("gateway_api_events_dropped_total", "reason" => reason).increment(1);
+            count_dropped(&self.dropped, reason, 1);
         }
     }
 
@@ -114,33 +130,85 @@ fn rand_unit() -> f64 {
     bits as f64 / (1u64 << 53) as f64
 }
 
-/// Publishes buffered events, up to 256 at once, until `stop`; then what is buffered.
-async fn publish(producer: Producer, mut buffered: mpsc::Receiver<Event>, stop: CancellationToken) {
+fn count_dropped(dropped: &AtomicU64, reason: &'static str, n: u64) {
+    dropped.fetch_add(n, Ordering::Relaxed);
+    metrics::counter!("gateway_api_events_dropped_total", "reason" => reason).increment(n);
+}
+
+/// Publishes buffered events, up to 256 at once, until `stop`; then what is buffered, for at
+/// most `drain`.
+async fn publish(
+    producer: Producer,
+    mut buffered: mpsc::Receiver<(Event, tracing::Span)>,
+    stop: CancellationToken,
+    drain: Duration,
+    dropped: Arc<AtomicU64>,
+) {
     const IN_FLIGHT: usize = 256;
     let mut sending = JoinSet::new();
+    let mut deadline = None;
     loop {
-        let event = tokio::select! {
-            event = buffered.recv() => event,
-            () = stop.cancelled(), if !buffered.is_closed() => {
-                // Refuse new events; `recv` hands out the buffered ones, then `None`.
-                buffered.close();
-                continue;
+        let timeout = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
             }
         };
-        let Some(event) = event else { break };
+        let event = tokio::select! {
+            event = buffered.recv() => event,
+            () = stop.cancelled(), if deadline.is_none() => {
+                // Refuse new events; `recv` hands out the buffered ones, then `None`.
+                buffered.close();
+                deadline = Some(tokio::time::Instant::now() + drain);
+                continue;
+            }
+            () = timeout => {
+                let left = buffered.len() + sending.len();
+                count_dropped(&dropped, "shutdown", left as u64);
+                sending.abort_all();
+                return;
+            }
+        };
+        let Some((event, request)) = event else { break };
         while sending.len() >= IN_FLIGHT {
-            sending.join_next().await;
+            let Some(deadline) = deadline else {
+                sending.join_next().await;
+                continue;
+            };
+            if tokio::time::timeout_at(deadline, sending.join_next())
+                .await
+                .is_err()
+            {
+                let left = 1 + buffered.len() + sending.len();
+                count_dropped(&dropped, "shutdown", left as u64);
+                sending.abort_all();
+                return;
+            }
         }
         let producer = producer.clone();
-        sending.spawn(async move {
-            if let Err(error) = producer.deliver_event(&event).await {
-                tracing::warn!(%error, event_type = event.event_type(), "API event not published");
-                metrics::counter!("gateway_api_events_dropped_total", "reason" => "not_delivered")
-                    .increment(1);
+        let dropped = dropped.clone();
+        sending.spawn(
+            async move {
+                if let Err(error) = producer.deliver_event(&event).await {
+                    // Counted, not logged one by one: the producer already warns of the outage.
+                    tracing::debug!(%error, event_type = event.event_type(), "API event not published");
+                    count_dropped(&dropped, "not_delivered", 1);
+                }
             }
-        });
+            // In the request's trace: the event's traceparent leads back to it.
+            .instrument(request),
+        );
     }
-    while sending.join_next().await.is_some() {}
+    let finishing = async { while sending.join_next().await.is_some() {} };
+    match deadline {
+        Some(deadline) => {
+            if tokio::time::timeout_at(deadline, finishing).await.is_err() {
+                count_dropped(&dropped, "shutdown", sending.len() as u64);
+                sending.abort_all();
+            }
+        }
+        None => finishing.await,
+    }
 }
 
 /// The caller's request ID when it is a sane one (1 to 64 of `A-Z a-z 0-9 - _ .`), otherwise a
@@ -157,6 +225,28 @@ fn request_id(request: &ServiceRequest) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         })
         .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned)
+}
+
+/// The method as a label: one of HTTP's own, or `_OTHER` (OpenTelemetry's convention), so
+/// clients cannot make a new time series per made-up method.
+fn method_label(method: &actix_web::http::Method) -> String {
+    use actix_web::http::Method;
+    let known = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    if known.contains(method) {
+        method.to_string()
+    } else {
+        "_OTHER".to_owned()
+    }
 }
 
 /// Error codes that say the request itself was malformed: not `api.error` material.
@@ -180,7 +270,7 @@ pub(crate) async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let request_time = Utc::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let request_id = request_id(&request);
     // The route template, not the path: bounded label values, no IDs in metrics or span names.
     let route = request
@@ -247,24 +337,31 @@ pub(crate) async fn observe(
     }
 
     if let Some(observer) = observer {
-        let _inside = span.enter();
         if observer.sampled() {
             let response_size = match response.response().body().size() {
                 BodySize::Sized(bytes) => bytes,
                 BodySize::None | BodySize::Stream => 0,
             };
-            observer.emit(observer.builder_for(&request_id).build(ApiRequest {
-                request_id: request_id.clone(),
-                user_id: None,
-                method: method.clone(),
-                path: route.clone(),
-                status_code: status.as_u16(),
-                duration: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-                ip_address: ip,
-                request_time,
-                response_size,
-                request_size,
-            }));
+            let user_id = response
+                .response()
+                .extensions()
+                .get::<KnownUser>()
+                .map(|user| user.0.clone());
+            observer.emit(
+                observer.builder_for(&request_id).build(ApiRequest {
+                    request_id: request_id.clone(),
+                    user_id,
+                    method: method.clone(),
+                    path: route.clone(),
+                    status_code: status.as_u16(),
+                    duration: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                    ip_address: ip,
+                    request_time,
+                    response_size,
+                    request_size,
+                }),
+                &span,
+            );
         }
         let error = response.response().extensions().get::<ApiError>().cloned();
         let reportable = status.is_server_error()
@@ -292,6 +389,7 @@ pub(crate) async fn observe(
                     error_code: code,
                     error_time: Utc::now(),
                 }),
+                &span,
             );
         }
     }
@@ -301,6 +399,59 @@ pub(crate) async fn observe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_buffer_drops_and_counts_and_never_waits() {
+        // A broker that is not there: publishing could only wait. Nothing may wait on it.
+        let kafka = events::KafkaConfig::new("127.0.0.1:1", "observe-test");
+        let producer = Producer::connect(&kafka).unwrap();
+        let stop = CancellationToken::new();
+        let config = ApiEventsConfig {
+            requests_topic: "api-events".into(),
+            errors_topic: "error-events".into(),
+            sample_rate: 1.0,
+            buffer: 10,
+            client_errors: true,
+        };
+        let (observer, publishing) = Observer::start(
+            producer,
+            "gateway",
+            config,
+            TrustedProxies::default(),
+            stop.clone(),
+            Duration::from_millis(200),
+        );
+        let started = Instant::now();
+        // No await between them: the publisher cannot take any off the buffer meanwhile.
+        for i in 0..100 {
+            let event = observer.builder_for(&format!("req-{i}")).build(ApiRequest {
+                request_id: format!("req-{i}"),
+                user_id: None,
+                method: "GET".into(),
+                path: "/x".into(),
+                status_code: 200,
+                duration: 1,
+                ip_address: None,
+                request_time: Utc::now(),
+                response_size: 0,
+                request_size: 0,
+            });
+            observer.emit(event, &tracing::Span::none());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "emitting never waits"
+        );
+        assert_eq!(
+            observer.dropped.load(Ordering::Relaxed),
+            90,
+            "ten fit the buffer"
+        );
+        // Shutdown gives the unreachable broker its drain time, then drops the rest.
+        stop.cancel();
+        publishing.await.unwrap();
+        assert_eq!(observer.dropped.load(Ordering::Relaxed), 100);
+    }
 
     #[test]
     fn sampling_keeps_about_the_rate() {

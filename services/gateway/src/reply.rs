@@ -5,12 +5,15 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, Responder};
 use serde::Serialize;
 
+use crate::observe::KnownUser;
+
 /// A successful answer: a status, a `T` as the JSON body, and for most 201s the `Location` of
 /// what was created.
 #[derive(Debug)]
 pub(crate) struct Reply<T> {
     status: StatusCode,
     location: Option<String>,
+    user: Option<String>,
     body: T,
 }
 
@@ -20,6 +23,7 @@ impl<T> Reply<T> {
         Self {
             status: StatusCode::OK,
             location: None,
+            user: None,
             body,
         }
     }
@@ -29,6 +33,7 @@ impl<T> Reply<T> {
         Self {
             status: StatusCode::ACCEPTED,
             location: None,
+            user: None,
             body,
         }
     }
@@ -38,8 +43,15 @@ impl<T> Reply<T> {
         Self {
             status: StatusCode::CREATED,
             location: None,
+            user: None,
             body,
         }
+    }
+
+    /// The same answer, about `user_id` (the `user_id` of the request's `api.request` event).
+    pub(crate) fn for_user(mut self, user_id: String) -> Self {
+        self.user = Some(user_id);
+        self
     }
 
     /// The same answer with the path of what was created in `Location`.
@@ -57,6 +69,10 @@ impl<T: Serialize> Responder for Reply<T> {
         if let Some(location) = self.location {
             response.insert_header((header::LOCATION, location));
         }
-        response.json(self.body)
+        let mut response = response.json(self.body);
+        if let Some(user_id) = self.user {
+            response.extensions_mut().insert(KnownUser(user_id));
+        }
+        response
     }
 }

@@ -223,7 +223,8 @@ async fn register_sync(
         Ok(user) => Ok(Reply::created(RegisteredUser {
             user_id: user.id.to_string(),
             email: user.email.map(|e| e.as_str().to_owned()),
-        })),
+        })
+        .for_user(user.id.to_string())),
         Err(RepoError::Conflict(reason)) => {
             Err(ApiError::new(ErrorCode::AlreadyRegistered, reason))
         }

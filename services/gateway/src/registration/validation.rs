@@ -55,7 +55,7 @@ pub(crate) struct RegistrationRequest {
     pub(crate) email: Option<String>,
     /// A phone number in E.164 form (`+14155550100`); one of `email` and `phone` is required.
     #[serde(default)]
-    #[schema(pattern = r"^\+[1-9][0-9]{1,14}$")]
+    #[schema(pattern = r"^\s*\+[1-9][0-9]{1,14}\s*$")]
     pub(crate) phone: Option<String>,
     /// `PASSWORD_MIN_LENGTH` to `PASSWORD_MAX_LENGTH` characters (8 to 128 by default). Hashed
     /// with Argon2id before it leaves the gateway; never stored or logged as sent.
