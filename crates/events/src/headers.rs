@@ -70,18 +70,28 @@ pub fn current_traceparent() -> Option<String> {
     })
 }
 
-/// The remote parent a consumer should continue, from a `traceparent` value.
+/// The remote parent a consumer should continue, from a `traceparent` value (W3C Trace
+/// Context, version `00`: lower-case hex, IDs not all zero). Only the `sampled` flag is kept,
+/// the one flag version `00` defines.
 pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
     let mut parts = value.trim().split('-');
     let (version, trace_id, span_id, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if version != "00" || parts.next().is_some() || trace_id.len() != 32 || span_id.len() != 16 {
+    let lower_hex = |part: &str, len: usize| {
+        part.len() == len && part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    if version != "00"
+        || parts.next().is_some()
+        || !lower_hex(trace_id, 32)
+        || !lower_hex(span_id, 16)
+        || !lower_hex(flags, 2)
+    {
         return None;
     }
     let context = SpanContext::new(
         TraceId::from_hex(trace_id).ok()?,
         SpanId::from_hex(span_id).ok()?,
-        TraceFlags::new(u8::from_str_radix(flags, 16).ok()?),
+        TraceFlags::new(u8::from_str_radix(flags, 16).ok()? & TraceFlags::SAMPLED.to_u8()),
         true,
         TraceState::default(),
     );
@@ -216,8 +226,17 @@ mod tests {
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-zz-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
         ] {
             assert!(parse_traceparent(bad).is_none(), "{bad}");
         }
+        let unknown_flags =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff").unwrap();
+        assert_eq!(
+            unknown_flags.trace_flags().to_u8(),
+            1,
+            "only the sampled flag is passed on"
+        );
     }
 }

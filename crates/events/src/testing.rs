@@ -24,6 +24,16 @@ pub fn test_kafka_config() -> KafkaConfig {
 /// The first `count` messages of `topic`, read from its start by a group of their own. Gives up
 /// after a minute without a message (a hang guard), naming how many arrived.
 pub async fn read_from_start(topic: &str, count: usize) -> Vec<OwnedMessage> {
+    read_until(topic, |messages| messages.len() >= count).await
+}
+
+/// The messages of `topic` from its start, read by a group of their own until `enough` says so
+/// of those read. Gives up after a minute without a message (a hang guard), naming how many
+/// arrived.
+pub async fn read_until(
+    topic: &str,
+    enough: impl Fn(&[OwnedMessage]) -> bool,
+) -> Vec<OwnedMessage> {
     let consumer: StreamConsumer = test_kafka_config()
         .client_config()
         .set("group.id", unique_name("reader"))
@@ -34,10 +44,14 @@ pub async fn read_from_start(topic: &str, count: usize) -> Vec<OwnedMessage> {
     consumer.subscribe(&[topic]).expect("subscribe");
     let mut stream = consumer.stream();
     let mut messages = Vec::new();
-    while messages.len() < count {
+    while !enough(&messages) {
         let next = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
-        let message = next
-            .unwrap_or_else(|_| panic!("only {} of {count} messages on {topic}", messages.len()));
+        let message = next.unwrap_or_else(|_| {
+            panic!(
+                "only {} messages on {topic}, and none for a minute",
+                messages.len()
+            )
+        });
         messages.push(
             message
                 .expect("a message")

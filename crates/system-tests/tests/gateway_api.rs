@@ -144,6 +144,27 @@ async fn bad_input_of_every_kind_gets_its_4xx_and_one_error_shape() {
     let answer = send(http.get(format!("{api}/api/v1/campaigns/{}/signups", Uuid::now_v7()))).await;
     assert_error(&answer, 405, "method_not_allowed", None);
 
+    // A HEAD is its GET without the body.
+    let head = http
+        .head(format!("{api}/api/v1/openapi.json"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(head.status(), 200);
+    assert!(head.bytes().await.unwrap().is_empty());
+    // A compressed body is refused, not read as if it were plain.
+    let answer = send(
+        http.post(&single)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body("{}"),
+    )
+    .await;
+    assert_error(&answer, 415, "unsupported_media_type", None);
+    // A query parameter given twice is named.
+    let answer = send(http.get(format!("{api}/api/v1/campaigns?limit=1&limit=2"))).await;
+    assert_error(&answer, 400, "invalid_query", Some("limit"));
+
     // Nothing invalid was queued.
     assert_eq!(events::testing::message_count(&stack.topic), 0);
 }

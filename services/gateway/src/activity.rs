@@ -62,7 +62,8 @@ pub(crate) struct ActivityEventRequest {
     /// The idempotency key (1 to 128 bytes), generated when absent.
     #[schema(min_length = 1, max_length = 128)]
     event_id: Option<String>,
-    /// Defaults to `1.0`.
+    /// The schema version of the event, 1 to 16 bytes; `1.0` by default.
+    #[schema(min_length = 1, max_length = 16)]
     version: Option<String>,
 }
 
@@ -71,6 +72,7 @@ pub(crate) struct ActivityEventRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ActivityBatchRequest {
     /// 1 to `ACTIVITY_BATCH_MAX` (100 by default) events.
+    #[schema(min_items = 1)]
     events: Vec<ActivityEventRequest>,
 }
 

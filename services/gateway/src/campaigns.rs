@@ -123,7 +123,8 @@ pub(crate) struct RewardTierRequest {
     /// `webhook_url`).
     #[schema(schema_with = delivery_schema)]
     delivery: String,
-    /// An `https` URL for `webhook` tiers, absent for `email` ones.
+    /// An `http` or `https` URL for `webhook` tiers (no user or password in it; a non-public
+    /// IP host only with `WEBHOOK_ALLOW_PRIVATE_NETWORKS`), absent for `email` ones.
     #[schema(format = "uri")]
     webhook_url: Option<String>,
 }
@@ -635,8 +636,8 @@ async fn sign_up(
     request_body = VerifyRequest,
     responses(
         (status = 200, description = "Verified (or had been)", body = VerificationResponse),
-        (status = 404, description = "No such campaign or participant", body = ErrorBody),
-        (status = 422, description = "Not a token of this campaign", body = ErrorBody),
+        (status = 404, description = "The token's participant is not in this campaign (`participant_not_found`)", body = ErrorBody),
+        (status = 422, description = "Not a token of this campaign (also for a campaign that does not exist: no token is of it)", body = ErrorBody),
         (status = 503, description = "The database is down; see `Retry-After`", body = ErrorBody),
     )
 )]

@@ -61,6 +61,34 @@ pub(crate) enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// What the code means, in words that hold for every request: for the `api.error` events,
+    /// which must not carry what the caller sent (IDs, paths, addresses).
+    pub(crate) fn summary(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "the body is not JSON",
+            Self::InvalidBody => "the body is not an object of the endpoint's kind",
+            Self::InvalidQuery => "a query parameter is unknown or does not parse",
+            Self::ValidationFailed => "a value is missing or wrong",
+            Self::UnknownField => "the body has a field the endpoint does not take",
+            Self::BulkTooLarge => "too many users in one bulk registration",
+            Self::BatchTooLarge => "too many events in one batch",
+            Self::PayloadTooLarge => "the body is too large",
+            Self::UnsupportedMediaType => "the body is not plain JSON",
+            Self::NotFound => "no such route or resource",
+            Self::MethodNotAllowed => "the route does not take this method",
+            Self::RegistrationNotFound => "no such registration request",
+            Self::CampaignNotFound => "no such campaign",
+            Self::ParticipantNotFound => "no such participant in the campaign",
+            Self::AlreadyRegistered => "the email or phone is already registered",
+            Self::AlreadySignedUp => "the email is already on the waitlist",
+            Self::CampaignNotActive => "the campaign does not take signups",
+            Self::Busy => "too many passwords are being hashed",
+            Self::QueueUnavailable => "the broker does not take the request",
+            Self::DatabaseUnavailable => "the database is unreachable or busy",
+            Self::InternalError => "an internal error",
+        }
+    }
+
     /// The code as the API writes it (`validation_failed`).
     pub(crate) fn as_str(self) -> String {
         serde_json::to_value(self)
@@ -264,6 +292,10 @@ pub(crate) fn json_error(
             ErrorCode::InvalidJson,
             format!("the body is not valid JSON: {inner}"),
         ),
+        E::Payload(_) => ApiError::new(
+            ErrorCode::InvalidBody,
+            "the body could not be read (cut short or badly chunked)",
+        ),
         other => ApiError::new(ErrorCode::InvalidBody, other.to_string()),
     };
     api_error.into()
@@ -274,7 +306,13 @@ pub(crate) fn path_error(
     error: actix_web::error::PathError,
     _: &actix_web::HttpRequest,
 ) -> actix_web::Error {
-    ApiError::new(ErrorCode::NotFound, format!("no such resource: {error}")).into()
+    // Not the library's own words ("Path deserialize error: …"): what it means to the caller.
+    let _ = error;
+    ApiError::new(
+        ErrorCode::NotFound,
+        "no such resource: a path segment is not an ID this API gives out",
+    )
+    .into()
 }
 
 #[cfg(test)]

@@ -45,9 +45,21 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
 
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        // Bodies are read as sent: a compressed one would be taken for JSON and refused oddly.
+        let encoded = request
+            .headers()
+            .get(actix_web::http::header::CONTENT_ENCODING)
+            .is_some_and(|encoding| !encoding.as_bytes().eq_ignore_ascii_case(b"identity"));
         // Syntax, size and content type first, as `web::Json` checks them; no value is built.
         let raw = web::Json::<Box<RawValue>>::from_request(request, payload);
         Box::pin(async move {
+            if encoded {
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "the body must not be compressed (no Content-Encoding but identity)",
+                )
+                .into());
+            }
             let raw = raw.await?.into_inner();
             Ok(Json(parse_body(raw.get())?))
         })
@@ -116,7 +128,7 @@ pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiErro
         let message = error.into_inner().to_string();
         let mut answer = refusal(&path, &message, ErrorCode::InvalidQuery);
         answer.code = ErrorCode::InvalidQuery;
-        answer.message = format!("invalid query parameters: {}", answer.message);
+        answer.retry_after = None;
         answer
     })
 }
@@ -165,6 +177,9 @@ fn refusal(path: &str, message: &str, whole_body: ErrorCode) -> ApiError {
     if let Some(name) = quoted_after(message, "missing field `") {
         return ApiError::invalid(join(name), format!("{name} is required"));
     }
+    if let Some(name) = quoted_after(message, "duplicate field `") {
+        return ApiError::invalid(join(name), format!("{name} is given more than once"));
+    }
     if let Some(name) = quoted_after(message, "unknown field `") {
         // serde's path already ends at the unknown key.
         let field = if path.ends_with(name) {
@@ -183,10 +198,12 @@ fn refusal(path: &str, message: &str, whole_body: ErrorCode) -> ApiError {
         .with_field(field);
     }
     if path.is_empty() {
-        return ApiError::new(
-            whole_body,
-            format!("the body must be a JSON object: {message}"),
-        );
+        let what = if whole_body == ErrorCode::InvalidBody {
+            "the body must be a JSON object"
+        } else {
+            "the query does not parse"
+        };
+        return ApiError::new(whole_body, format!("{what}: {message}"));
     }
     ApiError::invalid(path, format!("{path}: {message}"))
 }
@@ -289,6 +306,10 @@ mod tests {
         );
         assert_eq!(refused("[1]"), (ErrorCode::InvalidBody, None));
         assert_eq!(
+            refused(r#"{"users": [], "users": []}"#),
+            (ErrorCode::ValidationFailed, Some("users".into()))
+        );
+        assert_eq!(
             refused("{}"),
             (ErrorCode::ValidationFailed, Some("users".into()))
         );
@@ -323,6 +344,12 @@ mod tests {
             (ErrorCode::InvalidQuery, Some("sort"))
         );
         assert_eq!(parse_query::<Page>("limit=5").unwrap().limit, Some(5));
+        let error = parse_query::<Page>("limit=1&limit=2").unwrap_err();
+        assert_eq!(
+            (error.code, error.field.as_deref()),
+            (ErrorCode::InvalidQuery, Some("limit"))
+        );
+        assert!(!error.message.contains("body"), "{}", error.message);
     }
 
     fn field(uri: &str) -> Option<String> {

@@ -99,6 +99,7 @@ fn main() -> ExitCode {
                 .configure(openapi::routes)
                 .into_app()
                 .configure(|config| document.method_not_allowed_routes(config))
+                .wrap(actix_web::middleware::from_fn(reply::head_as_get))
                 .wrap(actix_web::middleware::from_fn(json::refuse_nul_in_url))
                 // Outermost: every answer, refusals of the inner middleware too, is observed.
                 .wrap(actix_web::middleware::from_fn(observe::observe))

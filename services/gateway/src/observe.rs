@@ -369,9 +369,11 @@ pub(crate) async fn observe(
                 && observer.config.client_errors
                 && !error.as_ref().is_some_and(|e| is_validation(e.code)));
         if reportable {
+            // The code's meaning, not the answer's message: that one repeats what the caller
+            // sent (paths, IDs, addresses), which has no place on a shared topic.
             let (code, message) = error.map_or_else(
                 || ("unknown".to_owned(), status.to_string()),
-                |e| (e.code.as_str().to_owned(), e.message),
+                |e| (e.code.as_str(), e.code.summary().to_owned()),
             );
             observer.emit(
                 observer.builder_for(&request_id).build(ApiErrorEvent {

@@ -63,15 +63,15 @@ impl Document {
                 paths
                     .iter()
                     .map(|(path, item)| {
-                        let methods = item
+                        let mut methods: Vec<String> = item
                             .as_object()
-                            .map(|item| {
-                                item.keys()
-                                    .map(|m| m.to_ascii_uppercase())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            })
+                            .map(|item| item.keys().map(|m| m.to_ascii_uppercase()).collect())
                             .unwrap_or_default();
+                        // Every GET is also a HEAD (`reply::head_as_get`).
+                        if methods.iter().any(|m| m == "GET") {
+                            methods.push("HEAD".to_owned());
+                        }
+                        let methods = methods.join(", ");
                         (path.clone(), methods)
                     })
                     .collect()
@@ -185,7 +185,7 @@ fn add_common_answers(document: &mut Value) {
             }
             responses.insert(
                 "default".into(),
-                error("Any other refusal, in the same shape (404 `not_found` for a malformed path, 405 `method_not_allowed`)"),
+                error("Any other refusal, in the same shape: 404 `not_found` for a malformed path, 405 `method_not_allowed` (with `Allow`) for a method the path does not take; a `HEAD` is answered as its `GET`, without the body"),
             );
         }
     }

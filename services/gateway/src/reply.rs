@@ -76,3 +76,16 @@ impl<T: Serialize> Responder for Reply<T> {
         response
     }
 }
+
+/// Middleware: a `HEAD` request is answered as the `GET` of the same resource would be, without
+/// the body (RFC 9110 section 9.3.2; the HTTP layer leaves the body of an answer to `HEAD` out
+/// and keeps its `Content-Length`).
+pub(crate) async fn head_as_get(
+    mut request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if request.method() == actix_web::http::Method::HEAD {
+        request.head_mut().method = actix_web::http::Method::GET;
+    }
+    next.call(request).await
+}

@@ -125,6 +125,7 @@ impl RegistrationRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct BulkRegistrationRequest {
     /// 1 to `BULK_MAX_USERS` (1000 by default) registrations.
+    #[schema(min_items = 1)]
     pub(crate) users: Vec<RegistrationRequest>,
 }
 
