@@ -1,4 +1,4 @@
-//! `system.alert` events (seed 002) about a consumer that stops making progress, published to
+//! `system.alert` events about a consumer that stops making progress, published to
 //! `system-events` for whoever watches the system: one when the problem starts, one with
 //! `resolved: true` when it ends.
 

@@ -85,7 +85,7 @@ impl ServiceContext {
     }
 
     /// Has `/readyz` answer 503 `stalled`, with the reason, while `consumer` is not making
-    /// progress (see `events::ConsumerHealth`), and publishes seed 002's `system.alert` to
+    /// progress (see `events::ConsumerHealth`), and publishes a `system.alert` event to
     /// `SYSTEM_EVENTS_TOPIC` (`system-events`) when it stops making progress (`alert_type`
     /// `dlq_limit_reached`, severity `critical`, or `consumer_stalled`, severity `error`) and
     /// again, `resolved: true`, when it makes progress again. Checked every

@@ -396,7 +396,7 @@ async fn a_runaway_of_invalid_records_stops_the_processor_and_readyz_says_why() 
         message_count(&stack.dlq) < 30,
         "the topic did not move to the DLQ"
     );
-    // Whoever watches system-events hears of it, in seed 002's shape.
+    // Whoever watches system-events hears of it, every field of the alert there.
     let alert = read_from_start(&alerts.name, 1).await;
     assert_eq!(header(&alert[0], "event_type"), Some("system.alert"));
     let alert: Value = serde_json::from_slice(alert[0].payload().unwrap()).unwrap();

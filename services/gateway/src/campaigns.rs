@@ -367,21 +367,6 @@ impl WaitlistApi {
             created_at: participant.created_at,
         }
     }
-
-    /// The client's address for the IP rule.
-    fn client_ip(&self, request: &HttpRequest) -> Option<String> {
-        let peer = request.peer_addr()?.ip();
-        let forwarded = request
-            .headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>();
-        Some(
-            self.trusted_proxies
-                .client_ip(peer, forwarded.into_iter())
-                .to_string(),
-        )
-    }
 }
 
 fn parse_id(text: &str, code: ErrorCode, what: &str) -> Result<Uuid, ApiError> {
@@ -612,7 +597,10 @@ async fn sign_up(
         campaign_id,
         email,
         referral_code,
-        ip: api.client_ip(&request),
+        ip: api
+            .trusted_proxies
+            .client_of(&request)
+            .map(|ip| ip.to_string()),
         rules: api.fraud,
     };
     let signed_up = api.waitlist.sign_up(&signup, &api.encoder).await?;

@@ -42,6 +42,18 @@ impl TrustedProxies {
         self.networks.iter().any(|network| network.contains(&ip))
     }
 
+    /// The address of the client that sent `request` (see [`TrustedProxies::client_ip`]);
+    /// `None` when the connection has no peer address (a test request).
+    pub(crate) fn client_of(&self, request: &actix_web::HttpRequest) -> Option<IpAddr> {
+        let peer = request.peer_addr()?.ip();
+        let forwarded = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>();
+        Some(self.client_ip(peer, forwarded.into_iter()))
+    }
+
     /// The client's address: the peer's, unless the peer is a trusted proxy; then the right-most
     /// `X-Forwarded-For` entry that is not a trusted proxy. An entry that is not an IP address
     /// ends the walk at the last address a trusted proxy vouched for, so a client cannot pick

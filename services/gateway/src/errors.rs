@@ -89,12 +89,12 @@ impl ErrorCode {
         }
     }
 
-    /// The code as the API writes it (`validation_failed`).
+    /// The code as the API writes it (`validation_failed`): its serde name.
     pub(crate) fn as_str(self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|value| value.as_str().map(str::to_owned))
-            .unwrap_or_default()
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => name,
+            _ => unreachable!("a unit variant serializes as its name"),
+        }
     }
 
     /// The HTTP status this code is answered with.

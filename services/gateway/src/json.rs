@@ -122,7 +122,8 @@ impl<T: DeserializeOwned> FromRequest for QueryParams<T> {
 
 /// `T` from a query string, or 400 `invalid_query` naming the parameter.
 pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    let deserializer = serde_urlencoded::Deserializer::new(url_pairs(query.as_bytes()));
+    let deserializer =
+        serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = field_path(error.path());
         let message = error.into_inner().to_string();
@@ -131,10 +132,6 @@ pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiErro
         answer.retry_after = None;
         answer
     })
-}
-
-fn url_pairs(query: &[u8]) -> form_urlencoded::Parse<'_> {
-    form_urlencoded::parse(query)
 }
 
 /// The path `serde_path_to_error` tracked, as the API names fields: `users[3].phone`, empty for

@@ -136,15 +136,14 @@ fn main() -> ExitCode {
             .await
             .context("API server task")?
             .context("API server")?;
-        // No request is left to observe: the publisher sends what is buffered and ends.
+        // Requests are done. Side by side: the API event publisher sends what is buffered and
+        // ends; what requests wrote to the outbox is relayed in a last round (or by another
+        // replica).
         stop_api_events.cancel();
-        publishing_api_events
-            .await
-            .context("API event publisher task")?;
-        // Requests are done: what they wrote to the outbox is relayed in this last round or by
-        // another replica.
         stop_relay.cancel();
-        relaying.await.context("outbox relay task")?;
+        let (published, relayed) = tokio::join!(publishing_api_events, relaying);
+        published.context("API event publisher task")?;
+        relayed.context("outbox relay task")?;
         ids.stop().await;
         anyhow::ensure!(
             !lease_lost.is_cancelled(),

@@ -296,18 +296,10 @@ pub(crate) async fn observe(
     events::headers::continue_trace(&span, traceparent);
     let observer = request.app_data::<web::Data<Observer>>().cloned();
     let ip = observer.as_ref().and_then(|observer| {
-        let peer = request.peer_addr()?.ip();
-        let forwarded = request
-            .headers()
-            .get_all(HeaderName::from_static("x-forwarded-for"))
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>();
-        Some(
-            observer
-                .trusted_proxies
-                .client_ip(peer, forwarded.into_iter())
-                .to_string(),
-        )
+        observer
+            .trusted_proxies
+            .client_of(request.request())
+            .map(|ip| ip.to_string())
     });
     let request_size = request
         .headers()
