@@ -161,6 +161,21 @@ async fn bad_input_of_every_kind_gets_its_4xx_and_one_error_shape() {
     )
     .await;
     assert_error(&answer, 415, "unsupported_media_type", None);
+    // So is one that hides its encoding behind an identity, or says it is not UTF-8.
+    for headers in [
+        vec![
+            ("content-type", "application/json"),
+            ("content-encoding", "identity"),
+            ("content-encoding", "gzip"),
+        ],
+        vec![("content-type", "application/json; charset=utf-16")],
+    ] {
+        let mut request = http.post(&single).body("{}");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        assert_error(&send(request).await, 415, "unsupported_media_type", None);
+    }
     // A query parameter given twice is named.
     let answer = send(http.get(format!("{api}/api/v1/campaigns?limit=1&limit=2"))).await;
     assert_error(&answer, 400, "invalid_query", Some("limit"));
@@ -328,4 +343,36 @@ async fn the_openapi_document_covers_every_endpoint() {
             "{served} is served but not documented"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_never_arrives_gets_408_and_frees_the_connection() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let stack = RegistrationStack::new().await;
+    let (_gateway, api) = stack.start_gateway(&[("BODY_READ_TIMEOUT", "1s")]).await;
+    let addr = api.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // 100 bytes announced, 4 sent, then nothing.
+    stream
+        .write_all(
+            format!(
+                "POST /api/v1/auth/register-async HTTP/1.1\r\nHost: {addr}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"em"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    // A hang guard, not a timing claim: the answer comes once the body times out.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the gateway answers and closes the connection")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
 }

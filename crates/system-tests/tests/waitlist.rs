@@ -733,6 +733,11 @@ async fn bad_requests_get_clear_errors() {
             "status",
         ),
         (
+            json!({"name": "x", "status": null}),
+            "validation_failed",
+            "status",
+        ),
+        (
             json!({"name": "x", "reward_tiers": [{"name": "t", "referral_threshold": "3", "delivery": "email"}]}),
             "validation_failed",
             "reward_tiers[0].referral_threshold",
@@ -1070,4 +1075,30 @@ async fn webhooks_to_internal_addresses_are_refused_and_recorded() {
         || async { message_count(&stack.dlq) == 2 },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_campaign_creations_is_answered_not_stuck_on_the_pool() {
+    let stack = WaitlistStack::new().await;
+    // A small pool: each creation must do with one connection, or a burst holds them all.
+    let (_gateway, api) = stack
+        .start_gateway(&[("DATABASE_POOL_SIZE", "3"), ("DATABASE_POOL_TIMEOUT", "3s")])
+        .await;
+    let http = reqwest::Client::new();
+    let creations = (0..20).map(|i| {
+        let request = http
+            .post(format!("{api}/api/v1/campaigns"))
+            .json(&json!({"name": format!("burst {i}")}));
+        call(request)
+    });
+    let answers = futures::future::join_all(creations).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 201, "{body}");
+    }
+    assert_eq!(
+        stack
+            .count("SELECT count(*) AS n FROM campaigns WHERE name LIKE 'burst %'")
+            .await,
+        20
+    );
 }

@@ -48,7 +48,8 @@ fn activity_type_schema() -> ObjectBuilder {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"userId": "user_42", "activityType": "login", "metadata": {"ipAddress": "203.0.113.7", "userAgent": "curl/8.5"}}))]
 pub(crate) struct ActivityEventRequest {
-    /// 1 to 128 bytes; the topic's key, so one user's events stay in order.
+    /// 1 to 128 bytes of UTF-8 (`maxLength` counts characters: fewer if they are not ASCII);
+    /// the topic's key, so one user's events stay in order.
     #[schema(min_length = 1, max_length = 128)]
     user_id: String,
     #[schema(schema_with = activity_type_schema)]

@@ -91,10 +91,14 @@ pub(crate) struct CampaignRequest {
     #[serde(default = "one")]
     #[schema(minimum = 0, maximum = 1_000_000)]
     points_per_referral: i32,
+    /// At most 20, with different thresholds.
     #[serde(default)]
+    #[schema(max_items = 20)]
     reward_tiers: Vec<RewardTierRequest>,
-    /// Participant counts at which `campaign.milestone_reached` is announced.
+    /// Participant counts (at least 1, all different, at most 50 of them) at which
+    /// `campaign.milestone_reached` is announced.
     #[serde(default)]
+    #[schema(max_items = 50)]
     milestones: Vec<i64>,
     /// Where milestone announcements go.
     #[schema(format = Email)]
@@ -125,7 +129,7 @@ pub(crate) struct RewardTierRequest {
     delivery: String,
     /// An `http` or `https` URL for `webhook` tiers (no user or password in it; a non-public
     /// IP host only with `WEBHOOK_ALLOW_PRIVATE_NETWORKS`), absent for `email` ones.
-    #[schema(format = "uri")]
+    #[schema(format = "uri", max_length = 2000)]
     webhook_url: Option<String>,
 }
 

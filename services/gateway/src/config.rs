@@ -5,6 +5,7 @@
 //! | `HTTP_ADDR` | `0.0.0.0:8080` | where the API listens |
 //! | `HTTP_WORKERS` | the number of cores | actix-web worker threads |
 //! | `MAX_BODY_BYTES` | `1048576` | largest request body |
+//! | `BODY_READ_TIMEOUT` | `10s` | how long a request body may take to arrive; slower is 408 |
 //! | `REGISTRATION_TOPIC` | `user.registration` | where async registrations are queued |
 //! | `REGISTRATION_PENDING_WINDOW` | `7d` | how long an accepted request without an outcome reads as `processing` (the topic's retention) |
 //! | `BULK_MAX_USERS` | `1000` | most users per bulk registration |
@@ -50,6 +51,7 @@ pub(crate) struct GatewayConfig {
     /// How long requests in flight may take once shutdown starts; under `SHUTDOWN_TIMEOUT`.
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_body_bytes: usize,
+    pub(crate) body_read_timeout: Duration,
     pub(crate) registration_topic: String,
     pub(crate) pending_window: Duration,
     pub(crate) bulk_max_users: usize,
@@ -87,6 +89,7 @@ impl GatewayConfig {
             http_workers: env.parse("HTTP_WORKERS", cores)?.max(1),
             shutdown_grace: Duration::from_secs(5),
             max_body_bytes: env.parse("MAX_BODY_BYTES", 1024 * 1024)?,
+            body_read_timeout: env.duration("BODY_READ_TIMEOUT", Duration::from_secs(10))?,
             registration_topic: env.string("REGISTRATION_TOPIC", "user.registration"),
             pending_window: env.duration(
                 "REGISTRATION_PENDING_WINDOW",

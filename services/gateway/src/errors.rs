@@ -34,6 +34,8 @@ pub(crate) enum ErrorCode {
     PayloadTooLarge,
     /// 415: the body is not declared as JSON.
     UnsupportedMediaType,
+    /// 408: the body did not arrive within `BODY_READ_TIMEOUT`.
+    RequestTimeout,
     /// 404: no such route, or a path segment that is no ID this API gave out.
     NotFound,
     /// 405: the route exists, the method does not.
@@ -74,6 +76,7 @@ impl ErrorCode {
             Self::BatchTooLarge => "too many events in one batch",
             Self::PayloadTooLarge => "the body is too large",
             Self::UnsupportedMediaType => "the body is not plain JSON",
+            Self::RequestTimeout => "the body came too slowly",
             Self::NotFound => "no such route or resource",
             Self::MethodNotAllowed => "the route does not take this method",
             Self::RegistrationNotFound => "no such registration request",
@@ -107,6 +110,7 @@ impl ErrorCode {
             | Self::BatchTooLarge => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound
             | Self::RegistrationNotFound
             | Self::CampaignNotFound

@@ -45,25 +45,76 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
 
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        // Bodies are read as sent: a compressed one would be taken for JSON and refused oddly.
-        let encoded = request
-            .headers()
-            .get(actix_web::http::header::CONTENT_ENCODING)
-            .is_some_and(|encoding| !encoding.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let refused = plain_json_refusal(request);
+        let timeout = request
+            .app_data::<BodyReadTimeout>()
+            .map_or(BodyReadTimeout::default().0, |timeout| timeout.0);
         // Syntax, size and content type first, as `web::Json` checks them; no value is built.
         let raw = web::Json::<Box<RawValue>>::from_request(request, payload);
         Box::pin(async move {
-            if encoded {
-                return Err(ApiError::new(
-                    ErrorCode::UnsupportedMediaType,
-                    "the body must not be compressed (no Content-Encoding but identity)",
-                )
-                .into());
+            if let Some(refusal) = refused {
+                return Err(refusal.into());
             }
-            let raw = raw.await?.into_inner();
+            // A client that sends its body slowly, or never, does not hold the connection.
+            let raw = tokio::time::timeout(timeout, raw)
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::RequestTimeout,
+                        format!("the body did not arrive within {}s", timeout.as_secs_f64()),
+                    )
+                })??
+                .into_inner();
             Ok(Json(parse_body(raw.get())?))
         })
     }
+}
+
+/// How long a request body may take to arrive (`BODY_READ_TIMEOUT`), as app data.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyReadTimeout(pub(crate) std::time::Duration);
+
+impl Default for BodyReadTimeout {
+    fn default() -> Self {
+        Self(std::time::Duration::from_secs(10))
+    }
+}
+
+/// 415 unless the body is plain, UTF-8 JSON: no `Content-Encoding` but `identity` (the gateway
+/// does not decompress), one `Content-Type`, no charset but UTF-8 (RFC 8259 section 8.1).
+fn plain_json_refusal(request: &HttpRequest) -> Option<ApiError> {
+    use actix_web::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+    let headers = request.headers();
+    let encoded = headers
+        .get_all(CONTENT_ENCODING)
+        .any(|encoding| !encoding.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return Some(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the body must not be compressed (no Content-Encoding but identity)",
+        ));
+    }
+    let content_types: Vec<_> = headers.get_all(CONTENT_TYPE).collect();
+    let other_charset = content_types.iter().any(|value| {
+        value.to_str().map_or(true, |value| {
+            value.split(';').skip(1).any(|parameter| {
+                parameter.split_once('=').is_some_and(|(name, charset)| {
+                    name.trim().eq_ignore_ascii_case("charset")
+                        && !charset
+                            .trim()
+                            .trim_matches('"')
+                            .eq_ignore_ascii_case("utf-8")
+                })
+            })
+        })
+    });
+    if content_types.len() > 1 || other_charset {
+        return Some(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the body must be JSON in UTF-8, with one Content-Type",
+        ));
+    }
+    None
 }
 
 /// `T` from a JSON text already known to be JSON, or the API error naming the value at fault.
@@ -81,17 +132,14 @@ pub(crate) fn parse_body<T: DeserializeOwned>(json: &str) -> Result<T, ApiError>
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = field_path(error.path());
         let inner = error.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return ApiError::new(
-                ErrorCode::InvalidJson,
-                format!("the body is not valid JSON: {inner}"),
-            );
-        }
-        refusal(
-            &path,
-            &without_position(&inner.to_string()),
-            ErrorCode::InvalidBody,
-        )
+        // The text is JSON (checked before): serde_json calls some wrong types a syntax error
+        // (`null` where an enum is expected), and they are wrong values like any other.
+        let message = if inner.is_syntax() {
+            "has the wrong type".to_owned()
+        } else {
+            without_position(&inner.to_string())
+        };
+        refusal(&path, &message, ErrorCode::InvalidBody)
     })
 }
 
@@ -302,6 +350,29 @@ mod tests {
             (ErrorCode::ValidationFailed, Some("users".into()))
         );
         assert_eq!(refused("[1]"), (ErrorCode::InvalidBody, None));
+        #[derive(Debug, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        #[allow(dead_code)]
+        enum Status {
+            Active,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct WithEnum {
+            status: Status,
+        }
+        for wrong in [
+            r#"{"status": null}"#,
+            r#"{"status": 1}"#,
+            r#"{"status": []}"#,
+        ] {
+            let error = parse_body::<WithEnum>(wrong).unwrap_err();
+            assert_eq!(
+                (error.code, error.field.as_deref()),
+                (ErrorCode::ValidationFailed, Some("status")),
+                "{wrong}"
+            );
+        }
         assert_eq!(
             refused(r#"{"users": [], "users": []}"#),
             (ErrorCode::ValidationFailed, Some("users".into()))

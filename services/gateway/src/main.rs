@@ -90,6 +90,7 @@ fn main() -> ExitCode {
         );
         let observer = web::Data::new(observer);
         let max_body_bytes = config.max_body_bytes;
+        let body_read_timeout = json::BodyReadTimeout(config.body_read_timeout);
 
         let document = web::Data::new(openapi::Document::build());
         let server = HttpServer::new(move || {
@@ -108,6 +109,7 @@ fn main() -> ExitCode {
                         .limit(max_body_bytes)
                         .error_handler(errors::json_error),
                 )
+                .app_data(body_read_timeout)
                 .app_data(web::PathConfig::default().error_handler(errors::path_error))
                 .app_data(registrations.clone())
                 .app_data(activity.clone())

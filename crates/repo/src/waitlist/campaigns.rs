@@ -110,7 +110,9 @@ impl Waitlist {
             Ok(())
         })
         .await?;
-        self.campaign(id)
+        // On the same connection: taking a second one while holding this one lets a burst of
+        // creations hold the whole pool, each waiting for the one more it needs.
+        load_campaign(&mut conn, id)
             .await?
             .ok_or_else(|| RepoError::not_found("campaign", id))
     }
@@ -118,13 +120,7 @@ impl Waitlist {
     #[tracing::instrument(name = "db.campaign", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn campaign(&self, id: Uuid) -> RepoResult<Option<Campaign>> {
         let mut conn = self.database.connection().await?;
-        let rows: Vec<CampaignRow> = sql_query(format!(
-            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1"
-        ))
-        .bind::<SqlUuid, _>(id)
-        .load(&mut *conn)
-        .await?;
-        Ok(with_details(&mut conn, rows).await?.pop())
+        load_campaign(&mut conn, id).await
     }
 
     /// A campaign's participant count; `None` when there is no such campaign. For reads that
@@ -214,4 +210,15 @@ async fn with_details(
             })
         })
         .collect()
+}
+
+/// One campaign with its tiers and milestones.
+async fn load_campaign(conn: &mut AsyncPgConnection, id: Uuid) -> RepoResult<Option<Campaign>> {
+    let rows: Vec<CampaignRow> = sql_query(format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1"
+    ))
+    .bind::<SqlUuid, _>(id)
+    .load(conn)
+    .await?;
+    Ok(with_details(conn, rows).await?.pop())
 }
