@@ -24,6 +24,8 @@ if [ -z "${VERIFICATION_SECRET:-}" ]; then
 fi
 export VERIFICATION_SECRET
 export EMAIL_OUTBOX_DIR=${EMAIL_OUTBOX_DIR:-$ROOT/.stack/email-outbox}
+# Phone verification codes: each text message as a .txt file here (no SMS provider locally).
+export SMS_OUTBOX_DIR=${SMS_OUTBOX_DIR:-$ROOT/.stack/sms-outbox}
 # Webhook receivers you run on this machine are on the loopback interface.
 export WEBHOOK_ALLOW_PRIVATE_NETWORKS=${WEBHOOK_ALLOW_PRIVATE_NETWORKS:-true}
 export RUST_LOG=${RUST_LOG:-info,rdkafka=warn} LOG_FORMAT=${LOG_FORMAT:-text}

@@ -60,6 +60,8 @@ pub struct OAuth2AccessToken {
     pub client_id: String,
     /// `None` for tokens of the client-credentials grant.
     pub user_id: Option<UserId>,
+    /// The first-party sign-in session the token belongs to, if any.
+    pub session_id: Option<Uuid>,
     pub scopes: Vec<String>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -72,6 +74,8 @@ pub struct OAuth2RefreshToken {
     pub access_token_hash: Option<TokenHash>,
     pub client_id: String,
     pub user_id: UserId,
+    /// The first-party sign-in session the token belongs to, if any.
+    pub session_id: Option<Uuid>,
     pub scopes: Vec<String>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,

@@ -13,6 +13,12 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("user.registered", "user-events"),
     ("user.logged_out", "user-events"),
     ("user.token_refreshed", "auth-events"),
+    // The account events the email-worker acts on, keyed by user like the others.
+    ("user.verification_requested", "user-events"),
+    ("user.password_reset_requested", "user-events"),
+    ("user.password_changed", "user-events"),
+    ("user.identifier_changed", "user-events"),
+    ("user.deleted", "user-events"),
     ("api.request", "api-events"),
     ("api.error", "error-events"),
     ("system.alert", "system-events"),

@@ -10,11 +10,16 @@ use service_runtime::config::{database_config, kafka_config};
 use service_runtime::telemetry::{LogFormat, Telemetry, TelemetryConfig};
 
 const USAGE: &str = "usage: platform-admin migrate\n       \
-                     platform-admin create-topics [--spec PATH] [--max-replication-factor N]";
+                     platform-admin create-topics [--spec PATH] [--max-replication-factor N]\n       \
+                     platform-admin purge-accounts [--grace-period-days N] [--batch-size N]";
 
 #[derive(Debug)]
 enum Command {
     Migrate,
+    PurgeAccounts {
+        grace_period_days: i32,
+        batch_size: i64,
+    },
     CreateTopics {
         spec: PathBuf,
         max_replication_factor: u16,
@@ -28,6 +33,32 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Command>
             None => Ok(Command::Migrate),
             Some(extra) => bail!("unexpected argument {extra:?}\n{USAGE}"),
         },
+        "purge-accounts" => {
+            let (mut grace_period_days, mut batch_size) = (30, 1000);
+            while let Some(flag) = args.next() {
+                let value = args
+                    .next()
+                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+                let number = |min: i64| {
+                    value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| *n >= min)
+                        .with_context(|| format!("{flag} {value:?} is not a number ≥ {min}"))
+                };
+                match flag.as_str() {
+                    "--grace-period-days" => {
+                        grace_period_days = i32::try_from(number(0)?).context("too many days")?;
+                    }
+                    "--batch-size" => batch_size = number(1)?,
+                    _ => bail!("unknown option {flag:?}\n{USAGE}"),
+                }
+            }
+            Ok(Command::PurgeAccounts {
+                grace_period_days,
+                batch_size,
+            })
+        }
         "create-topics" => {
             let mut spec = PathBuf::from("deploy/topics.toml");
             let mut max_replication_factor = u16::MAX;
@@ -93,6 +124,10 @@ async fn run(command: Command, env: &Env) -> anyhow::Result<()> {
                 tracing::info!(%version, "applied migration");
             }
         }
+        Command::PurgeAccounts {
+            grace_period_days,
+            batch_size,
+        } => purge_accounts(env, grace_period_days, batch_size).await?,
         Command::CreateTopics {
             spec,
             max_replication_factor,
@@ -110,6 +145,43 @@ async fn run(command: Command, env: &Env) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Deletes for good the accounts soft-deleted more than `grace_period_days` ago, `batch_size`
+/// at a time (each batch its own statement, so no transaction holds many rows for long), then
+/// what has expired: provider tokens of linked logins, OAuth2 codes and tokens (session tokens
+/// among them), sessions, account tokens and throttle counters.
+async fn purge_accounts(env: &Env, grace_period_days: i32, batch_size: i64) -> anyhow::Result<()> {
+    use repo::UserRepository as _;
+    let database = repo::Database::connect(&database_config(env, "platform-admin")?)?;
+    let users = repo::PgUserRepository::new(database.clone());
+    let mut purged = 0;
+    loop {
+        let batch = users
+            .batch_delete_by_status(domain::UserStatus::Deleted, batch_size, grace_period_days)
+            .await
+            .context("deleting accounts past their grace period")?;
+        purged += batch;
+        if batch < u64::try_from(batch_size).unwrap_or(u64::MAX) {
+            break;
+        }
+    }
+    let provider_tokens = users.cleanup_expired_tokens().await?;
+    let oauth2_tokens = users.cleanup_expired_oauth2_tokens().await?;
+    let cleaned = repo::Accounts::new(database)
+        .cleanup(std::time::Duration::from_secs(24 * 3600))
+        .await?;
+    tracing::info!(
+        purged_accounts = purged,
+        grace_period_days,
+        provider_tokens,
+        oauth2_tokens,
+        sessions = cleaned.sessions,
+        account_tokens = cleaned.account_tokens,
+        throttle_counters = cleaned.throttle_counters,
+        "accounts purged"
+    );
     Ok(())
 }
 
@@ -139,11 +211,35 @@ mod tests {
             panic!("expected create-topics");
         };
         assert_eq!((spec, max_replication_factor), (PathBuf::from("x.toml"), 1));
+        assert!(matches!(
+            parse(&[
+                "purge-accounts",
+                "--grace-period-days",
+                "0",
+                "--batch-size",
+                "5"
+            ])
+            .unwrap(),
+            Command::PurgeAccounts {
+                grace_period_days: 0,
+                batch_size: 5
+            }
+        ));
+        assert!(matches!(
+            parse(&["purge-accounts"]).unwrap(),
+            Command::PurgeAccounts {
+                grace_period_days: 30,
+                batch_size: 1000
+            }
+        ));
         for bad in [
             &[][..],
             &["drop-everything"],
             &["create-topics", "--max-replication-factor", "0"],
             &["migrate", "now"],
+            &["purge-accounts", "--batch-size", "0"],
+            &["purge-accounts", "--grace-period-days", "-1"],
+            &["purge-accounts", "--everything", "1"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod accounts;
 pub mod activity_logs;
 mod config;
 mod database;
@@ -16,6 +17,7 @@ pub mod testing;
 mod user_repository;
 pub mod waitlist;
 
+pub use accounts::Accounts;
 pub use activity_logs::{ActivityCursor, ActivityLogs, ActivityPage, ActivityQuery};
 pub use config::DatabaseConfig;
 pub use database::{Database, DbConnection};

@@ -298,6 +298,7 @@ pub(crate) struct AccessTokenRow {
     expires_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    session_id: Option<Uuid>,
 }
 
 impl TryFrom<AccessTokenRow> for OAuth2AccessToken {
@@ -307,6 +308,7 @@ impl TryFrom<AccessTokenRow> for OAuth2AccessToken {
             token_hash: hash(row.token_hash)?,
             client_id: row.client_id,
             user_id: row.user_id.map(SnowflakeId::from_i64),
+            session_id: row.session_id,
             scopes: strings(row.scopes),
             expires_at: row.expires_at,
             revoked_at: row.revoked_at,
@@ -325,6 +327,7 @@ impl From<&OAuth2AccessToken> for AccessTokenRow {
             expires_at: token.expires_at,
             revoked_at: token.revoked_at,
             created_at: token.created_at,
+            session_id: token.session_id,
         }
     }
 }
@@ -340,6 +343,7 @@ pub(crate) struct RefreshTokenRow {
     expires_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    session_id: Option<Uuid>,
 }
 
 impl TryFrom<RefreshTokenRow> for OAuth2RefreshToken {
@@ -350,6 +354,7 @@ impl TryFrom<RefreshTokenRow> for OAuth2RefreshToken {
             access_token_hash: optional_hash(row.access_token_hash)?,
             client_id: row.client_id,
             user_id: SnowflakeId::from_i64(row.user_id),
+            session_id: row.session_id,
             scopes: strings(row.scopes),
             expires_at: row.expires_at,
             revoked_at: row.revoked_at,
@@ -372,6 +377,7 @@ impl From<&OAuth2RefreshToken> for RefreshTokenRow {
             expires_at: token.expires_at,
             revoked_at: token.revoked_at,
             created_at: token.created_at,
+            session_id: token.session_id,
         }
     }
 }

@@ -1,6 +1,18 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    account_tokens (token_hash) {
+        token_hash -> Text,
+        user_id -> Int8,
+        purpose -> Text,
+        target -> Nullable<Text>,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     activity_event_keys (user_id, event_id) {
         user_id -> Text,
         event_id -> Text,
@@ -17,6 +29,14 @@ diesel::table! {
         metadata -> Jsonb,
         version -> Text,
         stored_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    auth_throttle (key) {
+        key -> Text,
+        hits -> Int4,
+        window_started_at -> Timestamptz,
     }
 }
 
@@ -79,6 +99,7 @@ diesel::table! {
         expires_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        session_id -> Nullable<Uuid>,
     }
 }
 
@@ -137,6 +158,7 @@ diesel::table! {
         expires_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        session_id -> Nullable<Uuid>,
     }
 }
 
@@ -273,6 +295,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_sessions (id) {
+        id -> Uuid,
+        user_id -> Int8,
+        ip_address -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        created_at -> Timestamptz,
+        refreshed_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int8,
         email -> Nullable<Text>,
@@ -288,13 +324,16 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(account_tokens -> users (user_id));
 diesel::joinable!(campaign_milestones -> campaigns (campaign_id));
 diesel::joinable!(campaign_rankings -> campaigns (campaign_id));
 diesel::joinable!(campaign_reward_tiers -> campaigns (campaign_id));
 diesel::joinable!(credential_history -> users (user_id));
+diesel::joinable!(oauth2_access_tokens -> user_sessions (session_id));
 diesel::joinable!(oauth2_access_tokens -> users (user_id));
 diesel::joinable!(oauth2_authorization_codes -> users (user_id));
 diesel::joinable!(oauth2_clients -> users (owner_user_id));
+diesel::joinable!(oauth2_refresh_tokens -> user_sessions (session_id));
 diesel::joinable!(oauth2_refresh_tokens -> users (user_id));
 diesel::joinable!(oauth2_user_consents -> users (user_id));
 diesel::joinable!(oauth_accounts -> users (user_id));
@@ -304,10 +343,13 @@ diesel::joinable!(participant_rewards -> participants (participant_id));
 diesel::joinable!(participants -> campaigns (campaign_id));
 diesel::joinable!(referrals -> campaigns (campaign_id));
 diesel::joinable!(user_credentials -> users (user_id));
+diesel::joinable!(user_sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    account_tokens,
     activity_event_keys,
     activity_logs,
+    auth_throttle,
     campaign_milestones,
     campaign_rankings,
     campaign_reward_tiers,
@@ -329,5 +371,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sent_emails,
     snowflake_node_leases,
     user_credentials,
+    user_sessions,
     users,
 );

@@ -33,6 +33,14 @@ pub fn base_env() -> Vec<(String, String)> {
                 .to_string_lossy()
                 .into_owned(),
         ),
+        // Text messages too.
+        (
+            "SMS_OUTBOX_DIR".into(),
+            std::env::temp_dir()
+                .join("signup-test-sms-outbox")
+                .to_string_lossy()
+                .into_owned(),
+        ),
         ("LOG_FORMAT".into(), "json".into()),
         ("RUST_LOG".into(), "info".into()),
     ]

@@ -20,6 +20,8 @@ pub struct WaitlistStack {
     pub db: TestDatabase,
     pub topic: TestTopic,
     pub dlq: TestTopic,
+    /// Plays `user-events`: the account events the gateway publishes and the email-worker reads.
+    pub account_events: TestTopic,
     pub suffix: String,
 }
 
@@ -38,6 +40,7 @@ impl WaitlistStack {
             db: TestDatabase::new().await,
             topic: TestTopic::create("domain-events", 3).await,
             dlq: TestTopic::create("waitlist.dlq", 1).await,
+            account_events: TestTopic::create("user-events", 1).await,
             suffix: unique_name("w"),
         }
     }
@@ -48,6 +51,9 @@ impl WaitlistStack {
             ("KAFKA_DLQ_TOPIC", &self.dlq.name),
             ("WAITLIST_DLQ_TOPIC", &self.dlq.name),
             ("SNOWFLAKE_LEASE_TTL", "10s"),
+            // The gateway publishes account events here, the email-worker reads them.
+            ("USER_EVENTS_TOPIC", &self.account_events.name),
+            ("ACCOUNT_EVENTS_TOPIC", &self.account_events.name),
         ])
     }
 

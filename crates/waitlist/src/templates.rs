@@ -26,6 +26,27 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/reward_delivery.txt"),
     ),
     ("milestone", include_str!("../templates/milestone.txt")),
+    // Accounts.
+    (
+        "verify_email",
+        include_str!("../templates/verify_email.txt"),
+    ),
+    (
+        "email_changed",
+        include_str!("../templates/email_changed.txt"),
+    ),
+    (
+        "password_reset",
+        include_str!("../templates/password_reset.txt"),
+    ),
+    (
+        "password_changed",
+        include_str!("../templates/password_changed.txt"),
+    ),
+    (
+        "account_deleted",
+        include_str!("../templates/account_deleted.txt"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

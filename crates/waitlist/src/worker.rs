@@ -57,11 +57,23 @@ pub async fn consume<H: Handler>(
     retry: RetryPolicy,
     handler: H,
 ) -> Result<(), ConsumeError> {
-    let mut settings = ctx.consumer_settings(
-        &config.consumer.group_id,
-        &[config.consumer.topic.as_str()],
-        &config.dlq_topic,
-    )?;
+    consume_also(ctx, config, &[], retry, handler).await
+}
+
+/// [`consume`], reading `also` besides the domain events (the email-worker reads the account
+/// events of `user-events` too); failures of either go to the same dead-letter topic, whose
+/// headers name the original topic.
+pub async fn consume_also<H: Handler>(
+    ctx: &ServiceContext,
+    config: &WorkerConfig,
+    also: &[&str],
+    retry: RetryPolicy,
+    handler: H,
+) -> Result<(), ConsumeError> {
+    let mut topics = vec![config.consumer.topic.as_str()];
+    topics.extend_from_slice(also);
+    let mut settings =
+        ctx.consumer_settings(&config.consumer.group_id, &topics, &config.dlq_topic)?;
     settings.worker_pool_size = config.consumer.worker_pool_size;
     settings.retry = retry;
     let consumer = EventConsumer::new(&ctx.config.kafka, settings, ctx.producer.clone())?;

@@ -13,6 +13,7 @@ use waitlist::{MailError, Mailer, OutgoingEmail, Templates, VerificationTokens};
 #[derive(Debug)]
 pub(crate) struct EmailHandler {
     pub(crate) waitlist: Waitlist,
+    pub(crate) accounts: crate::accounts::AccountMessages,
     pub(crate) mailer: Mailer,
     pub(crate) templates: Templates,
     pub(crate) tokens: VerificationTokens,
@@ -109,8 +110,9 @@ impl Handler for EmailHandler {
                 ];
                 self.send(event.id, "milestone", &owner, &values).await
             }
-            // referral.created and the events of other domains need no email.
-            _ => Ok(()),
+            // referral.created and the events of other domains need no email; the account
+            // events have theirs.
+            _ => self.account_event(&event).await,
         }
     }
 }
@@ -163,13 +165,27 @@ impl EmailHandler {
     }
 
     /// Sends one email unless this event already sent it.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         event_id: Uuid,
         template: &'static str,
         to: &str,
         values: &[(&str, String)],
     ) -> Result<(), HandlerError> {
+        if self.claim(event_id, template, to).await? {
+            self.deliver(event_id, template, to, values).await?;
+        }
+        Ok(())
+    }
+
+    /// Claims the (event, template, recipient) message: `false` when this event sent it
+    /// already (a replay), so nothing is sent twice.
+    pub(crate) async fn claim(
+        &self,
+        event_id: Uuid,
+        template: &'static str,
+        to: &str,
+    ) -> Result<bool, HandlerError> {
         let claim = self
             .waitlist
             .claim_email(event_id, template, to)
@@ -177,8 +193,19 @@ impl EmailHandler {
             .map_err(repo_failure)?;
         if claim == EmailClaim::AlreadySent {
             metrics::counter!("emails_skipped_total", "template" => template).increment(1);
-            return Ok(());
+            return Ok(false);
         }
+        Ok(true)
+    }
+
+    /// Renders and sends a claimed email, then records it sent.
+    pub(crate) async fn deliver(
+        &self,
+        event_id: Uuid,
+        template: &'static str,
+        to: &str,
+        values: &[(&str, String)],
+    ) -> Result<(), HandlerError> {
         let content = self
             .templates
             .render(template, values)

@@ -1,12 +1,19 @@
-//! Sends the waitlist's emails in reaction to domain events (seed 003).
+//! Sends the waitlist's emails in reaction to domain events (seed 003), and the account
+//! messages in reaction to account events.
 //!
-//! Consumer group `email-workers` on `domain-events`, `KAFKA_WORKER_POOL_SIZE` (10) handlers:
+//! Consumer group `email-workers` on `domain-events` and `user-events`,
+//! `KAFKA_WORKER_POOL_SIZE` (10) handlers. Account events (`accounts`): `user.registered` and
+//! `user.verification_requested` → a verification link by email and a six-digit code by text,
+//! `user.password_reset_requested` → a reset link, `user.password_changed` → a notice,
+//! `user.identifier_changed` → verification of the new email or phone and a notice to the old
+//! address, `user.deleted` → a restore link. Domain events:
 //! `user.signed_up` → welcome and verification link, `user.verified` → confirmation,
 //! `referral.verified` → position update to the referrer, `reward.earned` → reward
 //! notification, `campaign.milestone_reached` → announcement to the campaign's `notify_email`.
 //! Each (event, template, recipient) is claimed in `sent_emails` before sending and marked sent
 //! after, so a replayed event sends nothing twice. Templates and transports: `waitlist`.
 
+mod accounts;
 mod config;
 mod handler;
 
@@ -14,9 +21,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use events::{Backoff, RetryPolicy};
-use repo::Waitlist;
+use repo::{Accounts, PgUserRepository, Waitlist};
+use waitlist::TextSender as _;
 use waitlist::{Mailer, Templates, VerificationTokens};
 
+use crate::accounts::AccountMessages;
 use crate::config::EmailWorkerConfig;
 use crate::handler::EmailHandler;
 
@@ -25,8 +34,17 @@ fn main() -> ExitCode {
         let config = EmailWorkerConfig::from_env(&ctx.env)?;
         let mailer = Mailer::new(&config.mailer).context("setting up email sending")?;
         tracing::info!(?config, transport = mailer.kind(), "configured");
+        let texts =
+            waitlist::FileTextSender::from_env(&ctx.env).context("setting up text messages")?;
+        tracing::info!(transport = texts.kind(), "text messages");
         let handler = EmailHandler {
             waitlist: Waitlist::new(ctx.database.clone()),
+            accounts: AccountMessages {
+                users: PgUserRepository::new(ctx.database.clone()),
+                accounts: Accounts::new(ctx.database.clone()),
+                texts: std::sync::Arc::new(texts),
+                config: config.accounts.clone(),
+            },
             mailer,
             templates: Templates::load(config.mailer.templates_dir.as_deref())
                 .context("loading the email templates")?,
@@ -40,8 +58,14 @@ fn main() -> ExitCode {
                 std::time::Duration::from_secs(60),
             ),
         };
-        waitlist::worker::consume(&ctx, &config.worker, retry, handler)
-            .await
-            .context("consuming domain events")
+        waitlist::worker::consume_also(
+            &ctx,
+            &config.worker,
+            &[config.accounts.topic.as_str()],
+            retry,
+            handler,
+        )
+        .await
+        .context("consuming domain and account events")
     })
 }

@@ -160,7 +160,8 @@ impl ActivityApi {
     }
 
     /// Publishes every event or answers 503.
-    async fn publish(&self, events: &[ActivityEvent]) -> Result<(), ApiError> {
+    /// Publishes validated events to `user-activity-logs`, keyed by `userId`.
+    pub(crate) async fn publish(&self, events: &[ActivityEvent]) -> Result<(), ApiError> {
         let sent_at = Utc::now().to_rfc3339();
         let sends = events.iter().map(|event| {
             let headers = events::headers::with_traceparent(

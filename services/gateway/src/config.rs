@@ -30,6 +30,8 @@
 //! | `OUTBOX_BATCH` | `500` | outbox events relayed per round |
 //! | `OUTBOX_POLL_INTERVAL` | `500ms` | how often the relay looks for events written elsewhere |
 //! | `SNOWFLAKE_NODE_ID` | leased | user IDs of `register-sync` (see `service_runtime::snowflake_ids`) |
+//!
+//! Accounts (sign-in, sessions, throttling, deletion) have theirs in `accounts::AccountsConfig`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -39,6 +41,7 @@ use secrecy::SecretString;
 use service_runtime::{ConfigError, Env};
 use waitlist::RelayConfig;
 
+use crate::accounts::AccountsConfig;
 use crate::client_ip::TrustedProxies;
 use crate::hashing::HashParams;
 use crate::observe::ApiEventsConfig;
@@ -70,6 +73,7 @@ pub(crate) struct GatewayConfig {
     pub(crate) allow_private_webhooks: bool,
     pub(crate) relay: RelayConfig,
     pub(crate) api_events: ApiEventsConfig,
+    pub(crate) accounts: AccountsConfig,
 }
 
 impl GatewayConfig {
@@ -133,6 +137,7 @@ impl GatewayConfig {
                 buffer: env.parse("API_EVENTS_BUFFER", 10_000usize)?.max(1),
                 client_errors: env.parse("API_ERROR_EVENTS_FOR_CLIENT_ERRORS", true)?,
             },
+            accounts: AccountsConfig::from_env(env)?,
         };
         if !(0.0..=1.0).contains(&config.api_events.sample_rate) {
             return Err(ConfigError::Invalid {

@@ -52,6 +52,29 @@ pub(crate) enum ErrorCode {
     AlreadySignedUp,
     /// 409: the campaign does not take signups (paused or ended).
     CampaignNotActive,
+    /// 401: the request needs `Authorization: Bearer <access token>` and has none.
+    Unauthenticated,
+    /// 401: the access token is unknown, expired or revoked (RFC 6750 `invalid_token`).
+    InvalidToken,
+    /// 401: the identifier or the password is wrong (which of the two is not said).
+    InvalidCredentials,
+    /// 400: the refresh token is unknown, expired, revoked or already used (RFC 6749
+    /// `invalid_grant`).
+    InvalidGrant,
+    /// 400: the emailed or texted token or code is unknown, used or expired.
+    InvalidOrExpiredToken,
+    /// 403: the account was deleted; it can be restored through the link mailed at deletion.
+    AccountDeleted,
+    /// 403: the account is suspended.
+    AccountSuspended,
+    /// 403: sign-in requires a verified email or phone, and this one is not verified yet.
+    IdentifierNotVerified,
+    /// 403: the password was invalidated; set a new one through a password reset.
+    PasswordResetRequired,
+    /// 422: the new password is the current one or one of the last `PASSWORD_HISTORY`.
+    PasswordReused,
+    /// 429: too many attempts; `Retry-After` says when to try again.
+    TooManyRequests,
     /// 503: too many passwords are being hashed; `Retry-After` says when to try again.
     Busy,
     /// 503: the broker does not take the request right now.
@@ -85,6 +108,17 @@ impl ErrorCode {
             Self::AlreadyRegistered => "the email or phone is already registered",
             Self::AlreadySignedUp => "the email is already on the waitlist",
             Self::CampaignNotActive => "the campaign does not take signups",
+            Self::Unauthenticated => "the request needs a bearer access token",
+            Self::InvalidToken => "the access token is unknown, expired or revoked",
+            Self::InvalidCredentials => "the identifier or the password is wrong",
+            Self::InvalidGrant => "the refresh token is unknown, expired, revoked or used",
+            Self::InvalidOrExpiredToken => "the token or code is unknown, used or expired",
+            Self::AccountDeleted => "the account was deleted",
+            Self::AccountSuspended => "the account is suspended",
+            Self::IdentifierNotVerified => "the email or phone is not verified",
+            Self::PasswordResetRequired => "the password must be reset",
+            Self::PasswordReused => "the password was used before",
+            Self::TooManyRequests => "too many attempts",
             Self::Busy => "too many passwords are being hashed",
             Self::QueueUnavailable => "the broker does not take the request",
             Self::DatabaseUnavailable => "the database is unreachable or busy",
@@ -103,11 +137,24 @@ impl ErrorCode {
     /// The HTTP status this code is answered with.
     pub(crate) fn status(self) -> StatusCode {
         match self {
-            Self::InvalidJson | Self::InvalidBody | Self::InvalidQuery => StatusCode::BAD_REQUEST,
+            Self::InvalidJson
+            | Self::InvalidBody
+            | Self::InvalidQuery
+            | Self::InvalidGrant
+            | Self::InvalidOrExpiredToken => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated | Self::InvalidToken | Self::InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::AccountDeleted
+            | Self::AccountSuspended
+            | Self::IdentifierNotVerified
+            | Self::PasswordResetRequired => StatusCode::FORBIDDEN,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::ValidationFailed
             | Self::UnknownField
             | Self::BulkTooLarge
-            | Self::BatchTooLarge => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::BatchTooLarge
+            | Self::PasswordReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -214,6 +261,17 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status());
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        // RFC 6750 section 3: a 401 names the scheme, and why a token was refused.
+        match self.code {
+            ErrorCode::Unauthenticated => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ErrorCode::InvalidToken => {
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
+            }
+            _ => {}
         }
         let mut response = response.json(ErrorBody {
             error: ErrorDetail {

@@ -127,6 +127,96 @@ impl PasswordHasher {
         futures::future::try_join_all(hashes).await
     }
 
+    /// Whether `password` matches any of `hashes` (PHC strings; a current password and its
+    /// history), checked one by one on the pool, stopping at the first match. Takes one queue
+    /// place; refused at once (`Busy`) when the queue is full. A hash that does not parse
+    /// matches nothing.
+    pub(crate) async fn verify_any(
+        &self,
+        password: String,
+        hashes: Vec<String>,
+    ) -> Result<bool, HashError> {
+        let _queued = self.queue.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("gateway_password_hash_refused_total").increment(1);
+            HashError::Busy
+        })?;
+        let password = Arc::new(password);
+        for hash in hashes {
+            if self.verify_one(password.clone(), hash).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Verifies on a worker, in the worker's reused memory when the hash has the pool's
+    /// parameters (else in memory of its own). The comparison is constant-time
+    /// (`password_hash::Output`'s equality).
+    async fn verify_one(&self, password: Arc<String>, phc: String) -> Result<bool, HashError> {
+        let worker = self
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| HashError::Failed(e.to_string()))?;
+        let (argon2, memory, running) = (
+            self.argon2.clone(),
+            self.memory.clone(),
+            self.running.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let _worker = worker;
+            let _running = running.start();
+            let Ok(parsed) = PasswordHash::new(&phc) else {
+                return Ok(false);
+            };
+            let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+                return Ok(false);
+            };
+            let Ok(params) = Params::try_from(&parsed) else {
+                return Ok(false);
+            };
+            if parsed.algorithm != argon2::ARGON2ID_IDENT || params != *argon2.params() {
+                // Another algorithm or cost: the library's own verification.
+                use argon2::PasswordVerifier as _;
+                let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+                return Ok(other.verify_password(password.as_bytes(), &parsed).is_ok());
+            }
+            let mut blocks = memory
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop()
+                .unwrap_or_else(|| vec![Block::default(); argon2.params().block_count()]);
+            let mut salt_bytes = [0u8; 64];
+            let computed = salt
+                .decode_b64(&mut salt_bytes)
+                .map_err(|e| HashError::Failed(e.to_string()))
+                .and_then(|raw_salt| {
+                    let mut output = vec![0u8; expected.len()];
+                    argon2
+                        .hash_password_into_with_memory(
+                            password.as_bytes(),
+                            raw_salt,
+                            &mut output,
+                            &mut blocks,
+                        )
+                        .map_err(|e| HashError::Failed(e.to_string()))?;
+                    Output::new(&output).map_err(|e| HashError::Failed(e.to_string()))
+                });
+            memory
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(blocks);
+            Ok(computed? == expected)
+        })
+        .instrument(tracing::info_span!(
+            "password.verify",
+            otel.kind = "internal"
+        ))
+        .await
+        .map_err(|e| HashError::Failed(e.to_string()))?
+    }
+
     async fn hash_one(&self, password: String) -> Result<String, HashError> {
         let worker = self
             .workers
@@ -231,6 +321,40 @@ mod tests {
                 .is_err()
         );
         assert_ne!(hashes[0], hashes[1]);
+    }
+
+    #[tokio::test]
+    async fn verification_matches_only_the_right_password_in_any_hash() {
+        let hasher = PasswordHasher::new(cheap(), 2, 10).unwrap();
+        let hashes = hasher
+            .hash_all(vec!["correct horse".into(), "battery staple".into()])
+            .await
+            .unwrap();
+        assert!(
+            hasher
+                .verify_any("battery staple".into(), hashes.clone())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !hasher
+                .verify_any("correct horse!".into(), hashes.clone())
+                .await
+                .unwrap()
+        );
+        // A hash of other parameters (the library default) verifies too; garbage matches nothing.
+        use argon2::PasswordHasher as _;
+        let salt = SaltString::generate(&mut OsRng);
+        let other = Argon2::default()
+            .hash_password(b"pw 12345", &salt)
+            .unwrap()
+            .to_string();
+        assert!(
+            hasher
+                .verify_any("pw 12345".into(), vec!["not a hash".into(), other])
+                .await
+                .unwrap()
+        );
     }
 
     #[test]

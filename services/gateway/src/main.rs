@@ -3,6 +3,7 @@
 //! (`errors`). The OpenAPI document, generated from those types (`openapi`), is served at
 //! `/api/v1/openapi.json`.
 
+mod accounts;
 mod activity;
 mod campaigns;
 mod client_ip;
@@ -20,11 +21,12 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use repo::{ActivityLogs, PgUserRepository, Registrations, Waitlist};
+use repo::{Accounts, ActivityLogs, PgUserRepository, Registrations, Waitlist};
 use service_runtime::CancellationToken;
 use service_runtime::snowflake_ids::SnowflakeIds;
 use utoipa_actix_web::AppExt as _;
 
+use crate::accounts::AccountsApi;
 use crate::activity::ActivityApi;
 use crate::campaigns::WaitlistApi;
 use crate::config::GatewayConfig;
@@ -37,15 +39,17 @@ fn main() -> ExitCode {
         let lease_lost = CancellationToken::new();
         let ids =
             SnowflakeIds::start(&ctx.env, &ctx.database, ctx.name, lease_lost.clone()).await?;
+        let hasher = PasswordHasher::new(
+            config.hash_params,
+            config.hash_workers,
+            config.hash_queue_capacity,
+        )
+        .map_err(anyhow::Error::msg)?;
         let registrations = web::Data::new(RegistrationApi {
             producer: ctx.producer.clone(),
             topic: config.registration_topic.clone(),
-            hasher: PasswordHasher::new(
-                config.hash_params,
-                config.hash_workers,
-                config.hash_queue_capacity,
-            )
-            .map_err(anyhow::Error::msg)?,
+            hasher: hasher.clone(),
+            events: events::EventBuilder::new(ctx.name),
             password_rules: config.password_rules,
             bulk_max_users: config.bulk_max_users,
             registrations: Registrations::new(ctx.database.clone()),
@@ -60,6 +64,29 @@ fn main() -> ExitCode {
             batch_max: config.activity_batch_max,
             retention: chrono::Duration::from_std(config.activity_retention)
                 .context("ACTIVITY_RETENTION")?,
+        });
+        // A hash of a password nobody knows: an unknown identifier is checked against it.
+        let decoy_hash = hasher
+            .hash_all(vec![
+                domain::accounts::SecretToken::generate()
+                    .expose()
+                    .to_owned(),
+            ])
+            .await
+            .map_err(|e| anyhow::anyhow!("computing the decoy password hash: {e}"))?
+            .remove(0);
+        config.accounts.route_events(ctx.producer.router());
+        let accounts = web::Data::new(AccountsApi {
+            users: PgUserRepository::new(ctx.database.clone()),
+            accounts: Accounts::new(ctx.database.clone()),
+            hasher: hasher.clone(),
+            decoy_hash,
+            password_rules: config.password_rules,
+            producer: ctx.producer.clone(),
+            events: events::EventBuilder::new(ctx.name),
+            activity: activity.get_ref().clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            config: config.accounts.clone(),
         });
         let relay = waitlist::OutboxRelay::new(
             Waitlist::new(ctx.database.clone()),
@@ -113,6 +140,7 @@ fn main() -> ExitCode {
                 .app_data(web::PathConfig::default().error_handler(errors::path_error))
                 .app_data(registrations.clone())
                 .app_data(activity.clone())
+                .app_data(accounts.clone())
                 .app_data(campaigns_api.clone())
                 .app_data(document)
                 .app_data(observer.clone())

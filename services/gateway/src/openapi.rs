@@ -27,7 +27,9 @@ use crate::errors::{ErrorBody, ErrorCode, method_not_allowed};
             `Retry-After`."
     ),
     components(schemas(ErrorBody, ErrorCode)),
+    modifiers(&BearerScheme),
     tags(
+        (name = "accounts", description = "Sign-in, sessions, verification, recovery and deletion"),
         (name = "registration", description = "Users registered through the queue or at once"),
         (name = "activity", description = "User activity events, published and read back"),
         (name = "waitlist", description = "Campaigns, signups, referrals and rewards"),
@@ -36,10 +38,32 @@ use crate::errors::{ErrorBody, ErrorCode, method_not_allowed};
 )]
 struct ApiDoc;
 
+/// The `bearer` security scheme: the access tokens of `/api/v1/auth/sign-in` (RFC 6750).
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The `access_token` of a sign-in or refresh, as `Authorization: Bearer <token>`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
 /// Every route of the API, documented.
 pub(crate) fn routes(config: &mut ServiceConfig<'_>) {
     config
         .configure(crate::registration::routes)
+        .configure(crate::accounts::routes::routes)
         .configure(crate::activity::routes)
         .configure(crate::campaigns::routes)
         .service(openapi_document);

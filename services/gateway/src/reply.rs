@@ -14,6 +14,7 @@ pub(crate) struct Reply<T> {
     status: StatusCode,
     location: Option<String>,
     user: Option<String>,
+    no_store: bool,
     body: T,
 }
 
@@ -24,6 +25,7 @@ impl<T> Reply<T> {
             status: StatusCode::OK,
             location: None,
             user: None,
+            no_store: false,
             body,
         }
     }
@@ -34,6 +36,7 @@ impl<T> Reply<T> {
             status: StatusCode::ACCEPTED,
             location: None,
             user: None,
+            no_store: false,
             body,
         }
     }
@@ -44,6 +47,7 @@ impl<T> Reply<T> {
             status: StatusCode::CREATED,
             location: None,
             user: None,
+            no_store: false,
             body,
         }
     }
@@ -51,6 +55,13 @@ impl<T> Reply<T> {
     /// The same answer, about `user_id` (the `user_id` of the request's `api.request` event).
     pub(crate) fn for_user(mut self, user_id: String) -> Self {
         self.user = Some(user_id);
+        self
+    }
+
+    /// The same answer with `Cache-Control: no-store`: it holds tokens or personal data no
+    /// cache may keep (RFC 6749 section 5.1).
+    pub(crate) fn no_store(mut self) -> Self {
+        self.no_store = true;
         self
     }
 
@@ -68,6 +79,9 @@ impl<T: Serialize> Responder for Reply<T> {
         let mut response = HttpResponse::build(self.status);
         if let Some(location) = self.location {
             response.insert_header((header::LOCATION, location));
+        }
+        if self.no_store {
+            response.insert_header((header::CACHE_CONTROL, "no-store"));
         }
         let mut response = response.json(self.body);
         if let Some(user_id) = self.user {

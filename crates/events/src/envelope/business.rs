@@ -59,6 +59,59 @@ pub struct UserTokenRefreshed {
     pub refreshed_at: DateTime<Utc>,
 }
 
+/// A verification message is wanted for the user's email address or phone number (asked again,
+/// after the first one that `user.registered` brought). The email-worker sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserVerificationRequested {
+    pub user_id: String,
+    /// `email` or `phone`: which one to verify; its value is the user's current one.
+    pub channel: String,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// A password reset was asked for an existing account; the email-worker mails the reset link.
+/// The event carries no token: the worker issues it, so no secret sits on the topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPasswordResetRequested {
+    pub user_id: String,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// The user changed their password, signed in or by a reset; the old address is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPasswordChanged {
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// `change` (signed in, with the current password) or `reset` (by the emailed link).
+    pub method: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// The user's email address or phone number changed: the new one is unverified until
+/// confirmed, and the old one (if any) is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserIdentifierChanged {
+    pub user_id: String,
+    /// `email` or `phone`.
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_value: Option<String>,
+    pub new_value: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// The user deleted their account (a soft delete); until `restore_until` it can be restored
+/// through the link mailed to `email`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDeleted {
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub deleted_at: DateTime<Utc>,
+    pub restore_until: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiRequest {
     pub request_id: String,

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use business::{
-    ApiError, ApiRequest, SystemAlert, UserLoggedIn, UserLoggedOut, UserRegistered,
-    UserTokenRefreshed,
+    ApiError, ApiRequest, SystemAlert, UserDeleted, UserIdentifierChanged, UserLoggedIn,
+    UserLoggedOut, UserPasswordChanged, UserPasswordResetRequested, UserRegistered,
+    UserTokenRefreshed, UserVerificationRequested,
 };
 pub use domain_events::{
     CampaignMilestoneReached, ReferralCreated, ReferralVerified, RewardEarned, UserSignedUp,
@@ -59,6 +60,16 @@ pub enum EventPayload {
     UserLoggedOut(UserLoggedOut),
     #[serde(rename = "user.token_refreshed")]
     UserTokenRefreshed(UserTokenRefreshed),
+    #[serde(rename = "user.verification_requested")]
+    UserVerificationRequested(UserVerificationRequested),
+    #[serde(rename = "user.password_reset_requested")]
+    UserPasswordResetRequested(UserPasswordResetRequested),
+    #[serde(rename = "user.password_changed")]
+    UserPasswordChanged(UserPasswordChanged),
+    #[serde(rename = "user.identifier_changed")]
+    UserIdentifierChanged(UserIdentifierChanged),
+    #[serde(rename = "user.deleted")]
+    UserDeleted(UserDeleted),
     #[serde(rename = "api.request")]
     ApiRequest(ApiRequest),
     #[serde(rename = "api.error")]
@@ -87,6 +98,11 @@ impl EventPayload {
             Self::UserRegistered(_) => "user.registered",
             Self::UserLoggedOut(_) => "user.logged_out",
             Self::UserTokenRefreshed(_) => "user.token_refreshed",
+            Self::UserVerificationRequested(_) => "user.verification_requested",
+            Self::UserPasswordResetRequested(_) => "user.password_reset_requested",
+            Self::UserPasswordChanged(_) => "user.password_changed",
+            Self::UserIdentifierChanged(_) => "user.identifier_changed",
+            Self::UserDeleted(_) => "user.deleted",
             Self::ApiRequest(_) => "api.request",
             Self::ApiError(_) => "api.error",
             Self::SystemAlert(_) => "system.alert",
@@ -119,6 +135,11 @@ impl EventPayload {
             Self::UserRegistered(e) => Some(&e.user_id),
             Self::UserLoggedOut(e) => Some(&e.user_id),
             Self::UserTokenRefreshed(e) => Some(&e.user_id),
+            Self::UserVerificationRequested(e) => Some(&e.user_id),
+            Self::UserPasswordResetRequested(e) => Some(&e.user_id),
+            Self::UserPasswordChanged(e) => Some(&e.user_id),
+            Self::UserIdentifierChanged(e) => Some(&e.user_id),
+            Self::UserDeleted(e) => Some(&e.user_id),
             Self::ApiRequest(e) => e.user_id.as_deref(),
             _ => None,
         }
@@ -226,6 +247,11 @@ pub const EVENT_TYPES: &[&str] = &[
     "user.registered",
     "user.logged_out",
     "user.token_refreshed",
+    "user.verification_requested",
+    "user.password_reset_requested",
+    "user.password_changed",
+    "user.identifier_changed",
+    "user.deleted",
     "api.request",
     "api.error",
     "system.alert",
@@ -289,6 +315,11 @@ payload_from!(
     UserRegistered,
     UserLoggedOut,
     UserTokenRefreshed,
+    UserVerificationRequested,
+    UserPasswordResetRequested,
+    UserPasswordChanged,
+    UserIdentifierChanged,
+    UserDeleted,
     ApiRequest,
     ApiError,
     SystemAlert,

@@ -1,6 +1,7 @@
 //! Every method of the `UserRepository` contract, against the real PostgreSQL, each test in a
 //! schema of its own.
 
+mod accounts;
 mod common;
 mod credentials_and_verification;
 mod node_leases;

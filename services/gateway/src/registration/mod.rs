@@ -39,6 +39,8 @@ pub(crate) struct RegistrationApi {
     pub(crate) registrations: Registrations,
     pub(crate) users: PgUserRepository,
     pub(crate) ids: Arc<IdGenerator>,
+    /// Builds the `user.registered` event of `register-sync`.
+    pub(crate) events: events::EventBuilder,
     /// How long an accepted request without a stored outcome counts as `processing`: the
     /// retention of `user.registration`, after which it cannot still be on its way.
     pub(crate) pending_window: Duration,
@@ -220,11 +222,14 @@ async fn register_sync(
         .await?
         .remove(0);
     match created {
-        Ok(user) => Ok(Reply::created(RegisteredUser {
-            user_id: user.id.to_string(),
-            email: user.email.map(|e| e.as_str().to_owned()),
-        })
-        .for_user(user.id.to_string())),
+        Ok(user) => {
+            api.user_registered(&user).await;
+            Ok(Reply::created(RegisteredUser {
+                user_id: user.id.to_string(),
+                email: user.email.map(|e| e.as_str().to_owned()),
+            })
+            .for_user(user.id.to_string()))
+        }
         Err(RepoError::Conflict(reason)) => {
             Err(ApiError::new(ErrorCode::AlreadyRegistered, reason))
         }
@@ -322,6 +327,32 @@ impl RegistrationApi {
         }
         metrics::counter!("gateway_registrations_accepted_total").increment(messages.len() as u64);
         Ok(messages.into_iter().map(|m| m.request_id).collect())
+    }
+
+    /// Publishes `user.registered` for a user `register-sync` created, as the batcher does for
+    /// queued ones (the email-worker sends the verification message). The user exists either
+    /// way, so the answer is 201 even when the broker refuses the event: the failure is logged
+    /// and counted, and the user can ask for the verification message again.
+    async fn user_registered(&self, user: &domain::User) {
+        let event = self.events.build(events::envelope::UserRegistered {
+            user_id: user.id.to_string(),
+            email: user.email.as_ref().map(|e| e.as_str().to_owned()),
+            phone: user.phone.as_ref().map(|p| p.as_str().to_owned()),
+            first_name: None,
+            last_name: None,
+            registration_time: user.created_at,
+            ip_address: None,
+            registration_source: "api".into(),
+            email_verified: user.is_email_verified,
+            organization_id: None,
+        });
+        if !matches!(
+            self.producer.deliver_event(&event).await,
+            Ok(Delivery::Published { .. })
+        ) {
+            metrics::counter!("gateway_user_registered_unpublished_total").increment(1);
+            tracing::error!(user_id = %user.id, "user.registered of a register-sync user not published");
+        }
     }
 
     async fn hash(&self, passwords: Vec<String>) -> Result<Vec<String>, ApiError> {

@@ -14,6 +14,23 @@ pub(crate) struct PasswordRules {
     pub(crate) max_length: usize,
 }
 
+impl PasswordRules {
+    /// 422 naming `field` when the password's length is outside the bounds.
+    pub(crate) fn check(&self, field: &str, password: &str) -> Result<(), ApiError> {
+        let length = password.chars().count();
+        if length < self.min_length || length > self.max_length {
+            return Err(ApiError::invalid(
+                field,
+                format!(
+                    "{field} must be {} to {} characters long",
+                    self.min_length, self.max_length
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for PasswordRules {
     /// OWASP: at least 8; at most 128 keeps hashing cost and abuse bounded.
     fn default() -> Self {
@@ -100,17 +117,9 @@ impl RegistrationRequest {
                 ApiError::invalid("email", "one of email and phone is required").within(prefix),
             );
         }
-        let length = self.password.chars().count();
-        if length < rules.min_length || length > rules.max_length {
-            return Err(ApiError::invalid(
-                "password",
-                format!(
-                    "password must be {} to {} characters long",
-                    rules.min_length, rules.max_length
-                ),
-            )
-            .within(prefix));
-        }
+        rules
+            .check("password", &self.password)
+            .map_err(|e| e.within(prefix))?;
         Ok(RegistrationInput {
             email,
             phone,

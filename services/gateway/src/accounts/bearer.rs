@@ -1,0 +1,91 @@
+//! `Authorization: Bearer <access token>` (RFC 6750 section 2.1): the extractor every endpoint
+//! that acts as a signed-in user takes.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use domain::{TokenHash, UserId};
+use repo::accounts::FIRST_PARTY_CLIENT_ID;
+use repo::{RepoError, UserRepository as _};
+use uuid::Uuid;
+
+use super::AccountsApi;
+use crate::errors::{ApiError, ErrorCode};
+
+/// The signed-in user of a request, from a live first-party access token. Missing: 401
+/// `unauthenticated`; unknown, expired or revoked (sign-out, a reused refresh token, a password
+/// reset, a deletion): 401 `invalid_token`. Both with `WWW-Authenticate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SignedIn {
+    pub(crate) user_id: UserId,
+    pub(crate) session_id: Uuid,
+}
+
+/// The token of an `Authorization` value: the `Bearer` scheme (any case) and a token of the
+/// form this API issues (64 hexadecimal characters). `None` when there is no such header.
+pub(crate) fn bearer_token(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let invalid = || ApiError::new(ErrorCode::InvalidToken, "the access token is not valid");
+    let value = value.to_str().map_err(|_| invalid())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(invalid)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "the Authorization header must use the Bearer scheme",
+        ));
+    }
+    let token = token.trim();
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid());
+    }
+    Ok(Some(token.to_ascii_lowercase()))
+}
+
+impl FromRequest for SignedIn {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let api = request.app_data::<web::Data<AccountsApi>>().cloned();
+        let token = bearer_token(request);
+        Box::pin(async move {
+            let api = api.ok_or_else(|| ApiError::internal("accounts are not configured"))?;
+            let token = token?.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "sign in and send the access token as `Authorization: Bearer <token>`",
+                )
+            })?;
+            let invalid = || {
+                ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "the access token is unknown, expired or revoked",
+                )
+            };
+            let found = match api
+                .users
+                .get_access_token_by_hash(&TokenHash::of(&token))
+                .await
+            {
+                Ok(found) => found,
+                Err(RepoError::NotFound { .. }) => return Err(invalid()),
+                Err(other) => return Err(other.into()),
+            };
+            match (
+                found.client_id == FIRST_PARTY_CLIENT_ID,
+                found.user_id,
+                found.session_id,
+            ) {
+                (true, Some(user_id), Some(session_id)) => Ok(Self {
+                    user_id,
+                    session_id,
+                }),
+                _ => Err(invalid()),
+            }
+        })
+    }
+}

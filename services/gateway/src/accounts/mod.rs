@@ -1,0 +1,721 @@
+//! Accounts: sign-in, sessions, verification, recovery, identifier changes and deletion, on
+//! the `UserRepository` and `repo::Accounts`. The HTTP side is in `routes`; the rules are here.
+//!
+//! - **Sessions.** A sign-in starts a session and issues an access token (`ACCESS_TOKEN_TTL`)
+//!   and a refresh token (`REFRESH_TOKEN_TTL`, never past the session's `SESSION_MAX_AGE`),
+//!   both 32 random bytes stored only as SHA-256 hashes (the repository's OAuth2 token tables,
+//!   client `first-party`, tagged with the session). A refresh rotates: the old refresh token is
+//!   revoked in the statement that redeems it; presenting it again revokes the whole session
+//!   and is recorded as a security event (OAuth2 audit log, `refresh_token_reuse`).
+//! - **Sign-in** runs Argon2id on the bounded hashing pool; an unknown identifier is checked
+//!   against a decoy hash, so it costs what a wrong password costs, and gets the same answer.
+//!   Only after the password matches does the answer say that the account is deleted,
+//!   suspended, unverified (when `SIGN_IN_REQUIRES_VERIFIED`) or must reset its password.
+//! - **Throttling.** Failed sign-ins count per identifier (`SIGN_IN_MAX_FAILURES`) and per
+//!   client IP (`SIGN_IN_MAX_FAILURES_PER_IP`) in a `SIGN_IN_FAILURE_WINDOW`; past either,
+//!   429 with `Retry-After` until the window ends, without checking the password. Emails and
+//!   texts a caller can trigger (verification resends, password resets) are limited to
+//!   `ACCOUNT_MESSAGES_PER_WINDOW` per identifier per `ACCOUNT_MESSAGE_WINDOW`, and wrong phone
+//!   codes to `PHONE_CODE_MAX_FAILURES` per number per failure window. Counters live in
+//!   PostgreSQL (`auth_throttle`), keyed by a hash of the identifier, so they hold across
+//!   replicas.
+//! - **Events.** Every sign-in attempt publishes a `login` or `login_failed` activity event
+//!   (IP, user agent, session) to `user-activity-logs`; a sign-in `user.logged_in` to
+//!   `user-events`, a refresh `user.token_refreshed` to `auth-events`, a sign-out
+//!   `user.logged_out`. What needs an email or a text (`user.verification_requested`,
+//!   `user.password_reset_requested`, `user.password_changed`, `user.identifier_changed`,
+//!   `user.deleted`) goes to `user-events` for the email-worker, which issues the tokens: no
+//!   secret is ever on a topic.
+
+mod bearer;
+pub(crate) mod routes;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::accounts::SecretToken;
+use domain::{Identifier, OAuth2AccessToken, OAuth2RefreshToken, TokenHash, UserId};
+use events::{EventBuilder, EventPayload, Producer};
+use repo::accounts::FIRST_PARTY_CLIENT_ID;
+use repo::{Accounts, PgUserRepository, UserRepository as _};
+use serde_json::{Map, Value, json};
+use service_runtime::{ConfigError, Env};
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+pub(crate) use bearer::SignedIn;
+
+use crate::activity::ActivityApi;
+use crate::client_ip::TrustedProxies;
+use crate::errors::{ApiError, ErrorCode};
+use crate::hashing::{HashError, PasswordHasher};
+use crate::registration::validation::PasswordRules;
+
+/// The variables of accounts:
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `ACCESS_TOKEN_TTL` | `15m` | life of an access token |
+/// | `REFRESH_TOKEN_TTL` | `30d` | life of a refresh token (each refresh issues a new one) |
+/// | `SESSION_MAX_AGE` | `90d` | no refresh extends a session past this after its sign-in |
+/// | `SIGN_IN_REQUIRES_VERIFIED` | `false` | refuse sign-in (403 `identifier_not_verified`) with an email or phone not verified yet |
+/// | `SIGN_IN_MAX_FAILURES` | `5` | failed sign-ins per identifier per window before 429 |
+/// | `SIGN_IN_MAX_FAILURES_PER_IP` | `50` | failed sign-ins per client IP per window before 429 |
+/// | `SIGN_IN_FAILURE_WINDOW` | `15m` | the window of both counts |
+/// | `PHONE_CODE_MAX_FAILURES` | `5` | wrong codes per phone number per window before 429 |
+/// | `ACCOUNT_MESSAGES_PER_WINDOW` | `3` | verification resends and password resets per identifier per window |
+/// | `ACCOUNT_MESSAGE_WINDOW` | `15m` | the window of that limit |
+/// | `PASSWORD_HISTORY` | `5` | a new password may not be the current one nor one of this many before |
+/// | `ACCOUNT_DELETION_GRACE` | `30d` | how long a deleted account can be restored; then `platform-admin purge-accounts` deletes it for good |
+/// | `USER_EVENTS_TOPIC` | `user-events` | where `user.logged_in`, `user.logged_out`, `user.registered` (of `register-sync`) and the account events go |
+/// | `AUTH_EVENTS_TOPIC` | `auth-events` | where `user.token_refreshed` goes |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AccountsConfig {
+    pub(crate) access_token_ttl: Duration,
+    pub(crate) refresh_token_ttl: Duration,
+    pub(crate) session_max_age: Duration,
+    pub(crate) require_verified: bool,
+    pub(crate) max_failures_per_identifier: i32,
+    pub(crate) max_failures_per_ip: i32,
+    pub(crate) failure_window: Duration,
+    pub(crate) phone_code_max_failures: i32,
+    pub(crate) messages_per_window: i32,
+    pub(crate) message_window: Duration,
+    pub(crate) password_history: i64,
+    pub(crate) deletion_grace: Duration,
+    pub(crate) user_events_topic: String,
+    pub(crate) auth_events_topic: String,
+}
+
+/// The event types the gateway publishes to `USER_EVENTS_TOPIC`.
+const USER_EVENT_TYPES: &[&str] = &[
+    "user.registered",
+    "user.logged_in",
+    "user.logged_out",
+    "user.verification_requested",
+    "user.password_reset_requested",
+    "user.password_changed",
+    "user.identifier_changed",
+    "user.deleted",
+];
+
+const DAY: u64 = 24 * 3600;
+
+impl AccountsConfig {
+    pub(crate) fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let positive = |name: &str, default: i32| -> Result<i32, ConfigError> {
+            Ok(env.parse(name, default)?.max(1))
+        };
+        Ok(Self {
+            access_token_ttl: env.duration("ACCESS_TOKEN_TTL", Duration::from_secs(15 * 60))?,
+            refresh_token_ttl: env.duration("REFRESH_TOKEN_TTL", Duration::from_secs(30 * DAY))?,
+            session_max_age: env.duration("SESSION_MAX_AGE", Duration::from_secs(90 * DAY))?,
+            require_verified: env.parse("SIGN_IN_REQUIRES_VERIFIED", false)?,
+            max_failures_per_identifier: positive("SIGN_IN_MAX_FAILURES", 5)?,
+            max_failures_per_ip: positive("SIGN_IN_MAX_FAILURES_PER_IP", 50)?,
+            failure_window: env.duration("SIGN_IN_FAILURE_WINDOW", Duration::from_secs(15 * 60))?,
+            phone_code_max_failures: positive("PHONE_CODE_MAX_FAILURES", 5)?,
+            messages_per_window: positive("ACCOUNT_MESSAGES_PER_WINDOW", 3)?,
+            message_window: env.duration("ACCOUNT_MESSAGE_WINDOW", Duration::from_secs(15 * 60))?,
+            password_history: i64::from(positive("PASSWORD_HISTORY", 5)?),
+            deletion_grace: env
+                .duration("ACCOUNT_DELETION_GRACE", Duration::from_secs(30 * DAY))?,
+            user_events_topic: env.string("USER_EVENTS_TOPIC", "user-events"),
+            auth_events_topic: env.string("AUTH_EVENTS_TOPIC", "auth-events"),
+        })
+    }
+
+    /// Routes the account event types to their configured topics.
+    pub(crate) fn route_events(&self, router: &events::routing::TopicRouter) {
+        for event_type in USER_EVENT_TYPES {
+            router.set_topic_mapping(event_type, &self.user_events_topic);
+        }
+        router.set_topic_mapping("user.token_refreshed", &self.auth_events_topic);
+    }
+}
+
+/// What the account endpoints work with.
+#[derive(Debug, Clone)]
+pub(crate) struct AccountsApi {
+    pub(crate) users: PgUserRepository,
+    pub(crate) accounts: Accounts,
+    /// The registration's pool: sign-ins and registrations share its bound.
+    pub(crate) hasher: PasswordHasher,
+    /// Checked when the identifier is unknown, so that costs a verification too.
+    pub(crate) decoy_hash: String,
+    pub(crate) password_rules: PasswordRules,
+    pub(crate) producer: Producer,
+    pub(crate) events: EventBuilder,
+    pub(crate) activity: ActivityApi,
+    pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) config: AccountsConfig,
+}
+
+/// Who is asking, for events and sessions.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Caller {
+    pub(crate) ip: Option<String>,
+    pub(crate) user_agent: Option<String>,
+}
+
+/// The tokens of a sign-in or a refresh (RFC 6749 section 5.1 names).
+#[derive(Debug)]
+pub(crate) struct IssuedTokens {
+    pub(crate) access_token: SecretToken,
+    pub(crate) expires_in: u64,
+    pub(crate) refresh_token: SecretToken,
+    pub(crate) refresh_token_expires_in: u64,
+    pub(crate) session_id: Uuid,
+    pub(crate) user_id: UserId,
+}
+
+/// The throttle key of an identifier: a hash, so the table holds no addresses.
+fn identifier_key(kind: &str, identifier: &Identifier) -> String {
+    let text = match identifier {
+        Identifier::Email(email) => email.as_str().to_owned(),
+        Identifier::Phone(phone) => phone.as_str().to_owned(),
+    };
+    format!("{kind}:{}", TokenHash::of(&text).as_str())
+}
+
+fn seconds_until(at: DateTime<Utc>) -> u32 {
+    u32::try_from((at - Utc::now()).num_seconds().max(1)).unwrap_or(u32::MAX)
+}
+
+fn too_many(retry_after: u32, what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::TooManyRequests,
+        format!("too many {what}; try again in {retry_after} s"),
+    )
+    .retry_after(retry_after)
+}
+
+pub(crate) fn hash_error(error: HashError) -> ApiError {
+    match error {
+        HashError::Busy => ApiError::new(
+            ErrorCode::Busy,
+            "too many passwords are being checked; try again shortly",
+        )
+        .retry_after(1),
+        HashError::Failed(reason) => ApiError::internal(reason),
+    }
+}
+
+impl AccountsApi {
+    pub(crate) fn caller(&self, request: &actix_web::HttpRequest) -> Caller {
+        Caller {
+            ip: self
+                .trusted_proxies
+                .client_of(request)
+                .map(|ip| ip.to_string()),
+            user_agent: request
+                .headers()
+                .get(actix_web::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| ua.chars().take(512).collect()),
+        }
+    }
+
+    /// Whether `password` matches any of `hashes`, on the bounded pool.
+    pub(crate) async fn password_matches(
+        &self,
+        password: &str,
+        hashes: Vec<String>,
+    ) -> Result<bool, ApiError> {
+        self.hasher
+            .verify_any(password.to_owned(), hashes)
+            .await
+            .map_err(hash_error)
+    }
+
+    /// 429 when a counter is at its limit.
+    async fn refuse_when_over(
+        &self,
+        key: &str,
+        limit: i32,
+        window: Duration,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        let count = self.accounts.throttle_count(key, window).await?;
+        if count.hits >= limit {
+            metrics::counter!("gateway_throttled_total", "what" => what.to_owned()).increment(1);
+            return Err(too_many(seconds_until(count.window_ends_at), what));
+        }
+        Ok(())
+    }
+
+    /// Counts a message asked for `identifier`; 429 past the limit. Counted whether or not
+    /// the identifier belongs to anyone, so the answer says nothing about that.
+    pub(crate) async fn count_message(&self, identifier: &Identifier) -> Result<(), ApiError> {
+        let count = self
+            .accounts
+            .throttle_hit(
+                &identifier_key("message", identifier),
+                self.config.message_window,
+            )
+            .await?;
+        if count.hits > self.config.messages_per_window {
+            metrics::counter!("gateway_throttled_total", "what" => "messages").increment(1);
+            return Err(too_many(
+                seconds_until(count.window_ends_at),
+                "messages asked for this address",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Throttling of wrong phone codes: 429 while the number is over its limit.
+    pub(crate) async fn check_code_attempts(
+        &self,
+        identifier: &Identifier,
+    ) -> Result<(), ApiError> {
+        self.refuse_when_over(
+            &identifier_key("phone_code", identifier),
+            self.config.phone_code_max_failures,
+            self.config.failure_window,
+            "wrong codes",
+        )
+        .await
+    }
+
+    pub(crate) async fn count_wrong_code(&self, identifier: &Identifier) -> Result<(), ApiError> {
+        self.accounts
+            .throttle_hit(
+                &identifier_key("phone_code", identifier),
+                self.config.failure_window,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Signs in with an identifier and a password.
+    pub(crate) async fn sign_in(
+        &self,
+        identifier: &Identifier,
+        password: &str,
+        caller: &Caller,
+    ) -> Result<IssuedTokens, ApiError> {
+        let id_key = identifier_key("sign_in", identifier);
+        let ip_key = caller.ip.as_ref().map(|ip| format!("sign_in_ip:{ip}"));
+        let window = self.config.failure_window;
+        self.refuse_when_over(
+            &id_key,
+            self.config.max_failures_per_identifier,
+            window,
+            "failed sign-ins",
+        )
+        .await?;
+        if let Some(ip_key) = &ip_key {
+            self.refuse_when_over(
+                ip_key,
+                self.config.max_failures_per_ip,
+                window,
+                "failed sign-ins",
+            )
+            .await?;
+        }
+
+        let found = match self.users.get_user_by_identifier(identifier).await {
+            Ok(found) => Some(found),
+            Err(repo::RepoError::NotFound { .. }) => None,
+            Err(other) => return Err(other.into()),
+        };
+        let live = found.and_then(|found| found.credential.map(|c| (found.user, c)));
+        let Some((user, credential)) = live else {
+            // Unknown (or without a password): a deleted account's password still tells the
+            // owner what happened; anyone else gets what a wrong password gets, in as long.
+            let deleted = self.accounts.deleted_account(identifier).await?;
+            let hash = deleted
+                .as_ref()
+                .map_or_else(|| self.decoy_hash.clone(), |d| d.password_hash.clone());
+            let matched = self.password_matches(password, vec![hash]).await?;
+            return Err(match deleted {
+                Some(account) if matched => {
+                    self.attempt_failed(Some(account.user_id), caller, "account_deleted");
+                    ApiError::new(
+                        ErrorCode::AccountDeleted,
+                        "the account was deleted; restore it through the link mailed at deletion",
+                    )
+                }
+                _ => {
+                    self.count_failure(&id_key, ip_key.as_deref()).await?;
+                    self.attempt_failed(None, caller, "invalid_credentials");
+                    invalid_credentials()
+                }
+            });
+        };
+        if !self
+            .password_matches(password, vec![credential.password_hash.clone()])
+            .await?
+        {
+            self.count_failure(&id_key, ip_key.as_deref()).await?;
+            self.attempt_failed(Some(user.id), caller, "invalid_credentials");
+            return Err(invalid_credentials());
+        }
+        let refusal = if credential.invalidated_at.is_some() {
+            Some((
+                ErrorCode::PasswordResetRequired,
+                "this password no longer signs in; set a new one through a password reset",
+            ))
+        } else if user.status == domain::UserStatus::Suspended {
+            Some((ErrorCode::AccountSuspended, "the account is suspended"))
+        } else if self.config.require_verified
+            && !match identifier {
+                Identifier::Email(_) => user.is_email_verified,
+                Identifier::Phone(_) => user.is_phone_verified,
+            }
+        {
+            Some((
+                ErrorCode::IdentifierNotVerified,
+                "verify this email or phone first; a new message can be asked for",
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            self.attempt_failed(Some(user.id), caller, &code.as_str());
+            return Err(ApiError::new(code, message));
+        }
+
+        self.accounts.throttle_clear(&id_key).await?;
+        let session_id = Uuid::now_v7();
+        let session_ends = Utc::now()
+            + chrono::Duration::from_std(self.config.session_max_age).unwrap_or_default();
+        self.accounts
+            .start_session(&repo::accounts::NewSession {
+                id: session_id,
+                user_id: user.id,
+                ip_address: caller.ip.clone(),
+                user_agent: caller.user_agent.clone(),
+                expires_at: session_ends,
+            })
+            .await?;
+        let tokens = self.issue(user.id, session_id, session_ends).await?;
+        metrics::counter!("gateway_sign_ins_total", "outcome" => "success").increment(1);
+        self.record_activity(Some(user.id), "login", caller, Some(session_id), None);
+        self.publish(events::envelope::UserLoggedIn {
+            user_id: user.id.to_string(),
+            email: user
+                .email
+                .as_ref()
+                .map(|e| e.as_str().to_owned())
+                .unwrap_or_default(),
+            ip_address: caller.ip.clone(),
+            user_agent: caller.user_agent.clone(),
+            login_time: Utc::now(),
+            session_id: session_id.to_string(),
+            remember_me: false,
+            login_method: "password".into(),
+            device_info: None,
+            location: None,
+        });
+        Ok(tokens)
+    }
+
+    async fn count_failure(&self, id_key: &str, ip_key: Option<&str>) -> Result<(), ApiError> {
+        let window = self.config.failure_window;
+        self.accounts.throttle_hit(id_key, window).await?;
+        if let Some(ip_key) = ip_key {
+            self.accounts.throttle_hit(ip_key, window).await?;
+        }
+        Ok(())
+    }
+
+    /// A new access and refresh token for the session.
+    async fn issue(
+        &self,
+        user_id: UserId,
+        session_id: Uuid,
+        session_ends: DateTime<Utc>,
+    ) -> Result<IssuedTokens, ApiError> {
+        let now = Utc::now();
+        let access_ttl =
+            chrono::Duration::from_std(self.config.access_token_ttl).unwrap_or_default();
+        let refresh_ttl =
+            chrono::Duration::from_std(self.config.refresh_token_ttl).unwrap_or_default();
+        let (access, refresh) = (SecretToken::generate(), SecretToken::generate());
+        let access_expires = (now + access_ttl).min(session_ends);
+        let refresh_expires = (now + refresh_ttl).min(session_ends);
+        self.users
+            .create_access_token(&OAuth2AccessToken {
+                token_hash: access.hash(),
+                client_id: FIRST_PARTY_CLIENT_ID.into(),
+                user_id: Some(user_id),
+                session_id: Some(session_id),
+                scopes: Vec::new(),
+                expires_at: access_expires,
+                revoked_at: None,
+                created_at: now,
+            })
+            .await?;
+        self.users
+            .create_refresh_token(&OAuth2RefreshToken {
+                token_hash: refresh.hash(),
+                access_token_hash: Some(access.hash()),
+                client_id: FIRST_PARTY_CLIENT_ID.into(),
+                user_id,
+                session_id: Some(session_id),
+                scopes: Vec::new(),
+                expires_at: refresh_expires,
+                revoked_at: None,
+                created_at: now,
+            })
+            .await?;
+        let seconds = |at: DateTime<Utc>| u64::try_from((at - now).num_seconds()).unwrap_or(0);
+        Ok(IssuedTokens {
+            access_token: access,
+            expires_in: seconds(access_expires),
+            refresh_token: refresh,
+            refresh_token_expires_in: seconds(refresh_expires),
+            session_id,
+            user_id,
+        })
+    }
+
+    /// Rotates a refresh token. A token presented again after its rotation revokes its whole
+    /// session.
+    pub(crate) async fn refresh(
+        &self,
+        refresh_token: &str,
+        caller: &Caller,
+    ) -> Result<IssuedTokens, ApiError> {
+        use repo::accounts::RefreshRedemption as R;
+        let invalid_grant = |message: &str| ApiError::new(ErrorCode::InvalidGrant, message);
+        let hash = TokenHash::of(refresh_token);
+        match self.accounts.redeem_refresh_token(&hash).await? {
+            R::Redeemed {
+                user_id,
+                session_id,
+            } => {
+                let session = self.accounts.session(session_id).await?;
+                let Some(session) = session.filter(|s| s.is_live(Utc::now())) else {
+                    return Err(invalid_grant("the session has ended; sign in again"));
+                };
+                let tokens = self.issue(user_id, session_id, session.expires_at).await?;
+                self.accounts.touch_session(session_id).await?;
+                self.publish(events::envelope::UserTokenRefreshed {
+                    user_id: user_id.to_string(),
+                    session_id: session_id.to_string(),
+                    refreshed_at: Utc::now(),
+                });
+                Ok(tokens)
+            }
+            R::AlreadyRevoked {
+                user_id,
+                session_id,
+            } => {
+                if let Some(session_id) = session_id {
+                    let ended = self
+                        .accounts
+                        .revoke_session(session_id, "refresh_token_reuse")
+                        .await?;
+                    if ended {
+                        // A rotated token came back: someone holds a copy. The whole session
+                        // goes, and the attempt is kept as a security event.
+                        tracing::warn!(
+                            security_event = "refresh_token_reuse",
+                            user_id = %user_id,
+                            session_id = %session_id,
+                            "a rotated refresh token was presented again; session revoked"
+                        );
+                        metrics::counter!("gateway_refresh_token_reuse_total").increment(1);
+                        self.audit(
+                            "refresh_token_reuse",
+                            user_id,
+                            caller,
+                            json!({"session_id": session_id}),
+                        )
+                        .await;
+                    }
+                }
+                Err(invalid_grant(
+                    "the refresh token was already used or revoked",
+                ))
+            }
+            R::Expired => Err(invalid_grant(
+                "the refresh token has expired; sign in again",
+            )),
+            R::Unknown => Err(invalid_grant("the refresh token is not valid")),
+        }
+    }
+
+    /// Ends one session.
+    pub(crate) async fn sign_out(&self, who: SignedIn) -> Result<(), ApiError> {
+        self.accounts
+            .revoke_session(who.session_id, "sign_out")
+            .await?;
+        self.publish(events::envelope::UserLoggedOut {
+            user_id: who.user_id.to_string(),
+            session_id: who.session_id.to_string(),
+            logout_time: Utc::now(),
+        });
+        Ok(())
+    }
+
+    /// Ends every session of the user and revokes all their tokens; returns how many sessions
+    /// ended.
+    pub(crate) async fn revoke_everything(
+        &self,
+        user_id: UserId,
+        reason: &str,
+    ) -> Result<u64, ApiError> {
+        let ended = self
+            .accounts
+            .revoke_sessions_of(user_id, reason, None)
+            .await?;
+        self.users.revoke_access_tokens_by_user(user_id).await?;
+        self.users.revoke_refresh_tokens_by_user(user_id).await?;
+        Ok(ended)
+    }
+
+    /// Refuses a new password that breaks the length rules or was used before (the current one
+    /// or one of the last `PASSWORD_HISTORY`).
+    pub(crate) async fn check_new_password(
+        &self,
+        user_id: UserId,
+        field: &str,
+        password: &str,
+    ) -> Result<(), ApiError> {
+        self.password_rules.check(field, password)?;
+        let (_, credentials) = self.users.get_user_with_credentials(user_id).await?;
+        let mut hashes: Vec<String> = credentials.into_iter().map(|c| c.password_hash).collect();
+        hashes.extend(
+            self.users
+                .get_credential_history(user_id, self.config.password_history)
+                .await?
+                .into_iter()
+                .map(|h| h.password_hash),
+        );
+        if self.password_matches(password, hashes).await? {
+            return Err(ApiError::new(
+                ErrorCode::PasswordReused,
+                format!(
+                    "choose a password other than the current one and the last {}",
+                    self.config.password_history
+                ),
+            )
+            .with_field(field));
+        }
+        Ok(())
+    }
+
+    /// Hashes and stores a new password.
+    pub(crate) async fn set_password(
+        &self,
+        user_id: UserId,
+        password: &str,
+    ) -> Result<(), ApiError> {
+        let hash = self
+            .hasher
+            .hash_all(vec![password.to_owned()])
+            .await
+            .map_err(hash_error)?
+            .remove(0);
+        self.users.update_password(user_id, &hash).await?;
+        Ok(())
+    }
+
+    /// Checks the signed-in user's password again before a sensitive change; 401
+    /// `invalid_credentials` when it is wrong.
+    pub(crate) async fn reauthenticate(
+        &self,
+        user_id: UserId,
+        password: &str,
+    ) -> Result<(), ApiError> {
+        let (_, credentials) = self.users.get_user_with_credentials(user_id).await?;
+        let hashes = credentials.into_iter().map(|c| c.password_hash).collect();
+        if self.password_matches(password, hashes).await? {
+            Ok(())
+        } else {
+            Err(
+                ApiError::new(ErrorCode::InvalidCredentials, "the password is wrong")
+                    .with_field("password"),
+            )
+        }
+    }
+
+    /// Publishes a business event in the background: the answer does not wait for the broker
+    /// (a failure is logged and counted by the producer).
+    pub(crate) fn publish(&self, payload: impl Into<EventPayload>) {
+        let event = self.events.build(payload);
+        let producer = self.producer.clone();
+        tokio::spawn(
+            async move {
+                if let Err(error) = producer.deliver_event(&event).await {
+                    tracing::error!(event_type = event.event_type(), %error, "event not published");
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// A sign-in attempt's activity event (`login` or `login_failed`), in the background.
+    fn record_activity(
+        &self,
+        user_id: Option<UserId>,
+        activity_type: &str,
+        caller: &Caller,
+        session_id: Option<Uuid>,
+        reason: Option<&str>,
+    ) {
+        let mut metadata = Map::new();
+        let mut put = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                metadata.insert(name.into(), Value::String(value));
+            }
+        };
+        put("ipAddress", caller.ip.clone());
+        put("userAgent", caller.user_agent.clone());
+        put("sessionId", session_id.map(|s| s.to_string()));
+        put("reason", reason.map(str::to_owned));
+        put("loginMethod", Some("password".into()));
+        let event = domain::ActivityEvent {
+            // Failed attempts on no known account share one key.
+            user_id: user_id.map_or_else(|| "anonymous".to_owned(), |id| id.to_string()),
+            activity_type: activity_type.to_owned(),
+            timestamp: Utc::now(),
+            metadata,
+            event_id: format!("evt_{}", Uuid::now_v7().simple()),
+            version: "1.0".into(),
+        };
+        let activity = self.activity.clone();
+        tokio::spawn(
+            async move {
+                if let Err(error) = activity.publish(std::slice::from_ref(&event)).await {
+                    tracing::error!(%error, "sign-in activity event not published");
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    fn attempt_failed(&self, user_id: Option<UserId>, caller: &Caller, reason: &str) {
+        metrics::counter!("gateway_sign_ins_total", "outcome" => reason.to_owned()).increment(1);
+        self.record_activity(user_id, "login_failed", caller, None, Some(reason));
+    }
+
+    /// A security event in the OAuth2 audit log (best effort: a failure is logged).
+    async fn audit(&self, event_type: &str, user_id: UserId, caller: &Caller, details: Value) {
+        let entry = domain::OAuth2AuditLog {
+            id: 0,
+            event_type: event_type.to_owned(),
+            client_id: Some(FIRST_PARTY_CLIENT_ID.into()),
+            user_id: Some(user_id),
+            ip_address: caller.ip.clone(),
+            user_agent: caller.user_agent.clone(),
+            success: false,
+            details,
+            created_at: Utc::now(),
+        };
+        if let Err(error) = self.users.create_oauth2_audit_log(&entry).await {
+            tracing::error!(%error, event_type, "security event not written to the audit log");
+        }
+    }
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidCredentials,
+        "the identifier or the password is wrong",
+    )
+}
