@@ -40,6 +40,11 @@ fn user_id(text: &str) -> Result<UserId, HandlerError> {
     })
 }
 
+/// A time as the emails show it: `2026-12-01T09:30:00Z`.
+fn when(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 fn expiry(ttl: std::time::Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default()
 }
@@ -94,10 +99,7 @@ impl EmailHandler {
                 changed_at,
                 ..
             }) => {
-                let values = vec![
-                    ("method", method.clone()),
-                    ("changed_at", changed_at.to_rfc3339()),
-                ];
+                let values = vec![("method", method.clone()), ("changed_at", when(changed_at))];
                 self.send(event.id, "password_changed", email, &values)
                     .await
             }
@@ -151,7 +153,7 @@ impl EmailHandler {
                 ),
             ),
             ("verification_token", token.expose().to_owned()),
-            ("expires_at", expires_at.to_rfc3339()),
+            ("expires_at", when(&expires_at)),
         ];
         self.deliver(event_id, "verify_email", email, &values).await
     }
@@ -219,7 +221,7 @@ impl EmailHandler {
                 ),
             ),
             ("reset_token", token.expose().to_owned()),
-            ("expires_at", expires_at.to_rfc3339()),
+            ("expires_at", when(&expires_at)),
         ];
         self.deliver(event_id, "password_reset", email, &values)
             .await
@@ -257,7 +259,7 @@ impl EmailHandler {
             (Some(old), "email") => {
                 let values = vec![
                     ("new_email", change.new_value.clone()),
-                    ("changed_at", change.changed_at.to_rfc3339()),
+                    ("changed_at", when(&change.changed_at)),
                 ];
                 self.send(event_id, "email_changed", old, &values).await
             }
@@ -310,8 +312,8 @@ impl EmailHandler {
             return self.text(event_id, template, &to, body).await;
         }
         let values = vec![
-            ("deleted_at", deleted.deleted_at.to_rfc3339()),
-            ("restore_until", deleted.restore_until.to_rfc3339()),
+            ("deleted_at", when(&deleted.deleted_at)),
+            ("restore_until", when(&deleted.restore_until)),
             ("restore_link", link),
             ("restore_token", token.expose().to_owned()),
         ];

@@ -89,3 +89,46 @@ impl FromRequest for SignedIn {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn parse(value: Option<&str>) -> Result<Option<String>, ErrorCode> {
+        let mut request = TestRequest::default();
+        if let Some(value) = value {
+            request = request.insert_header((header::AUTHORIZATION, value));
+        }
+        bearer_token(&request.to_http_request()).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn only_bearer_tokens_of_our_form_are_looked_up() {
+        let token = "ab".repeat(32);
+        assert_eq!(parse(None), Ok(None));
+        assert_eq!(
+            parse(Some(&format!("Bearer {token}"))),
+            Ok(Some(token.clone()))
+        );
+        assert_eq!(
+            parse(Some(&format!("bearer {}", token.to_uppercase()))),
+            Ok(Some(token.clone())),
+            "the scheme is case-insensitive (RFC 9110), the hex too"
+        );
+        assert_eq!(
+            parse(Some(&format!("Basic {token}"))),
+            Err(ErrorCode::Unauthenticated)
+        );
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer abc",
+            "Bearer \u{e9}",
+            &format!("Bearer {token}0"),
+        ] {
+            assert_eq!(parse(Some(bad)), Err(ErrorCode::InvalidToken), "{bad:?}");
+        }
+    }
+}
