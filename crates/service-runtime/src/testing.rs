@@ -120,6 +120,20 @@ impl ServiceProcess {
         self.logs.lock().expect("log lock").clone()
     }
 
+    /// GETs `path` from the operations server; `None` while nothing listens there yet (a
+    /// process just spawned, on a busy machine).
+    pub async fn try_get(&self, path: &str) -> Option<(u16, String)> {
+        let response = self
+            .http
+            .get(format!("http://{}{path}", self.ops_addr))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.unwrap_or_default()))
+    }
+
     /// GETs `path` from the operations server: status and body.
     pub async fn get(&self, path: &str) -> (u16, String) {
         self.get_url(&format!("http://{}{path}", self.ops_addr))

@@ -31,9 +31,12 @@ fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-/// The batcher's `/readyz`: status and the broker check's error.
+/// The batcher's `/readyz`: status and the broker check's error (status 0 while the process
+/// does not listen yet).
 async fn readiness(service: &ServiceProcess) -> (u16, String) {
-    let (status, body) = service.get("/readyz").await;
+    let Some((status, body)) = service.try_get("/readyz").await else {
+        return (0, String::new());
+    };
     let said = serde_json::from_str::<Value>(&body).unwrap_or_default();
     let reason = said["checks"]["broker"]["error"]
         .as_str()

@@ -313,6 +313,7 @@ async fn the_openapi_document_covers_every_endpoint() {
             let request = match method.as_str() {
                 "get" => http.get(&url),
                 "post" => http.post(&url).json(&json!({})),
+                "put" => http.put(&url).json(&json!({})),
                 other => panic!("undocumented method {other}"),
             };
             let answer = send(request).await;
@@ -337,6 +338,21 @@ async fn the_openapi_document_covers_every_endpoint() {
         "/api/v1/campaigns/{campaign_id}/signups/{participant_id}",
         "/api/v1/campaigns/{campaign_id}/verify",
         "/api/v1/campaigns/{campaign_id}/leaderboard",
+        "/api/v1/auth/sign-in",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/sign-out",
+        "/api/v1/auth/sign-out-everywhere",
+        "/api/v1/auth/verify-email",
+        "/api/v1/auth/verify-phone",
+        "/api/v1/auth/resend-verification",
+        "/api/v1/auth/password-reset",
+        "/api/v1/auth/password-reset/confirm",
+        "/api/v1/auth/restore",
+        "/api/v1/me",
+        "/api/v1/me/password",
+        "/api/v1/me/email",
+        "/api/v1/me/phone",
+        "/api/v1/me/deletion",
     ] {
         assert!(
             paths.contains_key(served),
