@@ -48,8 +48,9 @@ CREATE TABLE account_tokens (
 CREATE INDEX account_tokens_user_idx ON account_tokens (user_id, purpose);
 CREATE INDEX account_tokens_expires_idx ON account_tokens (expires_at);
 
--- Fixed-window counters: failed sign-ins per identifier and per client IP, emails requested per
--- identifier, wrong codes per phone. Keys carry no clear identifier (see the gateway).
+-- Fixed-window counters: sign-in attempts per identifier and per client IP (an IPv6 client by
+-- its /64), messages asked per identifier and per IP, wrong codes per phone number. Email
+-- addresses and phone numbers appear in keys only as SHA-256 hashes.
 CREATE TABLE auth_throttle (
     key               TEXT PRIMARY KEY,
     hits              INTEGER NOT NULL,

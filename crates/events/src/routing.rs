@@ -18,6 +18,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("user.password_reset_requested", "user-events"),
     ("user.password_changed", "user-events"),
     ("user.identifier_changed", "user-events"),
+    ("user.email_change_requested", "user-events"),
     ("user.deleted", "user-events"),
     ("api.request", "api-events"),
     ("api.error", "error-events"),

@@ -17,7 +17,8 @@ const USAGE: &str = "usage: platform-admin migrate\n       \
 enum Command {
     Migrate,
     PurgeAccounts {
-        grace_period_days: i32,
+        /// `None`: the gateway's `ACCOUNT_DELETION_GRACE` (30 days by default), in whole days.
+        grace_period_days: Option<i32>,
         batch_size: i64,
     },
     CreateTopics {
@@ -34,7 +35,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Command>
             Some(extra) => bail!("unexpected argument {extra:?}\n{USAGE}"),
         },
         "purge-accounts" => {
-            let (mut grace_period_days, mut batch_size) = (30, 1000);
+            let (mut grace_period_days, mut batch_size) = (None, 1000);
             while let Some(flag) = args.next() {
                 let value = args
                     .next()
@@ -48,7 +49,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Command>
                 };
                 match flag.as_str() {
                     "--grace-period-days" => {
-                        grace_period_days = i32::try_from(number(0)?).context("too many days")?;
+                        grace_period_days =
+                            Some(i32::try_from(number(0)?).context("too many days")?);
                     }
                     "--batch-size" => batch_size = number(1)?,
                     _ => bail!("unknown option {flag:?}\n{USAGE}"),
@@ -127,7 +129,20 @@ async fn run(command: Command, env: &Env) -> anyhow::Result<()> {
         Command::PurgeAccounts {
             grace_period_days,
             batch_size,
-        } => purge_accounts(env, grace_period_days, batch_size).await?,
+        } => {
+            let days = match grace_period_days {
+                Some(days) => days,
+                None => {
+                    let grace = env.duration(
+                        "ACCOUNT_DELETION_GRACE",
+                        std::time::Duration::from_secs(30 * 24 * 3600),
+                    )?;
+                    i32::try_from(grace.as_secs().div_ceil(24 * 3600))
+                        .context("ACCOUNT_DELETION_GRACE is too long")?
+                }
+            };
+            purge_accounts(env, days, batch_size).await?;
+        }
         Command::CreateTopics {
             spec,
             max_replication_factor,
@@ -221,14 +236,14 @@ mod tests {
             ])
             .unwrap(),
             Command::PurgeAccounts {
-                grace_period_days: 0,
+                grace_period_days: Some(0),
                 batch_size: 5
             }
         ));
         assert!(matches!(
             parse(&["purge-accounts"]).unwrap(),
             Command::PurgeAccounts {
-                grace_period_days: 30,
+                grace_period_days: None,
                 batch_size: 1000
             }
         ));

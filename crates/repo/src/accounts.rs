@@ -446,6 +446,17 @@ impl Accounts {
         ))
     }
 
+    /// Takes one hit back from `key` (an attempt counted before it ran that then succeeded).
+    #[tracing::instrument(name = "db.throttle_release", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    pub async fn throttle_release(&self, key: &str) -> RepoResult<()> {
+        let mut conn = self.database.connection().await?;
+        sql_query("UPDATE auth_throttle SET hits = greatest(hits - 1, 0) WHERE key = $1")
+            .bind::<Text, _>(key)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     /// Forgets the count of `key` (a successful sign-in clears its identifier's failures).
     #[tracing::instrument(name = "db.throttle_clear", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn throttle_clear(&self, key: &str) -> RepoResult<()> {

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use domain::accounts::{SecretToken, TokenPurpose, code_hash, six_digit_code};
 use domain::{UserId, UserProfile};
 use events::envelope::{
-    UserDeleted, UserIdentifierChanged, UserPasswordChanged, UserPasswordResetRequested,
-    UserRegistered, UserVerificationRequested,
+    UserDeleted, UserEmailChangeRequested, UserIdentifierChanged, UserPasswordChanged,
+    UserPasswordResetRequested, UserRegistered, UserVerificationRequested,
 };
 use events::{Event, EventPayload, HandlerError};
 use repo::{Accounts, PgUserRepository, RepoError, UserRepository as _};
@@ -103,6 +103,17 @@ impl EmailHandler {
                 self.send(event.id, "password_changed", email, &values)
                     .await
             }
+            EventPayload::UserEmailChangeRequested(UserEmailChangeRequested {
+                user_id: id,
+                new_email,
+                ..
+            }) => {
+                if self.live_user(id).await?.is_none() {
+                    return Ok(());
+                }
+                self.verification_link(event.id, user_id(id)?, new_email)
+                    .await
+            }
             EventPayload::UserIdentifierChanged(change) => {
                 self.identifier_changed(event.id, change).await
             }
@@ -126,7 +137,17 @@ impl EmailHandler {
         let Some(email) = user.email.as_ref().filter(|_| !user.is_email_verified) else {
             return Ok(());
         };
-        let email = email.as_str();
+        self.verification_link(event_id, user.id, email.as_str())
+            .await
+    }
+
+    /// A verification link for `email` (the current address, or the new one of a change).
+    async fn verification_link(
+        &self,
+        event_id: Uuid,
+        user_id: UserId,
+        email: &str,
+    ) -> Result<(), HandlerError> {
         if !self.claim(event_id, "verify_email", email).await? {
             return Ok(());
         }
@@ -136,7 +157,7 @@ impl EmailHandler {
             .accounts
             .issue_account_token(
                 &token.hash(),
-                user.id,
+                user_id,
                 TokenPurpose::VerifyEmail,
                 Some(email),
                 expires_at,
@@ -169,6 +190,12 @@ impl EmailHandler {
         }
         let code = six_digit_code();
         let ttl = self.accounts.config.phone_code_ttl;
+        // One live code at a time: every code more would be another guess that fits.
+        self.accounts
+            .accounts
+            .retire_account_tokens(user.id, TokenPurpose::VerifyPhone)
+            .await
+            .map_err(repo_failure)?;
         self.accounts
             .accounts
             .issue_account_token(
@@ -262,6 +289,17 @@ impl EmailHandler {
                     ("changed_at", when(&change.changed_at)),
                 ];
                 self.send(event_id, "email_changed", old, &values).await
+            }
+            (Some(old), "phone") => {
+                if !self.claim(event_id, "phone_changed", old).await? {
+                    return Ok(());
+                }
+                let body = format!(
+                    "The phone number of your account was changed at {}. If you did not do \
+                     this, reset your password.",
+                    when(&change.changed_at)
+                );
+                self.text(event_id, "phone_changed", old, body).await
             }
             _ => Ok(()),
         }

@@ -1,5 +1,5 @@
-//! Sends the waitlist's emails in reaction to domain events (seed 003), and the account
-//! messages in reaction to account events.
+//! Sends the waitlist's emails in reaction to its domain events, and the account messages in
+//! reaction to account events.
 //!
 //! Consumer group `email-workers` on `domain-events` and `user-events`,
 //! `KAFKA_WORKER_POOL_SIZE` (10) handlers. Account events (`accounts`): `user.registered` and
@@ -36,7 +36,11 @@ fn main() -> ExitCode {
         tracing::info!(?config, transport = mailer.kind(), "configured");
         let texts =
             waitlist::FileTextSender::from_env(&ctx.env).context("setting up text messages")?;
-        tracing::info!(transport = texts.kind(), "text messages");
+        // No SMS provider is wired in: say so where operators look.
+        tracing::warn!(
+            transport = texts.kind(),
+            "text messages (phone codes) are written to SMS_OUTBOX_DIR, not sent; plug a provider into waitlist::texts::TextSender to deliver them"
+        );
         let handler = EmailHandler {
             waitlist: Waitlist::new(ctx.database.clone()),
             accounts: AccountMessages {

@@ -101,6 +101,15 @@ pub struct UserIdentifierChanged {
     pub changed_at: DateTime<Utc>,
 }
 
+/// The user asked to change their email address to `new_email`: the email-worker mails a
+/// confirmation link there; following it makes the change (then `user.identifier_changed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEmailChangeRequested {
+    pub user_id: String,
+    pub new_email: String,
+    pub requested_at: DateTime<Utc>,
+}
+
 /// The user deleted their account (a soft delete); until `restore_until` it can be restored
 /// through the link mailed to `email`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

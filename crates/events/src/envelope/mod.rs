@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use business::{
-    ApiError, ApiRequest, SystemAlert, UserDeleted, UserIdentifierChanged, UserLoggedIn,
-    UserLoggedOut, UserPasswordChanged, UserPasswordResetRequested, UserRegistered,
-    UserTokenRefreshed, UserVerificationRequested,
+    ApiError, ApiRequest, SystemAlert, UserDeleted, UserEmailChangeRequested,
+    UserIdentifierChanged, UserLoggedIn, UserLoggedOut, UserPasswordChanged,
+    UserPasswordResetRequested, UserRegistered, UserTokenRefreshed, UserVerificationRequested,
 };
 pub use domain_events::{
     CampaignMilestoneReached, ReferralCreated, ReferralVerified, RewardEarned, UserSignedUp,
@@ -68,6 +68,8 @@ pub enum EventPayload {
     UserPasswordChanged(UserPasswordChanged),
     #[serde(rename = "user.identifier_changed")]
     UserIdentifierChanged(UserIdentifierChanged),
+    #[serde(rename = "user.email_change_requested")]
+    UserEmailChangeRequested(UserEmailChangeRequested),
     #[serde(rename = "user.deleted")]
     UserDeleted(UserDeleted),
     #[serde(rename = "api.request")]
@@ -102,6 +104,7 @@ impl EventPayload {
             Self::UserPasswordResetRequested(_) => "user.password_reset_requested",
             Self::UserPasswordChanged(_) => "user.password_changed",
             Self::UserIdentifierChanged(_) => "user.identifier_changed",
+            Self::UserEmailChangeRequested(_) => "user.email_change_requested",
             Self::UserDeleted(_) => "user.deleted",
             Self::ApiRequest(_) => "api.request",
             Self::ApiError(_) => "api.error",
@@ -139,6 +142,7 @@ impl EventPayload {
             Self::UserPasswordResetRequested(e) => Some(&e.user_id),
             Self::UserPasswordChanged(e) => Some(&e.user_id),
             Self::UserIdentifierChanged(e) => Some(&e.user_id),
+            Self::UserEmailChangeRequested(e) => Some(&e.user_id),
             Self::UserDeleted(e) => Some(&e.user_id),
             Self::ApiRequest(e) => e.user_id.as_deref(),
             _ => None,
@@ -251,6 +255,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "user.password_reset_requested",
     "user.password_changed",
     "user.identifier_changed",
+    "user.email_change_requested",
     "user.deleted",
     "api.request",
     "api.error",
@@ -319,6 +324,7 @@ payload_from!(
     UserPasswordResetRequested,
     UserPasswordChanged,
     UserIdentifierChanged,
+    UserEmailChangeRequested,
     UserDeleted,
     ApiRequest,
     ApiError,

@@ -11,14 +11,24 @@
 //!   against a decoy hash, so it costs what a wrong password costs, and gets the same answer.
 //!   Only after the password matches does the answer say that the account is deleted,
 //!   suspended, unverified (when `SIGN_IN_REQUIRES_VERIFIED`) or must reset its password.
-//! - **Throttling.** Failed sign-ins count per identifier (`SIGN_IN_MAX_FAILURES`) and per
-//!   client IP (`SIGN_IN_MAX_FAILURES_PER_IP`) in a `SIGN_IN_FAILURE_WINDOW`; past either,
-//!   429 with `Retry-After` until the window ends, without checking the password. Emails and
-//!   texts a caller can trigger (verification resends, password resets) are limited to
-//!   `ACCOUNT_MESSAGES_PER_WINDOW` per identifier per `ACCOUNT_MESSAGE_WINDOW`, and wrong phone
-//!   codes to `PHONE_CODE_MAX_FAILURES` per number per failure window. Counters live in
-//!   PostgreSQL (`auth_throttle`), keyed by a hash of the identifier, so they hold across
-//!   replicas.
+//! - **Throttling.** Sign-in attempts count per identifier (`SIGN_IN_MAX_FAILURES`) and per
+//!   client IP (`SIGN_IN_MAX_FAILURES_PER_IP`, an IPv6 client by its /64) in a
+//!   `SIGN_IN_FAILURE_WINDOW`; each attempt is counted before its password is checked, so a
+//!   concurrent burst gets no more checks than the limit, and a success takes its count back
+//!   (the identifier's count is cleared). Past either limit: 429 with `Retry-After` until the
+//!   window ends, without checking the password. Wrong passwords given to a change (password,
+//!   email, phone, deletion) count per user the same way. Emails and texts a caller can trigger
+//!   (verification resends, password resets, email changes) are limited per identifier
+//!   (`ACCOUNT_MESSAGES_PER_WINDOW`) and per client IP (`ACCOUNT_MESSAGES_PER_IP`) per
+//!   `ACCOUNT_MESSAGE_WINDOW`, phone-code attempts to `PHONE_CODE_MAX_FAILURES` per number. The
+//!   counters live in PostgreSQL (`auth_throttle`, identifiers hashed), so they hold across
+//!   replicas. A password reset clears its address's sign-in count.
+//! - **Races.** A sign-in re-reads the account after writing its session: a password reset,
+//!   deletion or suspension that ran meanwhile ends the new session. A refresh checks its
+//!   session again after writing the new tokens.
+//! - **Email changes** wait for the new address: `PUT /me/email` mails it a link, and following
+//!   the link makes the change, so neither a stolen session nor a typo takes the account's
+//!   address (and its password recovery) elsewhere.
 //! - **Events.** Every sign-in attempt publishes a `login` or `login_failed` activity event
 //!   (IP, user agent, session) to `user-activity-logs`; a sign-in `user.logged_in` to
 //!   `user-events`, a refresh `user.token_refreshed` to `auth-events`, a sign-out
@@ -59,11 +69,12 @@ use crate::registration::validation::PasswordRules;
 /// | `REFRESH_TOKEN_TTL` | `30d` | life of a refresh token (each refresh issues a new one) |
 /// | `SESSION_MAX_AGE` | `90d` | no refresh extends a session past this after its sign-in |
 /// | `SIGN_IN_REQUIRES_VERIFIED` | `false` | refuse sign-in (403 `identifier_not_verified`) with an email or phone not verified yet |
-/// | `SIGN_IN_MAX_FAILURES` | `5` | failed sign-ins per identifier per window before 429 |
-/// | `SIGN_IN_MAX_FAILURES_PER_IP` | `50` | failed sign-ins per client IP per window before 429 |
+/// | `SIGN_IN_MAX_FAILURES` | `5` | failed sign-ins per identifier per window before 429 (also: wrong passwords per signed-in user when a change asks for it) |
+/// | `SIGN_IN_MAX_FAILURES_PER_IP` | `50` | failed sign-ins per client IP (an IPv6 client by its /64) per window before 429 |
 /// | `SIGN_IN_FAILURE_WINDOW` | `15m` | the window of both counts |
 /// | `PHONE_CODE_MAX_FAILURES` | `5` | wrong codes per phone number per window before 429 |
 /// | `ACCOUNT_MESSAGES_PER_WINDOW` | `3` | verification resends and password resets per identifier per window |
+/// | `ACCOUNT_MESSAGES_PER_IP` | `20` | the same, per client IP (an IPv6 client by its /64) |
 /// | `ACCOUNT_MESSAGE_WINDOW` | `15m` | the window of that limit |
 /// | `PASSWORD_HISTORY` | `5` | a new password may not be the current one nor one of this many before |
 /// | `ACCOUNT_DELETION_GRACE` | `30d` | how long a deleted account can be restored; then `platform-admin purge-accounts` deletes it for good |
@@ -80,6 +91,7 @@ pub(crate) struct AccountsConfig {
     pub(crate) failure_window: Duration,
     pub(crate) phone_code_max_failures: i32,
     pub(crate) messages_per_window: i32,
+    pub(crate) messages_per_ip: i32,
     pub(crate) message_window: Duration,
     pub(crate) password_history: i64,
     pub(crate) deletion_grace: Duration,
@@ -96,6 +108,7 @@ const USER_EVENT_TYPES: &[&str] = &[
     "user.password_reset_requested",
     "user.password_changed",
     "user.identifier_changed",
+    "user.email_change_requested",
     "user.deleted",
 ];
 
@@ -116,6 +129,7 @@ impl AccountsConfig {
             failure_window: env.duration("SIGN_IN_FAILURE_WINDOW", Duration::from_secs(15 * 60))?,
             phone_code_max_failures: positive("PHONE_CODE_MAX_FAILURES", 5)?,
             messages_per_window: positive("ACCOUNT_MESSAGES_PER_WINDOW", 3)?,
+            messages_per_ip: positive("ACCOUNT_MESSAGES_PER_IP", 20)?,
             message_window: env.duration("ACCOUNT_MESSAGE_WINDOW", Duration::from_secs(15 * 60))?,
             password_history: i64::from(positive("PASSWORD_HISTORY", 5)?),
             deletion_grace: env
@@ -228,62 +242,64 @@ impl AccountsApi {
             .map_err(hash_error)
     }
 
-    /// 429 when a counter is at its limit.
-    async fn refuse_when_over(
+    /// Counts an attempt on each key before it runs (so concurrent attempts cannot all pass a
+    /// check made before any of them was counted); 429 when one is past its limit.
+    async fn count_attempt(
         &self,
-        key: &str,
-        limit: i32,
+        keys: &[(&str, i32)],
         window: Duration,
         what: &str,
     ) -> Result<(), ApiError> {
-        let count = self.accounts.throttle_count(key, window).await?;
-        if count.hits >= limit {
-            metrics::counter!("gateway_throttled_total", "what" => what.to_owned()).increment(1);
-            return Err(too_many(seconds_until(count.window_ends_at), what));
+        let mut over = None;
+        for (key, limit) in keys {
+            let count = self.accounts.throttle_hit(key, window).await?;
+            if count.hits > *limit {
+                over = over.max(Some(count.window_ends_at));
+            }
         }
-        Ok(())
+        match over {
+            Some(ends) => {
+                metrics::counter!("gateway_throttled_total", "what" => what.to_owned())
+                    .increment(1);
+                Err(too_many(seconds_until(ends), what))
+            }
+            None => Ok(()),
+        }
     }
 
-    /// Counts a message asked for `identifier`; 429 past the limit. Counted whether or not
-    /// the identifier belongs to anyone, so the answer says nothing about that.
-    pub(crate) async fn count_message(&self, identifier: &Identifier) -> Result<(), ApiError> {
-        let count = self
-            .accounts
-            .throttle_hit(
-                &identifier_key("message", identifier),
-                self.config.message_window,
-            )
-            .await?;
-        if count.hits > self.config.messages_per_window {
-            metrics::counter!("gateway_throttled_total", "what" => "messages").increment(1);
-            return Err(too_many(
-                seconds_until(count.window_ends_at),
-                "messages asked for this address",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Throttling of wrong phone codes: 429 while the number is over its limit.
-    pub(crate) async fn check_code_attempts(
+    /// Counts a message asked for `identifier` (and from the caller's IP); 429 past either
+    /// limit. Counted whether or not the identifier belongs to anyone, so the answer says
+    /// nothing about that.
+    pub(crate) async fn count_message(
         &self,
         identifier: &Identifier,
+        caller: &Caller,
     ) -> Result<(), ApiError> {
-        self.refuse_when_over(
-            &identifier_key("phone_code", identifier),
-            self.config.phone_code_max_failures,
+        let id_key = identifier_key("message", identifier);
+        let ip_key = caller.ip.as_deref().map(|ip| ip_key("message_ip", ip));
+        let mut keys = vec![(id_key.as_str(), self.config.messages_per_window)];
+        if let Some(ip_key) = &ip_key {
+            keys.push((ip_key.as_str(), self.config.messages_per_ip));
+        }
+        self.count_attempt(&keys, self.config.message_window, "messages asked")
+            .await
+    }
+
+    /// Counts a phone-code attempt for the number; 429 past `PHONE_CODE_MAX_FAILURES`. A right
+    /// code clears the count ([`Self::code_accepted`]).
+    pub(crate) async fn count_code_attempt(&self, identifier: &Identifier) -> Result<(), ApiError> {
+        let key = identifier_key("phone_code", identifier);
+        self.count_attempt(
+            &[(key.as_str(), self.config.phone_code_max_failures)],
             self.config.failure_window,
             "wrong codes",
         )
         .await
     }
 
-    pub(crate) async fn count_wrong_code(&self, identifier: &Identifier) -> Result<(), ApiError> {
+    pub(crate) async fn code_accepted(&self, identifier: &Identifier) -> Result<(), ApiError> {
         self.accounts
-            .throttle_hit(
-                &identifier_key("phone_code", identifier),
-                self.config.failure_window,
-            )
+            .throttle_clear(&identifier_key("phone_code", identifier))
             .await?;
         Ok(())
     }
@@ -296,39 +312,39 @@ impl AccountsApi {
         caller: &Caller,
     ) -> Result<IssuedTokens, ApiError> {
         let id_key = identifier_key("sign_in", identifier);
-        let ip_key = caller.ip.as_ref().map(|ip| format!("sign_in_ip:{ip}"));
-        let window = self.config.failure_window;
-        self.refuse_when_over(
-            &id_key,
-            self.config.max_failures_per_identifier,
-            window,
-            "failed sign-ins",
-        )
-        .await?;
+        let ip_key = caller.ip.as_deref().map(|ip| ip_key("sign_in_ip", ip));
+        let mut keys = vec![(id_key.as_str(), self.config.max_failures_per_identifier)];
         if let Some(ip_key) = &ip_key {
-            self.refuse_when_over(
-                ip_key,
-                self.config.max_failures_per_ip,
-                window,
-                "failed sign-ins",
-            )
-            .await?;
+            keys.push((ip_key.as_str(), self.config.max_failures_per_ip));
+        }
+        if let Err(refused) = self
+            .count_attempt(&keys, self.config.failure_window, "failed sign-ins")
+            .await
+        {
+            self.attempt_failed(None, caller, "throttled");
+            return Err(refused);
         }
 
-        let found = match self.users.get_user_by_identifier(identifier).await {
+        // Both look-ups every time, so an unknown identifier does the same work as a known one.
+        let (found, deleted) = futures::join!(
+            self.users.get_user_by_identifier(identifier),
+            self.accounts.deleted_account(identifier)
+        );
+        let found = match found {
             Ok(found) => Some(found),
             Err(repo::RepoError::NotFound { .. }) => None,
             Err(other) => return Err(other.into()),
         };
+        let deleted = deleted?;
         let live = found.and_then(|found| found.credential.map(|c| (found.user, c)));
         let Some((user, credential)) = live else {
             // Unknown (or without a password): a deleted account's password still tells the
             // owner what happened; anyone else gets what a wrong password gets, in as long.
-            let deleted = self.accounts.deleted_account(identifier).await?;
             let hash = deleted
                 .as_ref()
                 .map_or_else(|| self.decoy_hash.clone(), |d| d.password_hash.clone());
-            let matched = self.password_matches(password, vec![hash]).await?;
+            let matched = self.password_matches(password, vec![hash]).await;
+            let matched = self.on_busy(matched, caller)?;
             return Err(match deleted {
                 Some(account) if matched => {
                     self.attempt_failed(Some(account.user_id), caller, "account_deleted");
@@ -338,17 +354,15 @@ impl AccountsApi {
                     )
                 }
                 _ => {
-                    self.count_failure(&id_key, ip_key.as_deref()).await?;
                     self.attempt_failed(None, caller, "invalid_credentials");
                     invalid_credentials()
                 }
             });
         };
-        if !self
+        let matched = self
             .password_matches(password, vec![credential.password_hash.clone()])
-            .await?
-        {
-            self.count_failure(&id_key, ip_key.as_deref()).await?;
+            .await;
+        if !self.on_busy(matched, caller)? {
             self.attempt_failed(Some(user.id), caller, "invalid_credentials");
             return Err(invalid_credentials());
         }
@@ -377,7 +391,6 @@ impl AccountsApi {
             return Err(ApiError::new(code, message));
         }
 
-        self.accounts.throttle_clear(&id_key).await?;
         let session_id = Uuid::now_v7();
         let session_ends = Utc::now()
             + chrono::Duration::from_std(self.config.session_max_age).unwrap_or_default();
@@ -391,6 +404,30 @@ impl AccountsApi {
             })
             .await?;
         let tokens = self.issue(user.id, session_id, session_ends).await?;
+        // A password reset, a deletion or a suspension may have run while the password was
+        // being checked. Whatever ran before this read finds the session and ends it; whatever
+        // this read sees ends it here.
+        let (now, credentials) = match self.users.get_user_with_credentials(user.id).await {
+            Ok(found) => found,
+            Err(repo::RepoError::NotFound { .. }) => (user.clone(), Vec::new()),
+            Err(other) => return Err(other.into()),
+        };
+        let unchanged = now.deleted_at.is_none()
+            && now.status != domain::UserStatus::Suspended
+            && credentials
+                .iter()
+                .any(|c| c.password_hash == credential.password_hash && c.invalidated_at.is_none());
+        if !unchanged {
+            self.accounts
+                .revoke_session(session_id, "changed_during_sign_in")
+                .await?;
+            self.attempt_failed(Some(user.id), caller, "changed_during_sign_in");
+            return Err(invalid_credentials());
+        }
+        self.accounts.throttle_clear(&id_key).await?;
+        if let Some(ip_key) = &ip_key {
+            self.accounts.throttle_release(ip_key).await?;
+        }
         metrics::counter!("gateway_sign_ins_total", "outcome" => "success").increment(1);
         self.record_activity(Some(user.id), "login", caller, Some(session_id), None);
         self.publish(events::envelope::UserLoggedIn {
@@ -412,13 +449,21 @@ impl AccountsApi {
         Ok(tokens)
     }
 
-    async fn count_failure(&self, id_key: &str, ip_key: Option<&str>) -> Result<(), ApiError> {
-        let window = self.config.failure_window;
-        self.accounts.throttle_hit(id_key, window).await?;
-        if let Some(ip_key) = ip_key {
-            self.accounts.throttle_hit(ip_key, window).await?;
-        }
+    /// Forgets the failed sign-ins counted against an identifier (its owner proved control of
+    /// it), so a lock-out by someone else's guesses ends.
+    pub(crate) async fn forget_failed_sign_ins(
+        &self,
+        identifier: &Identifier,
+    ) -> Result<(), ApiError> {
+        self.accounts
+            .throttle_clear(&identifier_key("sign_in", identifier))
+            .await?;
         Ok(())
+    }
+
+    /// A check the hashing pool refused (503 `busy`) is still an attempt: it is published.
+    fn on_busy(&self, matched: Result<bool, ApiError>, caller: &Caller) -> Result<bool, ApiError> {
+        matched.inspect_err(|_| self.attempt_failed(None, caller, "busy"))
     }
 
     /// A new access and refresh token for the session.
@@ -491,7 +536,29 @@ impl AccountsApi {
                 let Some(session) = session.filter(|s| s.is_live(Utc::now())) else {
                     return Err(invalid_grant("the session has ended; sign in again"));
                 };
+                let account_ok = match self.users.get_user_by_id(user_id).await {
+                    Ok(user) => user.status != domain::UserStatus::Suspended,
+                    Err(repo::RepoError::NotFound { .. }) => false,
+                    Err(other) => return Err(other.into()),
+                };
+                if !account_ok {
+                    self.accounts
+                        .revoke_session(session_id, "account_unavailable")
+                        .await?;
+                    return Err(invalid_grant("the account is deleted or suspended"));
+                }
                 let tokens = self.issue(user_id, session_id, session.expires_at).await?;
+                // Revoked while the new tokens were written (a sign-out everywhere, a reset):
+                // revoking again ends the new tokens too.
+                let still_live = self
+                    .accounts
+                    .session(session_id)
+                    .await?
+                    .is_some_and(|s| s.is_live(Utc::now()));
+                if !still_live {
+                    self.accounts.revoke_session(session_id, "revoked").await?;
+                    return Err(invalid_grant("the session has ended; sign in again"));
+                }
                 self.accounts.touch_session(session_id).await?;
                 self.publish(events::envelope::UserTokenRefreshed {
                     user_id: user_id.to_string(),
@@ -577,7 +644,11 @@ impl AccountsApi {
         password: &str,
     ) -> Result<(), ApiError> {
         self.password_rules.check(field, password)?;
-        let (_, credentials) = self.users.get_user_with_credentials(user_id).await?;
+        let (_, credentials) = self
+            .users
+            .get_user_with_credentials(user_id)
+            .await
+            .map_err(account_gone)?;
         let mut hashes: Vec<String> = credentials.into_iter().map(|c| c.password_hash).collect();
         hashes.extend(
             self.users
@@ -599,34 +670,50 @@ impl AccountsApi {
         Ok(())
     }
 
-    /// Hashes and stores a new password.
-    pub(crate) async fn set_password(
-        &self,
-        user_id: UserId,
-        password: &str,
-    ) -> Result<(), ApiError> {
-        let hash = self
+    /// Hashes a new password on the pool (before anything is changed, so a full pool changes
+    /// nothing).
+    pub(crate) async fn hash_password(&self, password: &str) -> Result<String, ApiError> {
+        Ok(self
             .hasher
             .hash_all(vec![password.to_owned()])
             .await
             .map_err(hash_error)?
-            .remove(0);
-        self.users.update_password(user_id, &hash).await?;
-        Ok(())
+            .remove(0))
     }
 
-    /// Checks the signed-in user's password again before a sensitive change; 401
-    /// `invalid_credentials` when it is wrong.
+    /// Checks the signed-in user's password again before a sensitive change: 401
+    /// `invalid_credentials` when it is wrong. Wrong passwords count like failed sign-ins (per
+    /// user, `SIGN_IN_MAX_FAILURES`, then 429) and publish `login_failed`, so a stolen access
+    /// token is no way to guess the password unseen.
     pub(crate) async fn reauthenticate(
         &self,
-        user_id: UserId,
+        who: SignedIn,
         password: &str,
+        caller: &Caller,
     ) -> Result<(), ApiError> {
-        let (_, credentials) = self.users.get_user_with_credentials(user_id).await?;
+        let key = format!("reauthenticate:{}", who.user_id);
+        if let Err(refused) = self
+            .count_attempt(
+                &[(key.as_str(), self.config.max_failures_per_identifier)],
+                self.config.failure_window,
+                "wrong passwords",
+            )
+            .await
+        {
+            self.attempt_failed(Some(who.user_id), caller, "reauthentication_throttled");
+            return Err(refused);
+        }
+        let (_, credentials) = self
+            .users
+            .get_user_with_credentials(who.user_id)
+            .await
+            .map_err(account_gone)?;
         let hashes = credentials.into_iter().map(|c| c.password_hash).collect();
         if self.password_matches(password, hashes).await? {
+            self.accounts.throttle_clear(&key).await?;
             Ok(())
         } else {
+            self.attempt_failed(Some(who.user_id), caller, "reauthentication_failed");
             Err(
                 ApiError::new(ErrorCode::InvalidCredentials, "the password is wrong")
                     .with_field("password"),
@@ -710,6 +797,32 @@ impl AccountsApi {
         if let Err(error) = self.users.create_oauth2_audit_log(&entry).await {
             tracing::error!(%error, event_type, "security event not written to the audit log");
         }
+    }
+}
+
+/// The signed-in user's account is gone (deleted meanwhile): the token no longer stands for
+/// anyone. Other repository failures convert as usual.
+pub(crate) fn account_gone(error: repo::RepoError) -> ApiError {
+    match error {
+        repo::RepoError::NotFound { .. } => {
+            ApiError::new(ErrorCode::InvalidToken, "the account of this token is gone")
+        }
+        other => other.into(),
+    }
+}
+
+/// The throttle key of a client IP: an IPv6 client by its /64 (one subscriber's prefix), so
+/// rotating addresses within it does not reset the count.
+fn ip_key(kind: &str, ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let segments = v6.segments();
+            format!(
+                "{kind}:{:x}:{:x}:{:x}:{:x}::/64",
+                segments[0], segments[1], segments[2], segments[3]
+            )
+        }
+        _ => format!("{kind}:{ip}"),
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::{AccountsApi, IssuedTokens, SignedIn};
+use super::{AccountsApi, IssuedTokens, SignedIn, account_gone};
 use crate::errors::{ApiError, ErrorBody, ErrorCode};
 use crate::json::Json;
 use crate::reply::Reply;
@@ -324,14 +324,18 @@ pub(crate) struct Verified {
     verified: &'static str,
 }
 
-/// Confirm an email address with the token of its verification link (single use).
+/// Confirm an email address with the token of its verification link (single use). A link
+/// mailed for a requested change of address (`PUT /api/v1/me/email`) makes the change: the
+/// account's address becomes the one the link was mailed to, verified, and the old address is
+/// told.
 #[utoipa::path(
     tag = "accounts",
     operation_id = "verifyEmail",
     request_body = VerifyEmailRequest,
     responses(
         (status = 200, description = "The address is verified", body = Verified),
-        (status = 400, description = "Unknown, used or expired, or the account's address changed since (`invalid_or_expired_token`)", body = ErrorBody),
+        (status = 400, description = "Unknown, used or expired (`invalid_or_expired_token`)", body = ErrorBody),
+        (status = 409, description = "The new address of a change was taken by another account meanwhile (`already_registered`)", body = ErrorBody),
     )
 )]
 #[post("/api/v1/auth/verify-email")]
@@ -346,14 +350,37 @@ async fn verify_email(
         .await?
         .ok_or_else(invalid_token)?;
     let user = live_user(&api, redeemed.user_id).await?;
-    let current = user.email.as_ref().map(|e| e.as_str());
-    if current.is_none() || current != redeemed.target.as_deref() {
-        return Err(invalid_token());
+    let target = redeemed
+        .target
+        .as_deref()
+        .map(Email::parse)
+        .transpose()
+        .map_err(|_| invalid_token())?
+        .ok_or_else(invalid_token)?;
+    let current = user.email.clone();
+    if current.as_ref() != Some(&target) {
+        // Every verification token is spent when the address changes, so a live one for
+        // another address is the link of a requested change.
+        api.users
+            .update_email(user.id, &target)
+            .await
+            .map_err(taken)?;
+        api.accounts
+            .retire_account_tokens(user.id, TokenPurpose::ResetPassword)
+            .await?;
+        api.publish(events::envelope::UserIdentifierChanged {
+            user_id: user.id.to_string(),
+            channel: "email".into(),
+            old_value: current.map(String::from),
+            new_value: target.as_str().to_owned(),
+            changed_at: Utc::now(),
+        });
     }
     api.users
         .update_email_verification_status(user.id, true)
-        .await?;
-    api.users.mark_credential_as_verified(user.id).await?;
+        .await
+        .map_err(taken)?;
+    ignore_missing(api.users.mark_credential_as_verified(user.id).await)?;
     api.accounts
         .retire_account_tokens(user.id, TokenPurpose::VerifyEmail)
         .await?;
@@ -362,6 +389,15 @@ async fn verify_email(
         verified: "email",
     })
     .for_user(user.id.to_string()))
+}
+
+/// `Ok` when the record is missing: what the call would change is not there (a user who has
+/// no password credential).
+fn ignore_missing(result: Result<(), RepoError>) -> Result<(), ApiError> {
+    match result {
+        Ok(()) | Err(RepoError::NotFound { .. }) => Ok(()),
+        Err(other) => Err(other.into()),
+    }
 }
 
 async fn live_user(api: &AccountsApi, user_id: UserId) -> Result<domain::UserProfile, ApiError> {
@@ -384,8 +420,9 @@ pub(crate) struct VerifyPhoneRequest {
     code: String,
 }
 
-/// Confirm a phone number with the six-digit code texted to it (single use). Wrong codes count
-/// per number: past `PHONE_CODE_MAX_FAILURES` in the window the answer is 429.
+/// Confirm a phone number with the six-digit code texted to it (single use). Attempts count
+/// per number: past `PHONE_CODE_MAX_FAILURES` in the window the answer is 429; the right code
+/// clears the count.
 #[utoipa::path(
     tag = "accounts",
     operation_id = "verifyPhone",
@@ -408,35 +445,30 @@ async fn verify_phone(
         return Err(ApiError::invalid("code", "code must be six digits"));
     }
     let identifier = Identifier::Phone(phone.clone());
-    api.check_code_attempts(&identifier).await?;
+    api.count_code_attempt(&identifier).await?;
     let user = match api.users.get_user_by_identifier(&identifier).await {
-        Ok(found) => Some(found.user),
-        Err(RepoError::NotFound { .. }) => None,
+        Ok(found) => found.user,
+        Err(RepoError::NotFound { .. }) => return Err(invalid_token()),
         Err(other) => return Err(other.into()),
     };
-    let redeemed = match &user {
-        Some(user) => {
-            let hash = code_hash(user.id, TokenPurpose::VerifyPhone, &body.code);
-            api.accounts
-                .redeem_account_token(&hash, TokenPurpose::VerifyPhone)
-                .await?
-        }
-        None => None,
-    };
-    let (Some(user), Some(redeemed)) = (user, redeemed) else {
-        api.count_wrong_code(&identifier).await?;
-        return Err(invalid_token());
-    };
+    let hash = code_hash(user.id, TokenPurpose::VerifyPhone, &body.code);
+    let redeemed = api
+        .accounts
+        .redeem_account_token(&hash, TokenPurpose::VerifyPhone)
+        .await?
+        .ok_or_else(invalid_token)?;
     if redeemed.target.as_deref() != Some(phone.as_str()) {
         return Err(invalid_token());
     }
     api.users
         .update_phone_verification_status(user.id, true)
-        .await?;
-    api.users.mark_credential_as_verified(user.id).await?;
+        .await
+        .map_err(|_| invalid_token())?;
+    ignore_missing(api.users.mark_credential_as_verified(user.id).await)?;
     api.accounts
         .retire_account_tokens(user.id, TokenPurpose::VerifyPhone)
         .await?;
+    api.code_accepted(&identifier).await?;
     Ok(Reply::ok(Verified {
         user_id: user.id.to_string(),
         verified: "phone",
@@ -462,25 +494,28 @@ const RESEND_ANSWER: &str =
 /// Ask for a new verification email or code.
 ///
 /// The answer is the same whether or not such an account exists. At most
-/// `ACCOUNT_MESSAGES_PER_WINDOW` per address per window (429 past that, for any address).
+/// `ACCOUNT_MESSAGES_PER_WINDOW` per address and `ACCOUNT_MESSAGES_PER_IP` per client per
+/// window (429 past that, for any address).
 #[utoipa::path(
     tag = "accounts",
     operation_id = "resendVerification",
     request_body = IdentifierRequest,
     responses(
         (status = 202, description = "Noted; a message is sent if there is anyone to send it to", body = Done),
-        (status = 429, description = "Too many messages asked for this address (`too_many_requests`); see `Retry-After`", body = ErrorBody,
+        (status = 429, description = "Too many messages asked (`too_many_requests`); see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
     )
 )]
 #[post("/api/v1/auth/resend-verification")]
 async fn resend_verification(
     api: web::Data<AccountsApi>,
+    request: HttpRequest,
     body: Json<IdentifierRequest>,
 ) -> Result<Reply<Done>, ApiError> {
     let body = body.into_inner();
     let identifier = identifier(body.email.as_deref(), body.phone.as_deref())?;
-    api.count_message(&identifier).await?;
+    api.count_message(&identifier, &api.caller(&request))
+        .await?;
     match api.users.get_user_by_identifier(&identifier).await {
         Ok(found) => {
             let (channel, verified) = match identifier {
@@ -513,24 +548,27 @@ pub(crate) struct PasswordResetRequest {
 /// Ask for a password reset link by email.
 ///
 /// The answer is the same whether or not the address belongs to an account. At most
-/// `ACCOUNT_MESSAGES_PER_WINDOW` per address per window.
+/// `ACCOUNT_MESSAGES_PER_WINDOW` per address and `ACCOUNT_MESSAGES_PER_IP` per client per
+/// window.
 #[utoipa::path(
     tag = "accounts",
     operation_id = "requestPasswordReset",
     request_body = PasswordResetRequest,
     responses(
         (status = 202, description = "Noted; a link is mailed if the address belongs to an account", body = Done),
-        (status = 429, description = "Too many messages asked for this address (`too_many_requests`); see `Retry-After`", body = ErrorBody,
+        (status = 429, description = "Too many messages asked (`too_many_requests`); see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
     )
 )]
 #[post("/api/v1/auth/password-reset")]
 async fn request_password_reset(
     api: web::Data<AccountsApi>,
+    request: HttpRequest,
     body: Json<PasswordResetRequest>,
 ) -> Result<Reply<Done>, ApiError> {
     let identifier = Identifier::Email(Email::parse(&body.into_inner().email)?);
-    api.count_message(&identifier).await?;
+    api.count_message(&identifier, &api.caller(&request))
+        .await?;
     match api.users.get_user_by_identifier(&identifier).await {
         Ok(found) => api.publish(events::envelope::UserPasswordResetRequested {
             user_id: found.user.id.to_string(),
@@ -559,7 +597,7 @@ pub(crate) struct PasswordResetConfirmation {
 /// Set a new password with the token of a reset link.
 ///
 /// Every session and token of the user ends: whoever knew the old password is signed out.
-/// The address the link went to counts as verified.
+/// The address the link went to counts as verified, and its failed sign-ins are forgotten.
 #[utoipa::path(
     tag = "accounts",
     operation_id = "confirmPasswordReset",
@@ -579,8 +617,8 @@ async fn confirm_password_reset(
     let hash = mailed_token(&body.token)?;
     api.password_rules
         .check("new_password", &body.new_password)?;
-    // Looked at first, spent only once the password is acceptable: a reused password does not
-    // cost the user their link.
+    // Looked at first, spent only once the password is acceptable and hashed: a reused
+    // password or a full hashing pool does not cost the user their link.
     let holder = api
         .accounts
         .account_token_holder(&hash, TokenPurpose::ResetPassword)
@@ -588,7 +626,15 @@ async fn confirm_password_reset(
         .ok_or_else(invalid_token)?;
     let user = live_user(&api, holder).await?;
     api.check_new_password(user.id, "new_password", &body.new_password)
-        .await?;
+        .await
+        .map_err(|e| {
+            if e.code == ErrorCode::InvalidToken {
+                invalid_token()
+            } else {
+                e
+            }
+        })?;
+    let new_hash = api.hash_password(&body.new_password).await?;
     let redeemed = api
         .accounts
         .redeem_account_token(&hash, TokenPurpose::ResetPassword)
@@ -600,15 +646,28 @@ async fn confirm_password_reset(
     // Fail safe: the old password stops working first, then every session and token of the
     // user ends; only then is the new password set (which lifts the invalidation). A failure
     // in between leaves the account locked to a new reset, never open to the old password.
-    api.users.invalidate_all_credentials(user.id).await?;
+    ignore_missing(api.users.invalidate_all_credentials(user.id).await)?;
     api.revoke_everything(user.id, "password_reset").await?;
-    api.set_password(user.id, &body.new_password).await?;
+    api.users
+        .update_password(user.id, &new_hash)
+        .await
+        .map_err(|_| invalid_token())?;
     api.accounts
         .retire_account_tokens(user.id, TokenPurpose::ResetPassword)
         .await?;
-    if user.email.is_some() && !user.is_email_verified {
-        api.users
-            .update_email_verification_status(user.id, true)
+    let mailed_to = redeemed
+        .target
+        .as_deref()
+        .and_then(|t| Email::parse(t).ok());
+    if let Some(email) = &mailed_to {
+        // The link proved the mailbox: the address is verified if it is still the account's,
+        // and the failed sign-ins counted against it are forgotten.
+        if user.email.as_ref() == Some(email) && !user.is_email_verified {
+            api.users
+                .update_email_verification_status(user.id, true)
+                .await?;
+        }
+        api.forget_failed_sign_ins(&Identifier::Email(email.clone()))
             .await?;
     }
     api.publish(events::envelope::UserPasswordChanged {
@@ -643,27 +702,44 @@ pub(crate) struct PasswordChange {
         (status = 200, description = "Changed; this session goes on, the others ended", body = Done),
         (status = 401, description = "No or no live bearer token, or a wrong current password (`invalid_credentials`)", body = ErrorBody),
         (status = 422, description = "The new password breaks the policy (`validation_failed`) or was used before (`password_reused`)", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
     )
 )]
 #[post("/api/v1/me/password")]
 async fn change_password(
     api: web::Data<AccountsApi>,
     who: SignedIn,
+    request: HttpRequest,
     body: Json<PasswordChange>,
 ) -> Result<Reply<Done>, ApiError> {
     let body = body.into_inner();
     api.password_rules
         .check("new_password", &body.new_password)?;
-    api.reauthenticate(who.user_id, &body.current_password)
+    api.reauthenticate(who, &body.current_password, &api.caller(&request))
         .await
-        .map_err(|e| e.with_field("current_password"))?;
+        .map_err(|e| match e.field {
+            Some(_) => e.with_field("current_password"),
+            None => e,
+        })?;
     api.check_new_password(who.user_id, "new_password", &body.new_password)
         .await?;
-    api.set_password(who.user_id, &body.new_password).await?;
+    let new_hash = api.hash_password(&body.new_password).await?;
+    api.users
+        .update_password(who.user_id, &new_hash)
+        .await
+        .map_err(account_gone)?;
     api.accounts
         .revoke_sessions_of(who.user_id, "password_changed", Some(who.session_id))
         .await?;
-    let user = api.users.get_user_by_id(who.user_id).await?;
+    api.accounts
+        .retire_account_tokens(who.user_id, TokenPurpose::ResetPassword)
+        .await?;
+    let user = api
+        .users
+        .get_user_by_id(who.user_id)
+        .await
+        .map_err(account_gone)?;
     api.publish(events::envelope::UserPasswordChanged {
         user_id: who.user_id.to_string(),
         email: user.email.map(String::from),
@@ -696,59 +772,80 @@ pub(crate) struct PhoneChange {
     password: String,
 }
 
+/// A taken email or phone: 409 `already_registered`; a user gone since their token was
+/// issued: 400 `invalid_or_expired_token`.
 fn taken(error: RepoError) -> ApiError {
     match error {
         RepoError::Conflict(_) => ApiError::new(
             ErrorCode::AlreadyRegistered,
             "another account has this email or phone",
         ),
+        RepoError::NotFound { .. } => invalid_token(),
         other => other.into(),
     }
 }
 
-/// Change the email address. The new one is unverified until the link mailed to it is
-/// followed; the old one is told.
+/// A change of email address waiting for its confirmation.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EmailChangePending {
+    message: &'static str,
+    /// The address the confirmation link was mailed to.
+    pending_email: String,
+}
+
+/// Ask to change the email address. Nothing changes until the link mailed to the new address
+/// is followed (`POST /api/v1/auth/verify-email`): then the new address is the account's,
+/// verified, and the old one is told. The password recovers through the current address
+/// meanwhile.
 #[utoipa::path(
     tag = "accounts",
     operation_id = "changeEmail",
     security(("bearer" = [])),
     request_body = EmailChange,
     responses(
-        (status = 200, description = "Changed; the profile as it is now", body = Profile),
+        (status = 202, description = "A confirmation link is on its way to the new address", body = EmailChangePending),
         (status = 401, description = "No or no live bearer token, or a wrong password (`invalid_credentials`)", body = ErrorBody),
         (status = 409, description = "Another account has this address (`already_registered`)", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords or messages (`too_many_requests`); see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
     )
 )]
 #[put("/api/v1/me/email")]
 async fn change_email(
     api: web::Data<AccountsApi>,
     who: SignedIn,
+    request: HttpRequest,
     body: Json<EmailChange>,
-) -> Result<Reply<Profile>, ApiError> {
+) -> Result<Reply<EmailChangePending>, ApiError> {
     let body = body.into_inner();
     let email = Email::parse(&body.email)?;
-    api.reauthenticate(who.user_id, &body.password).await?;
-    let before = api.users.get_user_by_id(who.user_id).await?;
-    if before.email.as_ref() != Some(&email) {
-        api.users
-            .update_email(who.user_id, &email)
-            .await
-            .map_err(taken)?;
-        api.accounts
-            .retire_account_tokens(who.user_id, TokenPurpose::VerifyEmail)
-            .await?;
-        api.publish(events::envelope::UserIdentifierChanged {
-            user_id: who.user_id.to_string(),
-            channel: "email".into(),
-            old_value: before.email.map(String::from),
-            new_value: email.as_str().to_owned(),
-            changed_at: Utc::now(),
-        });
+    let caller = api.caller(&request);
+    api.reauthenticate(who, &body.password, &caller).await?;
+    let identifier = Identifier::Email(email.clone());
+    if api
+        .users
+        .identifier_exists(&identifier)
+        .await
+        .map_err(account_gone)?
+    {
+        return Err(taken(RepoError::Conflict("email".into())));
     }
-    profile(&api, who).await
+    api.count_message(&identifier, &caller).await?;
+    api.publish(events::envelope::UserEmailChangeRequested {
+        user_id: who.user_id.to_string(),
+        new_email: email.as_str().to_owned(),
+        requested_at: Utc::now(),
+    });
+    Ok(Reply::accepted(EmailChangePending {
+        message: "follow the link mailed to the new address to make the change",
+        pending_email: email.as_str().to_owned(),
+    })
+    .no_store()
+    .for_user(who.user_id.to_string()))
 }
 
-/// Change the phone number. The new one is unverified until the code texted to it is given.
+/// Change the phone number. The new one is unverified until the code texted to it is given;
+/// the old one is told by text.
 #[utoipa::path(
     tag = "accounts",
     operation_id = "changePhone",
@@ -758,18 +855,26 @@ async fn change_email(
         (status = 200, description = "Changed; the profile as it is now", body = Profile),
         (status = 401, description = "No or no live bearer token, or a wrong password (`invalid_credentials`)", body = ErrorBody),
         (status = 409, description = "Another account has this number (`already_registered`)", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
     )
 )]
 #[put("/api/v1/me/phone")]
 async fn change_phone(
     api: web::Data<AccountsApi>,
     who: SignedIn,
+    request: HttpRequest,
     body: Json<PhoneChange>,
 ) -> Result<Reply<Profile>, ApiError> {
     let body = body.into_inner();
     let phone = Phone::parse(&body.phone)?;
-    api.reauthenticate(who.user_id, &body.password).await?;
-    let before = api.users.get_user_by_id(who.user_id).await?;
+    api.reauthenticate(who, &body.password, &api.caller(&request))
+        .await?;
+    let before = api
+        .users
+        .get_user_by_id(who.user_id)
+        .await
+        .map_err(account_gone)?;
     if before.phone.as_ref() != Some(&phone) {
         api.users
             .update_phone(who.user_id, &phone, false)
@@ -816,20 +921,39 @@ pub(crate) struct DeletionAccepted {
     responses(
         (status = 202, description = "Deleted; restorable until `restore_until`", body = DeletionAccepted),
         (status = 401, description = "No or no live bearer token, or a wrong password (`invalid_credentials`)", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
     )
 )]
 #[post("/api/v1/me/deletion")]
 async fn delete_account(
     api: web::Data<AccountsApi>,
     who: SignedIn,
+    request: HttpRequest,
     body: Json<DeletionRequest>,
 ) -> Result<Reply<DeletionAccepted>, ApiError> {
-    api.reauthenticate(who.user_id, &body.into_inner().password)
+    api.reauthenticate(who, &body.into_inner().password, &api.caller(&request))
         .await?;
-    let user = api.users.get_user_by_id(who.user_id).await?;
-    api.users.soft_delete_user(who.user_id).await?;
+    let user = api
+        .users
+        .get_user_by_id(who.user_id)
+        .await
+        .map_err(account_gone)?;
+    api.users
+        .soft_delete_user(who.user_id)
+        .await
+        .map_err(account_gone)?;
     api.revoke_everything(who.user_id, "account_deleted")
         .await?;
+    for purpose in [
+        TokenPurpose::VerifyEmail,
+        TokenPurpose::VerifyPhone,
+        TokenPurpose::ResetPassword,
+    ] {
+        api.accounts
+            .retire_account_tokens(who.user_id, purpose)
+            .await?;
+    }
     let deleted_at = Utc::now();
     let restore_until =
         deleted_at + chrono::Duration::from_std(api.config.deletion_grace).unwrap_or_default();
