@@ -31,6 +31,15 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("campaign.milestone_reached", "domain-events"),
 ];
 
+/// The event types whose default topic is `topic` (`user-events` → `user.logged_in`, …), for
+/// a service that moves them all to a topic of its configuration.
+pub fn types_routed_to(topic: &str) -> impl Iterator<Item = &'static str> + '_ {
+    DEFAULTS
+        .iter()
+        .filter(move |(_, default)| *default == topic)
+        .map(|(event_type, _)| *event_type)
+}
+
 #[derive(Debug)]
 pub struct TopicRouter {
     topics: RwLock<HashMap<String, String>>,
@@ -72,6 +81,14 @@ mod tests {
         let router = TopicRouter::default();
         assert_eq!(router.topic_for("user.logged_in"), "user-events");
         assert_eq!(router.topic_for("user.token_refreshed"), "auth-events");
+        let user_events: Vec<_> = types_routed_to("user-events").collect();
+        assert!(user_events.contains(&"user.logged_in"));
+        assert!(user_events.contains(&"user.deleted"));
+        assert!(!user_events.contains(&"user.token_refreshed"));
+        assert_eq!(
+            types_routed_to("auth-events").collect::<Vec<_>>(),
+            ["user.token_refreshed"]
+        );
         assert_eq!(router.topic_for("api.error"), "error-events");
         assert_eq!(router.topic_for("reward.earned"), "domain-events");
         assert_eq!(router.topic_for("custom.event"), "default-events");

@@ -153,20 +153,8 @@ impl PasswordHasher {
     /// parameters (else in memory of its own). The comparison is constant-time
     /// (`password_hash::Output`'s equality).
     async fn verify_one(&self, password: Arc<String>, phc: String) -> Result<bool, HashError> {
-        let worker = self
-            .workers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| HashError::Failed(e.to_string()))?;
-        let (argon2, memory, running) = (
-            self.argon2.clone(),
-            self.memory.clone(),
-            self.running.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let _worker = worker;
-            let _running = running.start();
+        let span = tracing::info_span!("password.verify", otel.kind = "internal");
+        self.on_worker(span, move |argon2, blocks| {
             let Ok(parsed) = PasswordHash::new(&phc) else {
                 return Ok(false);
             };
@@ -182,42 +170,40 @@ impl PasswordHasher {
                 let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
                 return Ok(other.verify_password(password.as_bytes(), &parsed).is_ok());
             }
-            let mut blocks = memory
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .pop()
-                .unwrap_or_else(|| vec![Block::default(); argon2.params().block_count()]);
+            let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
             let mut salt_bytes = [0u8; 64];
-            let computed = salt
-                .decode_b64(&mut salt_bytes)
-                .map_err(|e| HashError::Failed(e.to_string()))
-                .and_then(|raw_salt| {
-                    let mut output = vec![0u8; expected.len()];
-                    argon2
-                        .hash_password_into_with_memory(
-                            password.as_bytes(),
-                            raw_salt,
-                            &mut output,
-                            &mut blocks,
-                        )
-                        .map_err(|e| HashError::Failed(e.to_string()))?;
-                    Output::new(&output).map_err(|e| HashError::Failed(e.to_string()))
-                });
-            memory
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(blocks);
-            Ok(computed? == expected)
+            let raw_salt = salt.decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
+            let mut output = vec![0u8; expected.len()];
+            argon2
+                .hash_password_into_with_memory(password.as_bytes(), raw_salt, &mut output, blocks)
+                .map_err(|e| failed(&e))?;
+            Ok(Output::new(&output).map_err(|e| failed(&e))? == expected)
         })
-        .instrument(tracing::info_span!(
-            "password.verify",
-            otel.kind = "internal"
-        ))
         .await
-        .map_err(|e| HashError::Failed(e.to_string()))?
     }
 
     async fn hash_one(&self, password: String) -> Result<String, HashError> {
+        let started = std::time::Instant::now();
+        let span = tracing::info_span!("password.hash", otel.kind = "internal");
+        let hash = self
+            .on_worker(span, move |argon2, blocks| {
+                let salt = SaltString::generate(&mut OsRng);
+                hash_with_memory(argon2, password.as_bytes(), &salt, blocks)
+            })
+            .await?;
+        metrics::histogram!("gateway_password_hash_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(hash)
+    }
+
+    /// Runs `work` on a blocking thread once a worker permit is free, with that worker's Argon2
+    /// memory (reused from an earlier hash, or made now: the permit means a buffer is free or
+    /// may be made).
+    async fn on_worker<T: Send + 'static>(
+        &self,
+        span: tracing::Span,
+        work: impl FnOnce(&Argon2<'static>, &mut [Block]) -> Result<T, HashError> + Send + 'static,
+    ) -> Result<T, HashError> {
         let worker = self
             .workers
             .clone()
@@ -229,31 +215,25 @@ impl PasswordHasher {
             self.memory.clone(),
             self.running.clone(),
         );
-        let started = std::time::Instant::now();
-        let hash = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             // The permit lives as long as this task, not as the request that asked for it.
             let _worker = worker;
             let _running = running.start();
-            // The worker permit means a buffer is free or may be made.
             let mut blocks = memory
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .pop()
                 .unwrap_or_else(|| vec![Block::default(); argon2.params().block_count()]);
-            let salt = SaltString::generate(&mut OsRng);
-            let hash = hash_with_memory(&argon2, password.as_bytes(), &salt, &mut blocks);
+            let outcome = work(&argon2, &mut blocks);
             memory
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(blocks);
-            hash
+            outcome
         })
-        .instrument(tracing::info_span!("password.hash", otel.kind = "internal"))
+        .instrument(span)
         .await
-        .map_err(|e| HashError::Failed(e.to_string()))??;
-        metrics::histogram!("gateway_password_hash_seconds")
-            .record(started.elapsed().as_secs_f64());
-        Ok(hash)
+        .map_err(|e| HashError::Failed(e.to_string()))?
     }
 }
 

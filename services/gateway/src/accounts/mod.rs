@@ -99,19 +99,6 @@ pub(crate) struct AccountsConfig {
     pub(crate) auth_events_topic: String,
 }
 
-/// The event types the gateway publishes to `USER_EVENTS_TOPIC`.
-const USER_EVENT_TYPES: &[&str] = &[
-    "user.registered",
-    "user.logged_in",
-    "user.logged_out",
-    "user.verification_requested",
-    "user.password_reset_requested",
-    "user.password_changed",
-    "user.identifier_changed",
-    "user.email_change_requested",
-    "user.deleted",
-];
-
 const DAY: u64 = 24 * 3600;
 
 impl AccountsConfig {
@@ -141,10 +128,12 @@ impl AccountsConfig {
 
     /// Routes the account event types to their configured topics.
     pub(crate) fn route_events(&self, router: &events::routing::TopicRouter) {
-        for event_type in USER_EVENT_TYPES {
+        for event_type in events::routing::types_routed_to("user-events") {
             router.set_topic_mapping(event_type, &self.user_events_topic);
         }
-        router.set_topic_mapping("user.token_refreshed", &self.auth_events_topic);
+        for event_type in events::routing::types_routed_to("auth-events") {
+            router.set_topic_mapping(event_type, &self.auth_events_topic);
+        }
     }
 }
 
