@@ -1,3 +1,5 @@
+DROP INDEX users_deleted_phone_idx;
+DROP INDEX users_deleted_email_idx;
 DROP TABLE auth_throttle;
 DROP TABLE account_tokens;
 DELETE FROM oauth2_access_tokens WHERE client_id = 'first-party';

@@ -57,3 +57,7 @@ CREATE TABLE auth_throttle (
     window_started_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX auth_throttle_window_idx ON auth_throttle (window_started_at);
+
+-- A sign-in with an identifier no live user has looks for a deleted account that had it.
+CREATE INDEX users_deleted_email_idx ON users (lower(email)) WHERE deleted_at IS NOT NULL;
+CREATE INDEX users_deleted_phone_idx ON users (phone) WHERE deleted_at IS NOT NULL;

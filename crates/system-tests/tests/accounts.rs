@@ -451,8 +451,12 @@ async fn an_account_lives_through_every_flow() {
         )
         .await;
     assert_eq!(
-        (status, wrong["error"]["field"].as_str()),
-        (401, Some("current_password"))
+        (
+            status,
+            wrong["error"]["code"].as_str(),
+            wrong["error"]["field"].as_str()
+        ),
+        (403, Some("wrong_password"), Some("current_password"))
     );
     let (status, _) = stack
         .post_as(
@@ -479,8 +483,12 @@ async fn an_account_lives_through_every_flow() {
         me["email"], email,
         "nothing changes before the new address confirms"
     );
+    let heads_up = stack
+        .mail(email, "A change of your account's email address", 1)
+        .await;
+    assert!(heads_up.contains(new_email), "{heads_up}");
     let token_for_new = stack
-        .mailed_token(new_email, "Confirm your email address", 1)
+        .mailed_token(new_email, "Confirm the new email address", 1)
         .await;
     let (status, body) = stack
         .post("/api/v1/auth/verify-email", json!({"token": token_for_new}))
@@ -495,6 +503,33 @@ async fn an_account_lives_through_every_flow() {
         .mail(email, "Your account's email address was changed", 1)
         .await;
     assert!(notice.contains(new_email), "{notice}");
+
+    // A change asked for with a stolen session dies with the sessions: after a sign-out
+    // everywhere its link changes nothing.
+    let thief = "mallory@example.com";
+    let (status, _) = call(
+        stack
+            .http
+            .put(stack.url("/api/v1/me/email"))
+            .bearer_auth(&token)
+            .json(&json!({"email": thief, "password": password})),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let stolen = stack
+        .mailed_token(thief, "Confirm the new email address", 1)
+        .await;
+    let (status, _) = stack
+        .post_as(&token, "/api/v1/auth/sign-out-everywhere", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = stack
+        .post("/api/v1/auth/verify-email", json!({"token": stolen}))
+        .await;
+    assert_eq!(status, 400);
+    let (status, again) = stack.sign_in(new_email, password).await;
+    assert_eq!(status, 200, "{again}");
+    let token = access(&again);
 
     // Delete: sign-in is refused; the mailed link restores; the purge spares it within the
     // grace period and removes it once the grace period (moved into the past) is over.

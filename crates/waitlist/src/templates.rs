@@ -32,6 +32,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/verify_email.txt"),
     ),
     (
+        "confirm_email_change",
+        include_str!("../templates/confirm_email_change.txt"),
+    ),
+    (
+        "email_change_requested",
+        include_str!("../templates/email_change_requested.txt"),
+    ),
+    (
         "email_changed",
         include_str!("../templates/email_changed.txt"),
     ),

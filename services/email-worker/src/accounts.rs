@@ -106,13 +106,29 @@ impl EmailHandler {
             EventPayload::UserEmailChangeRequested(UserEmailChangeRequested {
                 user_id: id,
                 new_email,
-                ..
+                requested_at,
             }) => {
-                if self.live_user(id).await?.is_none() {
+                let Some(user) = self.live_user(id).await? else {
                     return Ok(());
+                };
+                self.verification_link(event.id, user.id, new_email, "confirm_email_change")
+                    .await?;
+                match &user.email {
+                    Some(current) => {
+                        let values = vec![
+                            ("new_email", new_email.clone()),
+                            ("requested_at", when(requested_at)),
+                        ];
+                        self.send(
+                            event.id,
+                            "email_change_requested",
+                            current.as_str(),
+                            &values,
+                        )
+                        .await
+                    }
+                    None => Ok(()),
                 }
-                self.verification_link(event.id, user_id(id)?, new_email)
-                    .await
             }
             EventPayload::UserIdentifierChanged(change) => {
                 self.identifier_changed(event.id, change).await
@@ -137,18 +153,20 @@ impl EmailHandler {
         let Some(email) = user.email.as_ref().filter(|_| !user.is_email_verified) else {
             return Ok(());
         };
-        self.verification_link(event_id, user.id, email.as_str())
+        self.verification_link(event_id, user.id, email.as_str(), "verify_email")
             .await
     }
 
-    /// A verification link for `email` (the current address, or the new one of a change).
+    /// A verification link for `email`: the current address (`verify_email`), or the new one
+    /// of a change (`confirm_email_change`).
     async fn verification_link(
         &self,
         event_id: Uuid,
         user_id: UserId,
         email: &str,
+        template: &'static str,
     ) -> Result<(), HandlerError> {
-        if !self.claim(event_id, "verify_email", email).await? {
+        if !self.claim(event_id, template, email).await? {
             return Ok(());
         }
         let token = SecretToken::generate();
@@ -176,7 +194,7 @@ impl EmailHandler {
             ("verification_token", token.expose().to_owned()),
             ("expires_at", when(&expires_at)),
         ];
-        self.deliver(event_id, "verify_email", email, &values).await
+        self.deliver(event_id, template, email, &values).await
     }
 
     /// A six-digit code texted to the user's current phone, unless it is verified.

@@ -69,6 +69,8 @@ pub(crate) enum ErrorCode {
     AccountSuspended,
     /// 403: sign-in requires a verified email or phone, and this one is not verified yet.
     IdentifierNotVerified,
+    /// 403: the password given to confirm a change is wrong (the session is fine).
+    WrongPassword,
     /// 403: the password was invalidated; set a new one through a password reset.
     PasswordResetRequired,
     /// 422: the new password is the current one or one of the last `PASSWORD_HISTORY`.
@@ -117,6 +119,7 @@ impl ErrorCode {
             Self::AccountSuspended => "the account is suspended",
             Self::IdentifierNotVerified => "the email or phone is not verified",
             Self::PasswordResetRequired => "the password must be reset",
+            Self::WrongPassword => "the password given to confirm a change is wrong",
             Self::PasswordReused => "the password was used before",
             Self::TooManyRequests => "too many attempts",
             Self::Busy => "too many passwords are being hashed",
@@ -148,7 +151,8 @@ impl ErrorCode {
             Self::AccountDeleted
             | Self::AccountSuspended
             | Self::IdentifierNotVerified
-            | Self::PasswordResetRequired => StatusCode::FORBIDDEN,
+            | Self::PasswordResetRequired
+            | Self::WrongPassword => StatusCode::FORBIDDEN,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::ValidationFailed
             | Self::UnknownField
@@ -264,7 +268,7 @@ impl ResponseError for ApiError {
         }
         // RFC 6750 section 3: a 401 names the scheme, and why a token was refused.
         match self.code {
-            ErrorCode::Unauthenticated => {
+            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
             ErrorCode::InvalidToken => {

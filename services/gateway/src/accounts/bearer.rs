@@ -26,12 +26,22 @@ pub(crate) struct SignedIn {
 /// The token of an `Authorization` value: the `Bearer` scheme (any case) and a token of the
 /// form this API issues (64 hexadecimal characters). `None` when there is no such header.
 pub(crate) fn bearer_token(request: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+    let mut values = request.headers().get_all(header::AUTHORIZATION);
+    let Some(value) = values.next() else {
         return Ok(None);
     };
     let invalid = || ApiError::new(ErrorCode::InvalidToken, "the access token is not valid");
-    let value = value.to_str().map_err(|_| invalid())?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(invalid)?;
+    if values.next().is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "send one Authorization header",
+        ));
+    }
+    let value = value.to_str().map_err(|_| invalid())?.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(ApiError::new(
             ErrorCode::Unauthenticated,
@@ -117,9 +127,22 @@ mod tests {
             Ok(Some(token.clone())),
             "the scheme is case-insensitive (RFC 9110), the hex too"
         );
+        for other_scheme in [format!("Basic {token}"), "Basic".to_owned()] {
+            assert_eq!(parse(Some(&other_scheme)), Err(ErrorCode::Unauthenticated));
+        }
         assert_eq!(
-            parse(Some(&format!("Basic {token}"))),
-            Err(ErrorCode::Unauthenticated)
+            parse(Some("")),
+            Ok(None),
+            "an empty header is no credential"
+        );
+        let twice = TestRequest::default()
+            .append_header((header::AUTHORIZATION, format!("Bearer {token}")))
+            .append_header((header::AUTHORIZATION, "Bearer junk"))
+            .to_http_request();
+        assert_eq!(
+            bearer_token(&twice).map_err(|e| e.code),
+            Err(ErrorCode::Unauthenticated),
+            "two headers are refused, whichever comes first"
         );
         for bad in [
             "Bearer",

@@ -43,7 +43,7 @@ pub(crate) mod routes;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use domain::accounts::SecretToken;
+use domain::accounts::{SecretToken, TokenPurpose};
 use domain::{Identifier, OAuth2AccessToken, OAuth2RefreshToken, TokenHash, UserId};
 use events::{EventBuilder, EventPayload, Producer};
 use repo::accounts::FIRST_PARTY_CLIENT_ID;
@@ -352,7 +352,9 @@ impl AccountsApi {
             .password_matches(password, vec![credential.password_hash.clone()])
             .await;
         if !self.on_busy(matched, caller)? {
-            self.attempt_failed(Some(user.id), caller, "invalid_credentials");
+            // Filed like an unknown identifier's: which failures land under a user must not
+            // tell whether an address has an account.
+            self.attempt_failed(None, caller, "invalid_credentials");
             return Err(invalid_credentials());
         }
         let refusal = if credential.invalidated_at.is_some() {
@@ -621,6 +623,11 @@ impl AccountsApi {
             .await?;
         self.users.revoke_access_tokens_by_user(user_id).await?;
         self.users.revoke_refresh_tokens_by_user(user_id).await?;
+        // A pending email change is a link someone with the session asked for: it goes with
+        // the sessions (the owner can ask for a new verification of their address).
+        self.accounts
+            .retire_account_tokens(user_id, TokenPurpose::VerifyEmail)
+            .await?;
         Ok(ended)
     }
 
@@ -670,8 +677,8 @@ impl AccountsApi {
             .remove(0))
     }
 
-    /// Checks the signed-in user's password again before a sensitive change: 401
-    /// `invalid_credentials` when it is wrong. Wrong passwords count like failed sign-ins (per
+    /// Checks the signed-in user's password again before a sensitive change: 403
+    /// `wrong_password` when it is wrong (not a 401: the session is fine). Wrong passwords count like failed sign-ins (per
     /// user, `SIGN_IN_MAX_FAILURES`, then 429) and publish `login_failed`, so a stolen access
     /// token is no way to guess the password unseen.
     pub(crate) async fn reauthenticate(
@@ -680,6 +687,12 @@ impl AccountsApi {
         password: &str,
         caller: &Caller,
     ) -> Result<(), ApiError> {
+        if password.is_empty() || password.chars().count() > self.password_rules.max_length {
+            return Err(ApiError::invalid(
+                "password",
+                "password is empty or too long",
+            ));
+        }
         let key = format!("reauthenticate:{}", who.user_id);
         if let Err(refused) = self
             .count_attempt(
@@ -704,7 +717,7 @@ impl AccountsApi {
         } else {
             self.attempt_failed(Some(who.user_id), caller, "reauthentication_failed");
             Err(
-                ApiError::new(ErrorCode::InvalidCredentials, "the password is wrong")
+                ApiError::new(ErrorCode::WrongPassword, "the password is wrong")
                     .with_field("password"),
             )
         }

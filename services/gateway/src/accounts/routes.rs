@@ -700,7 +700,8 @@ pub(crate) struct PasswordChange {
     request_body = PasswordChange,
     responses(
         (status = 200, description = "Changed; this session goes on, the others ended", body = Done),
-        (status = 401, description = "No or no live bearer token, or a wrong current password (`invalid_credentials`)", body = ErrorBody),
+        (status = 401, description = "No bearer token (`unauthenticated`) or not a live one (`invalid_token`)", body = ErrorBody),
+        (status = 403, description = "The current password is wrong (`wrong_password`)", body = ErrorBody),
         (status = 422, description = "The new password breaks the policy (`validation_failed`) or was used before (`password_reused`)", body = ErrorBody),
         (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
@@ -732,9 +733,12 @@ async fn change_password(
     api.accounts
         .revoke_sessions_of(who.user_id, "password_changed", Some(who.session_id))
         .await?;
-    api.accounts
-        .retire_account_tokens(who.user_id, TokenPurpose::ResetPassword)
-        .await?;
+    // Links asked for before the change (a reset, an email change) are spent with it.
+    for purpose in [TokenPurpose::ResetPassword, TokenPurpose::VerifyEmail] {
+        api.accounts
+            .retire_account_tokens(who.user_id, purpose)
+            .await?;
+    }
     let user = api
         .users
         .get_user_by_id(who.user_id)
@@ -795,8 +799,8 @@ pub(crate) struct EmailChangePending {
 
 /// Ask to change the email address. Nothing changes until the link mailed to the new address
 /// is followed (`POST /api/v1/auth/verify-email`): then the new address is the account's,
-/// verified, and the old one is told. The password recovers through the current address
-/// meanwhile.
+/// verified, and the old one is told. The current address is told of the request at once; a
+/// password reset, a password change or a sign-out everywhere cancels it.
 #[utoipa::path(
     tag = "accounts",
     operation_id = "changeEmail",
@@ -804,7 +808,8 @@ pub(crate) struct EmailChangePending {
     request_body = EmailChange,
     responses(
         (status = 202, description = "A confirmation link is on its way to the new address", body = EmailChangePending),
-        (status = 401, description = "No or no live bearer token, or a wrong password (`invalid_credentials`)", body = ErrorBody),
+        (status = 401, description = "No bearer token (`unauthenticated`) or not a live one (`invalid_token`)", body = ErrorBody),
+        (status = 403, description = "The password is wrong (`wrong_password`)", body = ErrorBody),
         (status = 409, description = "Another account has this address (`already_registered`)", body = ErrorBody),
         (status = 429, description = "Too many wrong passwords or messages (`too_many_requests`); see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
@@ -821,7 +826,20 @@ async fn change_email(
     let email = Email::parse(&body.email)?;
     let caller = api.caller(&request);
     api.reauthenticate(who, &body.password, &caller).await?;
+    let current = api
+        .users
+        .get_user_by_id(who.user_id)
+        .await
+        .map_err(account_gone)?;
+    if current.email.as_ref() == Some(&email) {
+        return Err(ApiError::invalid(
+            "email",
+            "email is already this account's address",
+        ));
+    }
+    // Counted before the check that says whether another account has it.
     let identifier = Identifier::Email(email.clone());
+    api.count_message(&identifier, &caller).await?;
     if api
         .users
         .identifier_exists(&identifier)
@@ -830,7 +848,6 @@ async fn change_email(
     {
         return Err(taken(RepoError::Conflict("email".into())));
     }
-    api.count_message(&identifier, &caller).await?;
     api.publish(events::envelope::UserEmailChangeRequested {
         user_id: who.user_id.to_string(),
         new_email: email.as_str().to_owned(),
@@ -853,7 +870,8 @@ async fn change_email(
     request_body = PhoneChange,
     responses(
         (status = 200, description = "Changed; the profile as it is now", body = Profile),
-        (status = 401, description = "No or no live bearer token, or a wrong password (`invalid_credentials`)", body = ErrorBody),
+        (status = 401, description = "No bearer token (`unauthenticated`) or not a live one (`invalid_token`)", body = ErrorBody),
+        (status = 403, description = "The password is wrong (`wrong_password`)", body = ErrorBody),
         (status = 409, description = "Another account has this number (`already_registered`)", body = ErrorBody),
         (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
@@ -920,7 +938,8 @@ pub(crate) struct DeletionAccepted {
     request_body = DeletionRequest,
     responses(
         (status = 202, description = "Deleted; restorable until `restore_until`", body = DeletionAccepted),
-        (status = 401, description = "No or no live bearer token, or a wrong password (`invalid_credentials`)", body = ErrorBody),
+        (status = 401, description = "No bearer token (`unauthenticated`) or not a live one (`invalid_token`)", body = ErrorBody),
+        (status = 403, description = "The password is wrong (`wrong_password`)", body = ErrorBody),
         (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
     )
