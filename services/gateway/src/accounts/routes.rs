@@ -938,8 +938,8 @@ pub(crate) struct DeletionAccepted {
     request_body = DeletionRequest,
     responses(
         (status = 202, description = "Deleted; restorable until `restore_until`", body = DeletionAccepted),
+        (status = 403, description = "The password is wrong (`wrong_password`), or the account is suspended (`account_suspended`)", body = ErrorBody),
         (status = 401, description = "No bearer token (`unauthenticated`) or not a live one (`invalid_token`)", body = ErrorBody),
-        (status = 403, description = "The password is wrong (`wrong_password`)", body = ErrorBody),
         (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
     )
@@ -958,6 +958,13 @@ async fn delete_account(
         .get_user_by_id(who.user_id)
         .await
         .map_err(account_gone)?;
+    if user.status == domain::UserStatus::Suspended {
+        // A restore makes an account active again: deleting is no way out of a suspension.
+        return Err(ApiError::new(
+            ErrorCode::AccountSuspended,
+            "a suspended account cannot be deleted by its user",
+        ));
+    }
     api.users
         .soft_delete_user(who.user_id)
         .await
