@@ -103,32 +103,8 @@ impl EmailHandler {
                 self.send(event.id, "password_changed", email, &values)
                     .await
             }
-            EventPayload::UserEmailChangeRequested(UserEmailChangeRequested {
-                user_id: id,
-                new_email,
-                requested_at,
-            }) => {
-                let Some(user) = self.live_user(id).await? else {
-                    return Ok(());
-                };
-                self.verification_link(event.id, user.id, new_email, "confirm_email_change")
-                    .await?;
-                match &user.email {
-                    Some(current) => {
-                        let values = vec![
-                            ("new_email", new_email.clone()),
-                            ("requested_at", when(requested_at)),
-                        ];
-                        self.send(
-                            event.id,
-                            "email_change_requested",
-                            current.as_str(),
-                            &values,
-                        )
-                        .await
-                    }
-                    None => Ok(()),
-                }
+            EventPayload::UserEmailChangeRequested(request) => {
+                self.email_change_requested(event.id, request).await
             }
             EventPayload::UserIdentifierChanged(change) => {
                 self.identifier_changed(event.id, change).await
@@ -272,8 +248,99 @@ impl EmailHandler {
             .await
     }
 
-    /// The new identifier gets a verification message (if it is still the user's); an old
-    /// email address is told of the change.
+    /// A link to the new address of a requested change, made only while the session that
+    /// asked is live (a sign-out everywhere, a password reset or a change of password ends it,
+    /// and with it the change), and a heads-up to the current address (or phone).
+    async fn email_change_requested(
+        &self,
+        event_id: Uuid,
+        request: &UserEmailChangeRequested,
+    ) -> Result<(), HandlerError> {
+        let Some(user) = self.live_user(&request.user_id).await? else {
+            return Ok(());
+        };
+        let session = request
+            .session_id
+            .as_deref()
+            .map(|id| {
+                Uuid::try_parse(id).map_err(|_| {
+                    HandlerError::reject(
+                        "invalid_event",
+                        format!("session_id {id:?} is not a UUID"),
+                    )
+                })
+            })
+            .transpose()?;
+        if !self.session_is_live(session).await? {
+            tracing::info!(%event_id, "email change asked by a session that has ended; no link");
+            return Ok(());
+        }
+        self.verification_link(
+            event_id,
+            user.id,
+            &request.new_email,
+            "confirm_email_change",
+        )
+        .await?;
+        // Ended while the link was made: the sessions' end has spent the links made before
+        // it; this one is spent here.
+        if !self.session_is_live(session).await? {
+            self.accounts
+                .accounts
+                .retire_account_tokens(user.id, TokenPurpose::VerifyEmail)
+                .await
+                .map_err(repo_failure)?;
+            return Ok(());
+        }
+        match (&user.email, &user.phone) {
+            (Some(current), _) => {
+                let values = vec![
+                    ("new_email", request.new_email.clone()),
+                    ("requested_at", when(&request.requested_at)),
+                ];
+                self.send(
+                    event_id,
+                    "email_change_requested",
+                    current.as_str(),
+                    &values,
+                )
+                .await
+            }
+            (None, Some(phone)) => {
+                if !self
+                    .claim(event_id, "email_change_requested", phone.as_str())
+                    .await?
+                {
+                    return Ok(());
+                }
+                let body = format!(
+                    "Someone signed in to your account asked to add the email address {}. If \
+                     this was not you, reset your password.",
+                    request.new_email
+                );
+                self.text(event_id, "email_change_requested", phone.as_str(), body)
+                    .await
+            }
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Whether the session is live; an event without one (an older gateway's) counts as live.
+    async fn session_is_live(&self, session: Option<Uuid>) -> Result<bool, HandlerError> {
+        let Some(id) = session else {
+            return Ok(true);
+        };
+        Ok(self
+            .accounts
+            .accounts
+            .session(id)
+            .await
+            .map_err(repo_failure)?
+            .is_some_and(|s| s.is_live(Utc::now())))
+    }
+
+    /// A new phone number gets its code (if it is still the user's; a new email address was
+    /// verified by the link that made the change); the old address or number is told.
     async fn identifier_changed(
         &self,
         event_id: Uuid,
@@ -281,14 +348,6 @@ impl EmailHandler {
     ) -> Result<(), HandlerError> {
         if let Some(user) = self.live_user(&change.user_id).await? {
             match change.channel.as_str() {
-                "email"
-                    if user
-                        .email
-                        .as_ref()
-                        .is_some_and(|e| e.as_str() == change.new_value) =>
-                {
-                    self.verify_email(event_id, &user).await?;
-                }
                 "phone"
                     if user
                         .phone

@@ -5,8 +5,10 @@
 //! `KAFKA_WORKER_POOL_SIZE` (10) handlers. Account events (`accounts`): `user.registered` and
 //! `user.verification_requested` → a verification link by email and a six-digit code by text,
 //! `user.password_reset_requested` → a reset link, `user.password_changed` → a notice,
-//! `user.identifier_changed` → verification of the new email or phone and a notice to the old
-//! address, `user.deleted` → a restore link. Domain events:
+//! `user.email_change_requested` → a confirmation link to the new address (while the asking
+//! session is live) and a heads-up to the current one, `user.identifier_changed` → a code to a
+//! new phone and a notice to the old address or number, `user.deleted` → a restore link.
+//! Domain events:
 //! `user.signed_up` → welcome and verification link, `user.verified` → confirmation,
 //! `referral.verified` → position update to the referrer, `reward.earned` → reward
 //! notification, `campaign.milestone_reached` → announcement to the campaign's `notify_email`.

@@ -154,23 +154,32 @@ impl PasswordHasher {
     /// (`password_hash::Output`'s equality).
     async fn verify_one(&self, password: Arc<String>, phc: String) -> Result<bool, HashError> {
         let span = tracing::info_span!("password.verify", otel.kind = "internal");
-        self.on_worker(span, move |argon2, blocks| {
-            let Ok(parsed) = PasswordHash::new(&phc) else {
-                return Ok(false);
-            };
+        let Ok(parsed) = PasswordHash::new(&phc) else {
+            return Ok(false);
+        };
+        let (Some(_), Some(_), Ok(params)) = (parsed.salt, parsed.hash, Params::try_from(&parsed))
+        else {
+            return Ok(false);
+        };
+        if parsed.algorithm != argon2::ARGON2ID_IDENT || params != *self.argon2.params() {
+            // Another algorithm or cost: the library's own verification, in memory of its own
+            // (the worker's buffer is sized for the pool's parameters).
+            return self
+                .on_worker(span, false, move |_, _| {
+                    use argon2::PasswordVerifier as _;
+                    let parsed =
+                        PasswordHash::new(&phc).map_err(|e| HashError::Failed(e.to_string()))?;
+                    let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+                    Ok(other.verify_password(password.as_bytes(), &parsed).is_ok())
+                })
+                .await;
+        }
+        self.on_worker(span, true, move |argon2, blocks| {
+            let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
+            let parsed = PasswordHash::new(&phc).map_err(|e| failed(&e))?;
             let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
                 return Ok(false);
             };
-            let Ok(params) = Params::try_from(&parsed) else {
-                return Ok(false);
-            };
-            if parsed.algorithm != argon2::ARGON2ID_IDENT || params != *argon2.params() {
-                // Another algorithm or cost: the library's own verification.
-                use argon2::PasswordVerifier as _;
-                let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-                return Ok(other.verify_password(password.as_bytes(), &parsed).is_ok());
-            }
-            let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
             let mut salt_bytes = [0u8; 64];
             let raw_salt = salt.decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
             let mut output = vec![0u8; expected.len()];
@@ -186,7 +195,7 @@ impl PasswordHasher {
         let started = std::time::Instant::now();
         let span = tracing::info_span!("password.hash", otel.kind = "internal");
         let hash = self
-            .on_worker(span, move |argon2, blocks| {
+            .on_worker(span, true, move |argon2, blocks| {
                 let salt = SaltString::generate(&mut OsRng);
                 hash_with_memory(argon2, password.as_bytes(), &salt, blocks)
             })
@@ -197,11 +206,12 @@ impl PasswordHasher {
     }
 
     /// Runs `work` on a blocking thread once a worker permit is free, with that worker's Argon2
-    /// memory (reused from an earlier hash, or made now: the permit means a buffer is free or
-    /// may be made).
+    /// memory when `pooled` (reused from an earlier hash, or made now: the permit means a
+    /// buffer is free or may be made); without it, `work` gets no blocks.
     async fn on_worker<T: Send + 'static>(
         &self,
         span: tracing::Span,
+        pooled: bool,
         work: impl FnOnce(&Argon2<'static>, &mut [Block]) -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
         let worker = self
@@ -219,6 +229,9 @@ impl PasswordHasher {
             // The permit lives as long as this task, not as the request that asked for it.
             let _worker = worker;
             let _running = running.start();
+            if !pooled {
+                return work(&argon2, &mut []);
+            }
             let mut blocks = memory
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)

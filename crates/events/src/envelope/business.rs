@@ -107,6 +107,10 @@ pub struct UserIdentifierChanged {
 pub struct UserEmailChangeRequested {
     pub user_id: String,
     pub new_email: String,
+    /// The session that asked: the link is made only while it is live, so a sign-out
+    /// everywhere or a password reset cancels a change the worker has not reached yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
     pub requested_at: DateTime<Utc>,
 }
 

@@ -33,9 +33,10 @@
 //!   (IP, user agent, session) to `user-activity-logs`; a sign-in `user.logged_in` to
 //!   `user-events`, a refresh `user.token_refreshed` to `auth-events`, a sign-out
 //!   `user.logged_out`. What needs an email or a text (`user.verification_requested`,
-//!   `user.password_reset_requested`, `user.password_changed`, `user.identifier_changed`,
-//!   `user.deleted`) goes to `user-events` for the email-worker, which issues the tokens: no
-//!   secret is ever on a topic.
+//!   `user.password_reset_requested`, `user.password_changed`, `user.email_change_requested`,
+//!   `user.identifier_changed`, `user.deleted`) goes to `user-events` for the email-worker,
+//!   which issues the tokens: no secret is ever on a topic. A failed sign-in on a wrong
+//!   password is filed under `anonymous` whether or not the address has an account.
 
 mod bearer;
 pub(crate) mod routes;
@@ -73,7 +74,7 @@ use crate::registration::validation::PasswordRules;
 /// | `SIGN_IN_MAX_FAILURES_PER_IP` | `50` | failed sign-ins per client IP (an IPv6 client by its /64) per window before 429 |
 /// | `SIGN_IN_FAILURE_WINDOW` | `15m` | the window of both counts |
 /// | `PHONE_CODE_MAX_FAILURES` | `5` | wrong codes per phone number per window before 429 |
-/// | `ACCOUNT_MESSAGES_PER_WINDOW` | `3` | verification resends and password resets per identifier per window |
+/// | `ACCOUNT_MESSAGES_PER_WINDOW` | `3` | verification resends, password resets and email changes per identifier per window |
 /// | `ACCOUNT_MESSAGES_PER_IP` | `20` | the same, per client IP (an IPv6 client by its /64) |
 /// | `ACCOUNT_MESSAGE_WINDOW` | `15m` | the window of that limit |
 /// | `PASSWORD_HISTORY` | `5` | a new password may not be the current one nor one of this many before |
@@ -231,28 +232,34 @@ impl AccountsApi {
             .map_err(hash_error)
     }
 
-    /// Counts an attempt on each key before it runs (so concurrent attempts cannot all pass a
-    /// check made before any of them was counted); 429 when one is past its limit.
+    /// Counts an attempt on each key, in order, before it runs (so concurrent attempts cannot
+    /// all pass a check made before any of them was counted); 429 at the first key past its
+    /// limit, whose later keys are not counted: list the caller's IP first, so an IP over its
+    /// limit adds nothing to the count of the addresses it tries.
     async fn count_attempt(
         &self,
         keys: &[(&str, i32)],
         window: Duration,
         what: &str,
     ) -> Result<(), ApiError> {
-        let mut over = None;
         for (key, limit) in keys {
             let count = self.accounts.throttle_hit(key, window).await?;
             if count.hits > *limit {
-                over = over.max(Some(count.window_ends_at));
-            }
-        }
-        match over {
-            Some(ends) => {
                 metrics::counter!("gateway_throttled_total", "what" => what.to_owned())
                     .increment(1);
-                Err(too_many(seconds_until(ends), what))
+                return Err(too_many(seconds_until(count.window_ends_at), what));
             }
-            None => Ok(()),
+        }
+        Ok(())
+    }
+
+    /// Takes back the hits of an attempt that did not fail on its password (a full hashing
+    /// pool, an unreachable database, a refusal after the right password). Best effort.
+    async fn uncount(&self, keys: &[&str]) {
+        for key in keys {
+            if let Err(error) = self.accounts.throttle_release(key).await {
+                tracing::warn!(%error, "could not take back a throttle hit");
+            }
         }
     }
 
@@ -266,10 +273,11 @@ impl AccountsApi {
     ) -> Result<(), ApiError> {
         let id_key = identifier_key("message", identifier);
         let ip_key = caller.ip.as_deref().map(|ip| ip_key("message_ip", ip));
-        let mut keys = vec![(id_key.as_str(), self.config.messages_per_window)];
+        let mut keys = Vec::new();
         if let Some(ip_key) = &ip_key {
             keys.push((ip_key.as_str(), self.config.messages_per_ip));
         }
+        keys.push((id_key.as_str(), self.config.messages_per_window));
         self.count_attempt(&keys, self.config.message_window, "messages asked")
             .await
     }
@@ -302,10 +310,11 @@ impl AccountsApi {
     ) -> Result<IssuedTokens, ApiError> {
         let id_key = identifier_key("sign_in", identifier);
         let ip_key = caller.ip.as_deref().map(|ip| ip_key("sign_in_ip", ip));
-        let mut keys = vec![(id_key.as_str(), self.config.max_failures_per_identifier)];
+        let mut keys = Vec::new();
         if let Some(ip_key) = &ip_key {
             keys.push((ip_key.as_str(), self.config.max_failures_per_ip));
         }
+        keys.push((id_key.as_str(), self.config.max_failures_per_identifier));
         if let Err(refused) = self
             .count_attempt(&keys, self.config.failure_window, "failed sign-ins")
             .await
@@ -313,7 +322,35 @@ impl AccountsApi {
             self.attempt_failed(None, caller, "throttled");
             return Err(refused);
         }
+        let outcome = self.check_and_start(identifier, password, caller).await;
+        match &outcome {
+            // A wrong password (or an account changed under the sign-in) stays counted.
+            Err(error) if error.code == ErrorCode::InvalidCredentials => {}
+            // Signed in: the address's failures are forgotten, the IP's attempt taken back.
+            Ok(_) => {
+                self.accounts.throttle_clear(&id_key).await?;
+                if let Some(ip_key) = &ip_key {
+                    self.uncount(&[ip_key]).await;
+                }
+            }
+            // Not a guess that failed: a full pool, a database error, or the right password
+            // refused for the account's state.
+            Err(_) => {
+                let mut taken_back = vec![id_key.as_str()];
+                taken_back.extend(ip_key.as_deref());
+                self.uncount(&taken_back).await;
+            }
+        }
+        outcome
+    }
 
+    /// The checks of a sign-in that was counted, and its session.
+    async fn check_and_start(
+        &self,
+        identifier: &Identifier,
+        password: &str,
+        caller: &Caller,
+    ) -> Result<IssuedTokens, ApiError> {
         // Both look-ups every time, so an unknown identifier does the same work as a known one.
         let (found, deleted) = futures::join!(
             self.users.get_user_by_identifier(identifier),
@@ -414,10 +451,6 @@ impl AccountsApi {
                 .await?;
             self.attempt_failed(Some(user.id), caller, "changed_during_sign_in");
             return Err(invalid_credentials());
-        }
-        self.accounts.throttle_clear(&id_key).await?;
-        if let Some(ip_key) = &ip_key {
-            self.accounts.throttle_release(ip_key).await?;
         }
         metrics::counter!("gateway_sign_ins_total", "outcome" => "success").increment(1);
         self.record_activity(Some(user.id), "login", caller, Some(session_id), None);
@@ -705,13 +738,21 @@ impl AccountsApi {
             self.attempt_failed(Some(who.user_id), caller, "reauthentication_throttled");
             return Err(refused);
         }
-        let (_, credentials) = self
-            .users
-            .get_user_with_credentials(who.user_id)
-            .await
-            .map_err(account_gone)?;
-        let hashes = credentials.into_iter().map(|c| c.password_hash).collect();
-        if self.password_matches(password, hashes).await? {
+        let checked = match self.users.get_user_with_credentials(who.user_id).await {
+            Ok((_, credentials)) => {
+                let hashes = credentials.into_iter().map(|c| c.password_hash).collect();
+                self.password_matches(password, hashes).await
+            }
+            Err(error) => Err(account_gone(error)),
+        };
+        let matched = match checked {
+            Ok(matched) => matched,
+            Err(error) => {
+                self.uncount(&[key.as_str()]).await;
+                return Err(error);
+            }
+        };
+        if matched {
             self.accounts.throttle_clear(&key).await?;
             Ok(())
         } else {

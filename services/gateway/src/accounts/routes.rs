@@ -327,7 +327,7 @@ pub(crate) struct Verified {
 /// Confirm an email address with the token of its verification link (single use). A link
 /// mailed for a requested change of address (`PUT /api/v1/me/email`) makes the change: the
 /// account's address becomes the one the link was mailed to, verified, and the old address is
-/// told.
+/// told. Any confirmation spends every other link of the account, a pending change's too.
 #[utoipa::path(
     tag = "accounts",
     operation_id = "verifyEmail",
@@ -368,6 +368,18 @@ async fn verify_email(
         api.accounts
             .retire_account_tokens(user.id, TokenPurpose::ResetPassword)
             .await?;
+    }
+    api.users
+        .update_email_verification_status(user.id, true)
+        .await
+        .map_err(taken)?;
+    ignore_missing(api.users.mark_credential_as_verified(user.id).await)?;
+    // Every other link is spent, a pending change's among them: following the link of the
+    // current address ends a change to another one.
+    api.accounts
+        .retire_account_tokens(user.id, TokenPurpose::VerifyEmail)
+        .await?;
+    if current.as_ref() != Some(&target) {
         api.publish(events::envelope::UserIdentifierChanged {
             user_id: user.id.to_string(),
             channel: "email".into(),
@@ -376,14 +388,6 @@ async fn verify_email(
             changed_at: Utc::now(),
         });
     }
-    api.users
-        .update_email_verification_status(user.id, true)
-        .await
-        .map_err(taken)?;
-    ignore_missing(api.users.mark_credential_as_verified(user.id).await)?;
-    api.accounts
-        .retire_account_tokens(user.id, TokenPurpose::VerifyEmail)
-        .await?;
     Ok(Reply::ok(Verified {
         user_id: user.id.to_string(),
         verified: "email",
@@ -463,7 +467,7 @@ async fn verify_phone(
     api.users
         .update_phone_verification_status(user.id, true)
         .await
-        .map_err(|_| invalid_token())?;
+        .map_err(taken)?;
     ignore_missing(api.users.mark_credential_as_verified(user.id).await)?;
     api.accounts
         .retire_account_tokens(user.id, TokenPurpose::VerifyPhone)
@@ -651,7 +655,7 @@ async fn confirm_password_reset(
     api.users
         .update_password(user.id, &new_hash)
         .await
-        .map_err(|_| invalid_token())?;
+        .map_err(taken)?;
     api.accounts
         .retire_account_tokens(user.id, TokenPurpose::ResetPassword)
         .await?;
@@ -851,6 +855,7 @@ async fn change_email(
     api.publish(events::envelope::UserEmailChangeRequested {
         user_id: who.user_id.to_string(),
         new_email: email.as_str().to_owned(),
+        session_id: Some(who.session_id.to_string()),
         requested_at: Utc::now(),
     });
     Ok(Reply::accepted(EmailChangePending {
@@ -897,7 +902,10 @@ async fn change_phone(
         api.users
             .update_phone(who.user_id, &phone, false)
             .await
-            .map_err(taken)?;
+            .map_err(|e| match e {
+                RepoError::Conflict(_) => taken(e),
+                other => account_gone(other),
+            })?;
         api.accounts
             .retire_account_tokens(who.user_id, TokenPurpose::VerifyPhone)
             .await?;
