@@ -44,6 +44,13 @@ impl SecretToken {
         Self(hex::encode(bytes))
     }
 
+    /// A token as the user hands it back: 64 hexadecimal characters (either case); `None`
+    /// for anything else, which no token this system issued can be.
+    pub fn parse(text: &str) -> Option<Self> {
+        (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Self(text.to_ascii_lowercase()))
+    }
+
     /// The token as handed to the user.
     pub fn expose(&self) -> &str {
         &self.0
@@ -96,6 +103,19 @@ mod tests {
         assert!(a.expose().chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(a.hash(), TokenHash::of(a.expose()));
         assert!(!format!("{a:?}").contains(a.expose()));
+        assert_eq!(
+            SecretToken::parse(&a.expose().to_uppercase()),
+            Some(a.clone())
+        );
+        for not_ours in [
+            "",
+            "abc",
+            &"g".repeat(64),
+            &"a".repeat(65),
+            &"\u{e9}".repeat(32),
+        ] {
+            assert_eq!(SecretToken::parse(not_ours), None, "{not_ours:?}");
+        }
     }
 
     #[test]

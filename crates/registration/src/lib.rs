@@ -307,18 +307,13 @@ impl RegistrationWriter {
     fn user_registered(&self, message: &RegistrationMessage, user_id: UserId) -> Event {
         let registered_at = DateTime::<Utc>::from_timestamp_millis(user_id.unix_millis() as i64)
             .unwrap_or_else(Utc::now);
-        let mut event = self.events.build(UserRegistered {
-            user_id: user_id.to_string(),
-            email: message.email.clone(),
-            phone: message.phone.clone(),
-            first_name: None,
-            last_name: None,
-            registration_time: registered_at,
-            ip_address: None,
-            registration_source: "api".into(),
-            email_verified: message.is_email_verified,
-            organization_id: None,
-        });
+        let mut event = self.events.build(UserRegistered::through_api(
+            user_id.to_string(),
+            message.email.clone(),
+            message.phone.clone(),
+            message.is_email_verified,
+            registered_at,
+        ));
         event.id = message.request_id;
         event
     }

@@ -4,9 +4,9 @@
 //! document cannot name a route the gateway does not serve, or miss one.
 //!
 //! What every operation may answer beyond its own (the API error body on 500 and 503 with
-//! `Retry-After`; 400, 413 and 415 for operations with a body) is added in [`document`]. The
-//! document is served at `/api/v1/openapi.json`; a snapshot test keeps every change to it a
-//! visible diff (`src/snapshots/`).
+//! `Retry-After`; 400, 413 and 415 for operations with a body; `Retry-After` on a 429) is added
+//! in [`document`]. The document is served at `/api/v1/openapi.json`; a snapshot test keeps
+//! every change to it a visible diff (`src/snapshots/`).
 
 use actix_web::http::header;
 use actix_web::{App, HttpResponse, get, web};
@@ -206,6 +206,12 @@ fn add_common_answers(document: &mut Value) {
                 existing["headers"] = unavailable["headers"].clone();
             } else {
                 responses.insert("503".into(), unavailable.clone());
+            }
+            // Every throttled answer says when its window ends.
+            if let Some(throttled) = responses.get_mut("429") {
+                throttled["headers"] = json!({
+                    "Retry-After": {"description": "Seconds until the window ends", "schema": {"type": "integer", "format": "int32", "minimum": 0}}
+                });
             }
             responses.insert(
                 "default".into(),

@@ -45,6 +45,31 @@ pub struct UserRegistered {
     pub organization_id: Option<String>,
 }
 
+impl UserRegistered {
+    /// A user registered through this system's API: `registration_source` `api`, no name,
+    /// organization or IP.
+    pub fn through_api(
+        user_id: String,
+        email: Option<String>,
+        phone: Option<String>,
+        email_verified: bool,
+        registration_time: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            user_id,
+            email,
+            phone,
+            first_name: None,
+            last_name: None,
+            registration_time,
+            ip_address: None,
+            registration_source: "api".into(),
+            email_verified,
+            organization_id: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserLoggedOut {
     pub user_id: String,

@@ -6,7 +6,8 @@ use std::pin::Pin;
 
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use domain::{TokenHash, UserId};
+use domain::UserId;
+use domain::accounts::SecretToken;
 use repo::accounts::FIRST_PARTY_CLIENT_ID;
 use repo::{RepoError, UserRepository as _};
 use uuid::Uuid;
@@ -25,7 +26,7 @@ pub(crate) struct SignedIn {
 
 /// The token of an `Authorization` value: the `Bearer` scheme (any case) and a token of the
 /// form this API issues (64 hexadecimal characters). `None` when there is no such header.
-pub(crate) fn bearer_token(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub(crate) fn bearer_token(request: &HttpRequest) -> Result<Option<SecretToken>, ApiError> {
     let mut values = request.headers().get_all(header::AUTHORIZATION);
     let Some(value) = values.next() else {
         return Ok(None);
@@ -48,11 +49,9 @@ pub(crate) fn bearer_token(request: &HttpRequest) -> Result<Option<String>, ApiE
             "the Authorization header must use the Bearer scheme",
         ));
     }
-    let token = token.trim();
-    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid());
-    }
-    Ok(Some(token.to_ascii_lowercase()))
+    SecretToken::parse(token.trim())
+        .map(Some)
+        .ok_or_else(invalid)
 }
 
 impl FromRequest for SignedIn {
@@ -76,11 +75,7 @@ impl FromRequest for SignedIn {
                     "the access token is unknown, expired or revoked",
                 )
             };
-            let found = match api
-                .users
-                .get_access_token_by_hash(&TokenHash::of(&token))
-                .await
-            {
+            let found = match api.users.get_access_token_by_hash(&token.hash()).await {
                 Ok(found) => found,
                 Err(RepoError::NotFound { .. }) => return Err(invalid()),
                 Err(other) => return Err(other.into()),
@@ -111,7 +106,9 @@ mod tests {
         if let Some(value) = value {
             request = request.insert_header((header::AUTHORIZATION, value));
         }
-        bearer_token(&request.to_http_request()).map_err(|e| e.code)
+        bearer_token(&request.to_http_request())
+            .map(|token| token.map(|t| t.expose().to_owned()))
+            .map_err(|e| e.code)
     }
 
     #[test]

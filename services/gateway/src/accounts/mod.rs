@@ -545,12 +545,12 @@ impl AccountsApi {
     /// session.
     pub(crate) async fn refresh(
         &self,
-        refresh_token: &str,
+        refresh_token: &SecretToken,
         caller: &Caller,
     ) -> Result<IssuedTokens, ApiError> {
         use repo::accounts::RefreshRedemption as R;
         let invalid_grant = |message: &str| ApiError::new(ErrorCode::InvalidGrant, message);
-        let hash = TokenHash::of(refresh_token);
+        let hash = refresh_token.hash();
         match self.accounts.redeem_refresh_token(&hash).await? {
             R::Redeemed {
                 user_id,
@@ -710,8 +710,8 @@ impl AccountsApi {
             .remove(0))
     }
 
-    /// Checks the signed-in user's password again before a sensitive change: 403
-    /// `wrong_password` when it is wrong (not a 401: the session is fine). Wrong passwords count like failed sign-ins (per
+    /// Checks the signed-in user's password again before a sensitive change and returns the
+    /// (live) user: 403 `wrong_password` when it is wrong (not a 401: the session is fine). Wrong passwords count like failed sign-ins (per
     /// user, `SIGN_IN_MAX_FAILURES`, then 429) and publish `login_failed`, so a stolen access
     /// token is no way to guess the password unseen.
     pub(crate) async fn reauthenticate(
@@ -719,7 +719,7 @@ impl AccountsApi {
         who: SignedIn,
         password: &str,
         caller: &Caller,
-    ) -> Result<(), ApiError> {
+    ) -> Result<domain::User, ApiError> {
         if password.is_empty() || password.chars().count() > self.password_rules.max_length {
             return Err(ApiError::invalid(
                 "password",
@@ -739,14 +739,17 @@ impl AccountsApi {
             return Err(refused);
         }
         let checked = match self.users.get_user_with_credentials(who.user_id).await {
-            Ok((_, credentials)) => {
+            Ok((user, _)) if user.deleted_at.is_some() => Err(gone()),
+            Ok((user, credentials)) => {
                 let hashes = credentials.into_iter().map(|c| c.password_hash).collect();
-                self.password_matches(password, hashes).await
+                self.password_matches(password, hashes)
+                    .await
+                    .map(|matched| (user, matched))
             }
             Err(error) => Err(account_gone(error)),
         };
-        let matched = match checked {
-            Ok(matched) => matched,
+        let (user, matched) = match checked {
+            Ok(checked) => checked,
             Err(error) => {
                 self.uncount(&[key.as_str()]).await;
                 return Err(error);
@@ -754,7 +757,7 @@ impl AccountsApi {
         };
         if matched {
             self.accounts.throttle_clear(&key).await?;
-            Ok(())
+            Ok(user)
         } else {
             self.attempt_failed(Some(who.user_id), caller, "reauthentication_failed");
             Err(
@@ -847,11 +850,13 @@ impl AccountsApi {
 /// anyone. Other repository failures convert as usual.
 pub(crate) fn account_gone(error: repo::RepoError) -> ApiError {
     match error {
-        repo::RepoError::NotFound { .. } => {
-            ApiError::new(ErrorCode::InvalidToken, "the account of this token is gone")
-        }
+        repo::RepoError::NotFound { .. } => gone(),
         other => other.into(),
     }
+}
+
+fn gone() -> ApiError {
+    ApiError::new(ErrorCode::InvalidToken, "the account of this token is gone")
 }
 
 /// The throttle key of a client IP: an IPv6 client by its /64 (one subscriber's prefix), so

@@ -4,7 +4,7 @@
 
 use actix_web::{HttpRequest, get, post, put, web};
 use chrono::{DateTime, Utc};
-use domain::accounts::{TokenPurpose, code_hash};
+use domain::accounts::{SecretToken, TokenPurpose, code_hash};
 use domain::{Email, Identifier, Phone, TokenHash, UserId};
 use repo::{RepoError, UserRepository as _};
 use serde::{Deserialize, Serialize};
@@ -50,10 +50,9 @@ fn identifier(email: Option<&str>, phone: Option<&str>) -> Result<Identifier, Ap
 
 /// A token as mailed: 64 hexadecimal characters; anything else is no token this API issued.
 fn mailed_token(token: &str) -> Result<TokenHash, ApiError> {
-    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid_token());
-    }
-    Ok(TokenHash::of(&token.to_ascii_lowercase()))
+    SecretToken::parse(token)
+        .map(|token| token.hash())
+        .ok_or_else(invalid_token)
 }
 
 fn invalid_token() -> ApiError {
@@ -130,8 +129,7 @@ fn tokens_reply(tokens: IssuedTokens) -> Reply<TokenResponse> {
         (status = 200, description = "Signed in: a new session and its tokens", body = TokenResponse),
         (status = 401, description = "Wrong identifier or password (`invalid_credentials`)", body = ErrorBody),
         (status = 403, description = "The password is right, but the account is deleted (`account_deleted`), suspended (`account_suspended`), unverified while `SIGN_IN_REQUIRES_VERIFIED` (`identifier_not_verified`), or must reset its password (`password_reset_required`)", body = ErrorBody),
-        (status = 429, description = "Too many failed sign-ins (`too_many_requests`); see `Retry-After`", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
+        (status = 429, description = "Too many failed sign-ins (`too_many_requests`); see `Retry-After`", body = ErrorBody),
     )
 )]
 #[post("/api/v1/auth/sign-in")]
@@ -180,15 +178,10 @@ async fn refresh(
     request: HttpRequest,
     body: Json<RefreshRequest>,
 ) -> Result<Reply<TokenResponse>, ApiError> {
-    let token = body.into_inner().refresh_token;
-    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidGrant,
-            "the refresh token is not valid",
-        ));
-    }
+    let token = SecretToken::parse(&body.into_inner().refresh_token)
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidGrant, "the refresh token is not valid"))?;
     let caller = api.caller(&request);
-    let tokens = api.refresh(&token.to_ascii_lowercase(), &caller).await?;
+    let tokens = api.refresh(&token, &caller).await?;
     Ok(tokens_reply(tokens))
 }
 
@@ -269,16 +262,11 @@ pub(crate) struct Profile {
 }
 
 async fn profile(api: &AccountsApi, who: SignedIn) -> Result<Reply<Profile>, ApiError> {
-    let user = match api.users.get_user_by_id(who.user_id).await {
-        Ok(user) => user,
-        Err(RepoError::NotFound { .. }) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidToken,
-                "the account of this token is gone",
-            ));
-        }
-        Err(other) => return Err(other.into()),
-    };
+    let user = api
+        .users
+        .get_user_by_id(who.user_id)
+        .await
+        .map_err(account_gone)?;
     Ok(Reply::ok(Profile {
         user_id: user.id.to_string(),
         email: user.email.map(String::from),
@@ -434,8 +422,7 @@ pub(crate) struct VerifyPhoneRequest {
     responses(
         (status = 200, description = "The number is verified", body = Verified),
         (status = 400, description = "Wrong, used or expired code (`invalid_or_expired_token`)", body = ErrorBody),
-        (status = 429, description = "Too many wrong codes for this number (`too_many_requests`); see `Retry-After`", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
+        (status = 429, description = "Too many wrong codes for this number (`too_many_requests`); see `Retry-After`", body = ErrorBody),
     )
 )]
 #[post("/api/v1/auth/verify-phone")]
@@ -506,8 +493,7 @@ const RESEND_ANSWER: &str =
     request_body = IdentifierRequest,
     responses(
         (status = 202, description = "Noted; a message is sent if there is anyone to send it to", body = Done),
-        (status = 429, description = "Too many messages asked (`too_many_requests`); see `Retry-After`", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
+        (status = 429, description = "Too many messages asked (`too_many_requests`); see `Retry-After`", body = ErrorBody),
     )
 )]
 #[post("/api/v1/auth/resend-verification")]
@@ -560,8 +546,7 @@ pub(crate) struct PasswordResetRequest {
     request_body = PasswordResetRequest,
     responses(
         (status = 202, description = "Noted; a link is mailed if the address belongs to an account", body = Done),
-        (status = 429, description = "Too many messages asked (`too_many_requests`); see `Retry-After`", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
+        (status = 429, description = "Too many messages asked (`too_many_requests`); see `Retry-After`", body = ErrorBody),
     )
 )]
 #[post("/api/v1/auth/password-reset")]
@@ -707,8 +692,7 @@ pub(crate) struct PasswordChange {
         (status = 401, description = "No bearer token (`unauthenticated`) or not a live one (`invalid_token`)", body = ErrorBody),
         (status = 403, description = "The current password is wrong (`wrong_password`)", body = ErrorBody),
         (status = 422, description = "The new password breaks the policy (`validation_failed`) or was used before (`password_reused`)", body = ErrorBody),
-        (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
+        (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody),
     )
 )]
 #[post("/api/v1/me/password")]
@@ -721,7 +705,8 @@ async fn change_password(
     let body = body.into_inner();
     api.password_rules
         .check("new_password", &body.new_password)?;
-    api.reauthenticate(who, &body.current_password, &api.caller(&request))
+    let user = api
+        .reauthenticate(who, &body.current_password, &api.caller(&request))
         .await
         .map_err(|e| match e.field {
             Some(_) => e.with_field("current_password"),
@@ -743,11 +728,6 @@ async fn change_password(
             .retire_account_tokens(who.user_id, purpose)
             .await?;
     }
-    let user = api
-        .users
-        .get_user_by_id(who.user_id)
-        .await
-        .map_err(account_gone)?;
     api.publish(events::envelope::UserPasswordChanged {
         user_id: who.user_id.to_string(),
         email: user.email.map(String::from),
@@ -815,8 +795,7 @@ pub(crate) struct EmailChangePending {
         (status = 401, description = "No bearer token (`unauthenticated`) or not a live one (`invalid_token`)", body = ErrorBody),
         (status = 403, description = "The password is wrong (`wrong_password`)", body = ErrorBody),
         (status = 409, description = "Another account has this address (`already_registered`)", body = ErrorBody),
-        (status = 429, description = "Too many wrong passwords or messages (`too_many_requests`); see `Retry-After`", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
+        (status = 429, description = "Too many wrong passwords or messages (`too_many_requests`); see `Retry-After`", body = ErrorBody),
     )
 )]
 #[put("/api/v1/me/email")]
@@ -829,12 +808,7 @@ async fn change_email(
     let body = body.into_inner();
     let email = Email::parse(&body.email)?;
     let caller = api.caller(&request);
-    api.reauthenticate(who, &body.password, &caller).await?;
-    let current = api
-        .users
-        .get_user_by_id(who.user_id)
-        .await
-        .map_err(account_gone)?;
+    let current = api.reauthenticate(who, &body.password, &caller).await?;
     if current.email.as_ref() == Some(&email) {
         return Err(ApiError::invalid(
             "email",
@@ -878,8 +852,7 @@ async fn change_email(
         (status = 401, description = "No bearer token (`unauthenticated`) or not a live one (`invalid_token`)", body = ErrorBody),
         (status = 403, description = "The password is wrong (`wrong_password`)", body = ErrorBody),
         (status = 409, description = "Another account has this number (`already_registered`)", body = ErrorBody),
-        (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
+        (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody),
     )
 )]
 #[put("/api/v1/me/phone")]
@@ -891,13 +864,9 @@ async fn change_phone(
 ) -> Result<Reply<Profile>, ApiError> {
     let body = body.into_inner();
     let phone = Phone::parse(&body.phone)?;
-    api.reauthenticate(who, &body.password, &api.caller(&request))
-        .await?;
     let before = api
-        .users
-        .get_user_by_id(who.user_id)
-        .await
-        .map_err(account_gone)?;
+        .reauthenticate(who, &body.password, &api.caller(&request))
+        .await?;
     if before.phone.as_ref() != Some(&phone) {
         api.users
             .update_phone(who.user_id, &phone, false)
@@ -948,8 +917,7 @@ pub(crate) struct DeletionAccepted {
         (status = 202, description = "Deleted; restorable until `restore_until`", body = DeletionAccepted),
         (status = 403, description = "The password is wrong (`wrong_password`), or the account is suspended (`account_suspended`)", body = ErrorBody),
         (status = 401, description = "No bearer token (`unauthenticated`) or not a live one (`invalid_token`)", body = ErrorBody),
-        (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds until the window ends"))),
+        (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody),
     )
 )]
 #[post("/api/v1/me/deletion")]
@@ -959,13 +927,9 @@ async fn delete_account(
     request: HttpRequest,
     body: Json<DeletionRequest>,
 ) -> Result<Reply<DeletionAccepted>, ApiError> {
-    api.reauthenticate(who, &body.into_inner().password, &api.caller(&request))
-        .await?;
     let user = api
-        .users
-        .get_user_by_id(who.user_id)
-        .await
-        .map_err(account_gone)?;
+        .reauthenticate(who, &body.into_inner().password, &api.caller(&request))
+        .await?;
     if user.status == domain::UserStatus::Suspended {
         // A restore makes an account active again: deleting is no way out of a suspension.
         return Err(ApiError::new(

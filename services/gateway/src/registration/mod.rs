@@ -334,18 +334,15 @@ impl RegistrationApi {
     /// way, so the answer is 201 even when the broker refuses the event: the failure is logged
     /// and counted, and the user can ask for the verification message again.
     async fn user_registered(&self, user: &domain::User) {
-        let event = self.events.build(events::envelope::UserRegistered {
-            user_id: user.id.to_string(),
-            email: user.email.as_ref().map(|e| e.as_str().to_owned()),
-            phone: user.phone.as_ref().map(|p| p.as_str().to_owned()),
-            first_name: None,
-            last_name: None,
-            registration_time: user.created_at,
-            ip_address: None,
-            registration_source: "api".into(),
-            email_verified: user.is_email_verified,
-            organization_id: None,
-        });
+        let event = self
+            .events
+            .build(events::envelope::UserRegistered::through_api(
+                user.id.to_string(),
+                user.email.as_ref().map(|e| e.as_str().to_owned()),
+                user.phone.as_ref().map(|p| p.as_str().to_owned()),
+                user.is_email_verified,
+                user.created_at,
+            ));
         if !matches!(
             self.producer.deliver_event(&event).await,
             Ok(Delivery::Published { .. })
