@@ -74,7 +74,7 @@ use crate::registration::validation::PasswordRules;
 /// | `SIGN_IN_MAX_FAILURES_PER_IP` | `50` | failed sign-ins per client IP (an IPv6 client by its /64) per window before 429 |
 /// | `SIGN_IN_FAILURE_WINDOW` | `15m` | the window of both counts |
 /// | `PHONE_CODE_MAX_FAILURES` | `5` | wrong codes per phone number per window before 429 |
-/// | `ACCOUNT_MESSAGES_PER_WINDOW` | `3` | verification resends, password resets and email changes per identifier per window |
+/// | `ACCOUNT_MESSAGES_PER_WINDOW` | `3` | verification resends, password resets and email or phone changes per identifier per window, and email or phone changes per account |
 /// | `ACCOUNT_MESSAGES_PER_IP` | `20` | the same, per client IP (an IPv6 client by its /64) |
 /// | `ACCOUNT_MESSAGE_WINDOW` | `15m` | the window of that limit |
 /// | `PASSWORD_HISTORY` | `5` | a new password may not be the current one nor one of this many before |
@@ -263,19 +263,26 @@ impl AccountsApi {
         }
     }
 
-    /// Counts a message asked for `identifier` (and from the caller's IP); 429 past either
-    /// limit. Counted whether or not the identifier belongs to anyone, so the answer says
+    /// Counts a message asked for `identifier` (and from the caller's IP, and by the signed-in
+    /// user when there is one); 429 past any limit. Counted whether or not the identifier belongs to anyone, so the answer says
     /// nothing about that.
     pub(crate) async fn count_message(
         &self,
         identifier: &Identifier,
         caller: &Caller,
+        signed_in: Option<UserId>,
     ) -> Result<(), ApiError> {
         let id_key = identifier_key("message", identifier);
         let ip_key = caller.ip.as_deref().map(|ip| ip_key("message_ip", ip));
+        let user_key = signed_in.map(|user| format!("message_user:{user}"));
         let mut keys = Vec::new();
         if let Some(ip_key) = &ip_key {
             keys.push((ip_key.as_str(), self.config.messages_per_ip));
+        }
+        // A signed-in change (of email or phone) is also counted per account: changing to a new
+        // address each time must not make every message a first one.
+        if let Some(user_key) = &user_key {
+            keys.push((user_key.as_str(), self.config.messages_per_window));
         }
         keys.push((id_key.as_str(), self.config.messages_per_window));
         self.count_attempt(&keys, self.config.message_window, "messages asked")
@@ -731,7 +738,7 @@ impl AccountsApi {
             .count_attempt(
                 &[(key.as_str(), self.config.max_failures_per_identifier)],
                 self.config.failure_window,
-                "wrong passwords",
+                "password checks",
             )
             .await
         {

@@ -504,7 +504,7 @@ async fn resend_verification(
 ) -> Result<Reply<Done>, ApiError> {
     let body = body.into_inner();
     let identifier = identifier(body.email.as_deref(), body.phone.as_deref())?;
-    api.count_message(&identifier, &api.caller(&request))
+    api.count_message(&identifier, &api.caller(&request), None)
         .await?;
     match api.users.get_user_by_identifier(&identifier).await {
         Ok(found) => {
@@ -556,7 +556,7 @@ async fn request_password_reset(
     body: Json<PasswordResetRequest>,
 ) -> Result<Reply<Done>, ApiError> {
     let identifier = Identifier::Email(Email::parse(&body.into_inner().email)?);
-    api.count_message(&identifier, &api.caller(&request))
+    api.count_message(&identifier, &api.caller(&request), None)
         .await?;
     match api.users.get_user_by_identifier(&identifier).await {
         Ok(found) => api.publish(events::envelope::UserPasswordResetRequested {
@@ -817,7 +817,8 @@ async fn change_email(
     }
     // Counted before the check that says whether another account has it.
     let identifier = Identifier::Email(email.clone());
-    api.count_message(&identifier, &caller).await?;
+    api.count_message(&identifier, &caller, Some(who.user_id))
+        .await?;
     if api
         .users
         .identifier_exists(&identifier)
@@ -841,7 +842,8 @@ async fn change_email(
 }
 
 /// Change the phone number. The new one is unverified until the code texted to it is given;
-/// the old one is told by text.
+/// the old one is told by text. Counted like the messages it sends: `ACCOUNT_MESSAGES_PER_WINDOW`
+/// per number and per account, `ACCOUNT_MESSAGES_PER_IP` per client.
 #[utoipa::path(
     tag = "accounts",
     operation_id = "changePhone",
@@ -852,7 +854,7 @@ async fn change_email(
         (status = 401, description = "No bearer token (`unauthenticated`) or not a live one (`invalid_token`)", body = ErrorBody),
         (status = 403, description = "The password is wrong (`wrong_password`)", body = ErrorBody),
         (status = 409, description = "Another account has this number (`already_registered`)", body = ErrorBody),
-        (status = 429, description = "Too many wrong passwords (`too_many_requests`); see `Retry-After`", body = ErrorBody),
+        (status = 429, description = "Too many password checks or messages (`too_many_requests`); see `Retry-After`", body = ErrorBody),
     )
 )]
 #[put("/api/v1/me/phone")]
@@ -864,10 +866,16 @@ async fn change_phone(
 ) -> Result<Reply<Profile>, ApiError> {
     let body = body.into_inner();
     let phone = Phone::parse(&body.phone)?;
-    let before = api
-        .reauthenticate(who, &body.password, &api.caller(&request))
-        .await?;
+    let caller = api.caller(&request);
+    let before = api.reauthenticate(who, &body.password, &caller).await?;
     if before.phone.as_ref() != Some(&phone) {
+        // Texts go to the new number and the old one: counted like every message asked for.
+        api.count_message(
+            &Identifier::Phone(phone.clone()),
+            &caller,
+            Some(who.user_id),
+        )
+        .await?;
         api.users
             .update_phone(who.user_id, &phone, false)
             .await
