@@ -49,7 +49,7 @@ done
 
 say "docker-compose config"
 # The file has no default for its secrets (they must be set in .env); any value renders.
-VERIFICATION_SECRET=rendering-only POSTGRES_PASSWORD=rendering-only \
+VERIFICATION_SECRET=rendering-only OAUTH2_KEY_SECRET=rendering-only POSTGRES_PASSWORD=rendering-only \
     "$VENVS/compose/bin/docker-compose" -f docker-compose.yml config --quiet
 
 say "no placeholder secret in any manifest"

@@ -23,6 +23,15 @@ if [ -z "${VERIFICATION_SECRET:-}" ]; then
     VERIFICATION_SECRET=$(cat "$key_file")
 fi
 export VERIFICATION_SECRET
+# The gateway's OAuth2 key secret (seals the ID token signing keys), generated the same way.
+if [ -z "${OAUTH2_KEY_SECRET:-}" ]; then
+    key_file=$STACK_DIR/oauth2-key-secret
+    if [ ! -s "$key_file" ]; then
+        (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$key_file")
+    fi
+    OAUTH2_KEY_SECRET=$(cat "$key_file")
+fi
+export OAUTH2_KEY_SECRET
 export EMAIL_OUTBOX_DIR=${EMAIL_OUTBOX_DIR:-$ROOT/.stack/email-outbox}
 # Phone verification codes: each text message as a .txt file here (no SMS provider locally).
 export SMS_OUTBOX_DIR=${SMS_OUTBOX_DIR:-$ROOT/.stack/sms-outbox}

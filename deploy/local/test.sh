@@ -4,7 +4,8 @@
 #   2. cargo fmt --check, clippy with -D warnings, schema.rs against the migrations, the
 #      deployment files (deploy/check.sh)
 #   3. the whole test suite (unit tests, and integration tests on the real servers), the
-#      broker-failure tests (three-node clusters of their own) last, with their counts shown
+#      broker-failure tests (three-node clusters of their own) last, with their counts shown,
+#      and the consent page clicked through in Chromium, with the path of its screenshot
 #   4. a smoke run of `make dev` / `make stop`: all seven services ready, the contract test
 #      (deploy/local/contract.sh: schemathesis against the running gateway), then a clean SIGTERM
 set -euo pipefail
@@ -42,9 +43,11 @@ say "cargo test"
 export TEST_DATABASE_URL KAFKA_BROKERS=$KAFKA_ADDR
 # The broker-failure tests run last, alone, with their counts shown (sent, completed,
 # duplicates, dead letters): each starts a three-node Kafka cluster of its own.
-cargo test --workspace -- --skip registrations_complete_once_while_a_
+cargo test --workspace -- --skip registrations_complete_once_while_a_ --skip chromium_clicks_through_
 say "broker failures on three-node Apache Kafka clusters"
 cargo test -p system-tests --test broker_failures -- --show-output
+say "the consent page in headless Chromium (its screenshot: target/oauth2-consent-page.png)"
+cargo test -p system-tests --test oauth2 chromium_clicks_through_ -- --show-output
 
 if [ -n "$dev_was_running" ]; then
     say "make dev is running: skipping the dev/stop smoke run; contract test against it"

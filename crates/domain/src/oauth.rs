@@ -52,6 +52,13 @@ pub struct OAuth2AuthorizationCode {
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The grant (session) the code starts: its tokens are tagged with it, and replaying the
+    /// code revokes it.
+    pub session_id: Option<Uuid>,
+    /// The OpenID Connect `nonce` of the authorization request, echoed in the ID token.
+    pub nonce: Option<String>,
+    /// When the user authenticated (the ID token's `auth_time`).
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,6 +31,9 @@ pub struct Accounts {
 pub struct NewSession {
     pub id: Uuid,
     pub user_id: UserId,
+    /// [`FIRST_PARTY_CLIENT_ID`] for a sign-in; the client's ID for a grant to an OAuth2
+    /// client.
+    pub client_id: String,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
     /// No refresh extends the session past this.
@@ -88,7 +91,12 @@ impl From<SessionRow> for Session {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshRedemption {
     /// It was live: it is revoked now (rotated), once, even under concurrent presentations.
-    Redeemed { user_id: UserId, session_id: Uuid },
+    Redeemed {
+        user_id: UserId,
+        session_id: Uuid,
+        /// The scopes it carried (a new token carries these or fewer).
+        scopes: Vec<String>,
+    },
     /// It was revoked before: rotated already, or its session ended. Presenting it again is
     /// the sign of a stolen token.
     AlreadyRevoked {
@@ -97,7 +105,7 @@ pub enum RefreshRedemption {
     },
     /// Past its expiry.
     Expired,
-    /// No such token (or not a first-party session token).
+    /// No such token of this client (or one not tied to a session).
     Unknown,
 }
 
@@ -111,6 +119,8 @@ struct RefreshRow {
     revoked_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Timestamptz)]
     expires_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Array<Nullable<Text>>)]
+    scopes: Vec<Option<String>>,
 }
 
 /// A single-use account token that was redeemed.
@@ -196,14 +206,15 @@ impl Accounts {
     pub async fn start_session(&self, session: &NewSession) -> RepoResult<()> {
         let mut conn = self.database.connection().await?;
         sql_query(
-            "INSERT INTO user_sessions (id, user_id, ip_address, user_agent, expires_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO user_sessions (id, user_id, ip_address, user_agent, expires_at, client_id)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind::<SqlUuid, _>(session.id)
         .bind::<BigInt, _>(session.user_id.as_i64())
         .bind::<Nullable<Text>, _>(session.ip_address.as_deref())
         .bind::<Nullable<Text>, _>(session.user_agent.as_deref())
         .bind::<Timestamptz, _>(session.expires_at)
+        .bind::<Text, _>(&session.client_id)
         .execute(&mut *conn)
         .await?;
         Ok(())
@@ -243,8 +254,8 @@ impl Accounts {
             .await
     }
 
-    /// Ends every live session of the user (but `except`), revoking their tokens; returns how
-    /// many sessions ended.
+    /// Ends every live session of the user (but `except`), first-party sign-ins and grants to
+    /// OAuth2 clients alike, revoking their tokens; returns how many sessions ended.
     #[tracing::instrument(name = "db.revoke_sessions_of", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn revoke_sessions_of(
         &self,
@@ -259,19 +270,24 @@ impl Accounts {
         .await
     }
 
-    /// Redeems a first-party refresh token: revokes it if it is live, in one statement, so of
-    /// two concurrent presentations exactly one redeems it and the other finds it revoked.
+    /// Redeems a refresh token issued to `client_id` (a session's or a grant's): revokes it if
+    /// it is live, in one statement, so of two concurrent presentations exactly one redeems it
+    /// and the other finds it revoked. A token of another client is `Unknown`.
     #[tracing::instrument(name = "db.redeem_refresh_token", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-    pub async fn redeem_refresh_token(&self, hash: &TokenHash) -> RepoResult<RefreshRedemption> {
+    pub async fn redeem_refresh_token(
+        &self,
+        hash: &TokenHash,
+        client_id: &str,
+    ) -> RepoResult<RefreshRedemption> {
         let mut conn = self.database.connection().await?;
         let redeemed: Option<RefreshRow> = sql_query(
             "UPDATE oauth2_refresh_tokens SET revoked_at = now()
              WHERE token_hash = $1 AND client_id = $2 AND revoked_at IS NULL
                AND expires_at > now() AND session_id IS NOT NULL
-             RETURNING user_id, session_id, revoked_at, expires_at",
+             RETURNING user_id, session_id, revoked_at, expires_at, scopes",
         )
         .bind::<Text, _>(hash.as_str())
-        .bind::<Text, _>(FIRST_PARTY_CLIENT_ID)
+        .bind::<Text, _>(client_id)
         .get_result(&mut *conn)
         .await
         .optional()?;
@@ -282,14 +298,15 @@ impl Accounts {
             return Ok(RefreshRedemption::Redeemed {
                 user_id: UserId::from_i64(row.user_id),
                 session_id,
+                scopes: row.scopes.into_iter().flatten().collect(),
             });
         }
         let found: Option<RefreshRow> = sql_query(
-            "SELECT user_id, session_id, revoked_at, expires_at FROM oauth2_refresh_tokens
+            "SELECT user_id, session_id, revoked_at, expires_at, scopes FROM oauth2_refresh_tokens
              WHERE token_hash = $1 AND client_id = $2",
         )
         .bind::<Text, _>(hash.as_str())
-        .bind::<Text, _>(FIRST_PARTY_CLIENT_ID)
+        .bind::<Text, _>(client_id)
         .get_result(&mut *conn)
         .await
         .optional()?;
@@ -303,6 +320,65 @@ impl Accounts {
             // Live but not redeemable: not tied to a session.
             Some(_) => RefreshRedemption::Unknown,
         })
+    }
+
+    /// The grant (session) of an authorization code that was already redeemed, when `hash` is
+    /// such a code: `Some(session)` for a replayed code, `None` for an unknown one.
+    #[tracing::instrument(name = "db.spent_authorization_code", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    pub async fn spent_authorization_code(
+        &self,
+        hash: &TokenHash,
+    ) -> RepoResult<Option<Option<Uuid>>> {
+        #[derive(QueryableByName)]
+        struct SpentRow {
+            #[diesel(sql_type = Nullable<SqlUuid>)]
+            session_id: Option<Uuid>,
+        }
+        let mut conn = self.database.connection().await?;
+        let row: Option<SpentRow> = sql_query(
+            "SELECT session_id FROM oauth2_authorization_codes
+             WHERE code_hash = $1 AND used_at IS NOT NULL",
+        )
+        .bind::<Text, _>(hash.as_str())
+        .get_result(&mut *conn)
+        .await
+        .optional()?;
+        Ok(row.map(|row| row.session_id))
+    }
+
+    /// Ends every live grant of the user to `client_id` and revokes its tokens (a withdrawn
+    /// consent); returns how many grants ended.
+    #[tracing::instrument(name = "db.revoke_client_grants", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    pub async fn revoke_client_grants(
+        &self,
+        user_id: UserId,
+        client_id: &str,
+        reason: &str,
+    ) -> RepoResult<u64> {
+        let mut conn = self.database.connection().await?;
+        conn.transaction::<_, RepoError, _>(async |conn| {
+            let ended = sql_query(
+                "UPDATE user_sessions SET revoked_at = now(), revoked_reason = $3
+                 WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
+            )
+            .bind::<BigInt, _>(user_id.as_i64())
+            .bind::<Text, _>(client_id)
+            .bind::<Text, _>(reason)
+            .execute(conn)
+            .await?;
+            for table in ["oauth2_access_tokens", "oauth2_refresh_tokens"] {
+                sql_query(format!(
+                    "UPDATE {table} SET revoked_at = now()
+                     WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL"
+                ))
+                .bind::<BigInt, _>(user_id.as_i64())
+                .bind::<Text, _>(client_id)
+                .execute(conn)
+                .await?;
+            }
+            Ok(ended as u64)
+        })
+        .await
     }
 
     // --- Single-use account tokens ------------------------------------------------------------
@@ -564,11 +640,9 @@ async fn revoke_all(
     for table in ["oauth2_access_tokens", "oauth2_refresh_tokens"] {
         sql_query(format!(
             "UPDATE {table} SET revoked_at = now()
-             WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL
-               AND session_id IS DISTINCT FROM $3"
+             WHERE user_id = $1 AND revoked_at IS NULL AND session_id IS DISTINCT FROM $2"
         ))
         .bind::<BigInt, _>(user_id.as_i64())
-        .bind::<Text, _>(FIRST_PARTY_CLIENT_ID)
         .bind::<Nullable<SqlUuid>, _>(except)
         .execute(conn)
         .await?;

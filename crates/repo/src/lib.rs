@@ -12,6 +12,7 @@ mod queries;
 pub mod registrations;
 mod rows;
 mod schema;
+pub mod signing_keys;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod user_repository;
@@ -24,5 +25,6 @@ pub use database::{Database, DbConnection};
 pub use error::{DbError, RepoError};
 pub use pg_user_repository::PgUserRepository;
 pub use registrations::{PendingRegistration, Refusal, RegistrationOutcome, Registrations};
+pub use signing_keys::{SigningKeys, StoredSigningKey};
 pub use user_repository::{RepoResult, UserRepository};
 pub use waitlist::Waitlist;

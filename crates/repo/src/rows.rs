@@ -251,6 +251,9 @@ pub(crate) struct AuthorizationCodeRow {
     expires_at: DateTime<Utc>,
     used_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    session_id: Option<Uuid>,
+    nonce: Option<String>,
+    auth_time: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<AuthorizationCodeRow> for OAuth2AuthorizationCode {
@@ -267,6 +270,9 @@ impl TryFrom<AuthorizationCodeRow> for OAuth2AuthorizationCode {
             expires_at: row.expires_at,
             used_at: row.used_at,
             created_at: row.created_at,
+            session_id: row.session_id,
+            nonce: row.nonce,
+            auth_time: row.auth_time,
         })
     }
 }
@@ -284,6 +290,9 @@ impl From<&OAuth2AuthorizationCode> for AuthorizationCodeRow {
             expires_at: code.expires_at,
             used_at: code.used_at,
             created_at: code.created_at,
+            session_id: code.session_id,
+            nonce: code.nonce.clone(),
+            auth_time: code.auth_time,
         }
     }
 }

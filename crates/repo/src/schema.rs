@@ -129,6 +129,9 @@ diesel::table! {
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        session_id -> Nullable<Uuid>,
+        nonce -> Nullable<Text>,
+        auth_time -> Nullable<Timestamptz>,
     }
 }
 
@@ -167,6 +170,16 @@ diesel::table! {
         name -> Text,
         description -> Text,
         is_default -> Bool,
+    }
+}
+
+diesel::table! {
+    oauth2_signing_keys (kid) {
+        kid -> Text,
+        algorithm -> Text,
+        private_key -> Text,
+        public_jwk -> Jsonb,
+        created_at -> Timestamptz,
     }
 }
 
@@ -305,6 +318,7 @@ diesel::table! {
         expires_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         revoked_reason -> Nullable<Text>,
+        client_id -> Text,
     }
 }
 
@@ -331,6 +345,7 @@ diesel::joinable!(campaign_reward_tiers -> campaigns (campaign_id));
 diesel::joinable!(credential_history -> users (user_id));
 diesel::joinable!(oauth2_access_tokens -> user_sessions (session_id));
 diesel::joinable!(oauth2_access_tokens -> users (user_id));
+diesel::joinable!(oauth2_authorization_codes -> user_sessions (session_id));
 diesel::joinable!(oauth2_authorization_codes -> users (user_id));
 diesel::joinable!(oauth2_clients -> users (owner_user_id));
 diesel::joinable!(oauth2_refresh_tokens -> user_sessions (session_id));
@@ -361,6 +376,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     oauth2_clients,
     oauth2_refresh_tokens,
     oauth2_scopes,
+    oauth2_signing_keys,
     oauth2_user_consents,
     oauth_accounts,
     outbox_events,

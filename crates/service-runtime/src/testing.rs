@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
+/// The `OAUTH2_KEY_SECRET` of gateways started by tests (random-looking, 40 bytes).
+pub const TEST_OAUTH2_KEY_SECRET: &str = "c7a1e94f02b8d6350e7f1a9c4b2d8e6f03a5c7e9";
+
 /// The `VERIFICATION_SECRET` of services started by tests (random-looking, 40 bytes).
 pub const TEST_VERIFICATION_SECRET: &str = "5b0e8f2a7c1d9e3b6a4f0c8d2e7b1a9f3c5d8e0a";
 
@@ -25,6 +28,8 @@ pub fn base_env() -> Vec<(String, String)> {
             "VERIFICATION_SECRET".into(),
             TEST_VERIFICATION_SECRET.into(),
         ),
+        // The gateway's OAuth2 signing keys are sealed under it.
+        ("OAUTH2_KEY_SECRET".into(), TEST_OAUTH2_KEY_SECRET.into()),
         // Emails of workers without SMTP_URL go to a scratch folder, not the source tree.
         (
             "EMAIL_OUTBOX_DIR".into(),

@@ -284,10 +284,13 @@ fn producer(kafka: &KafkaConfig) -> FutureProducer {
         .expect("test producer")
 }
 
-/// Starts the gateway with `env` on a free port and waits until its API answers; returns it and
-/// the API's base URL.
+/// Starts the gateway with `env` on a free port (or the `HTTP_ADDR` of `env`) and waits until
+/// its API answers; returns it and the API's base URL.
 pub async fn start_gateway(mut env: Vec<(String, String)>) -> (ServiceProcess, String) {
-    let http_addr = free_local_addr();
+    let http_addr = match env.iter().find(|(k, _)| k == "HTTP_ADDR") {
+        Some((_, addr)) => addr.parse().expect("HTTP_ADDR is an address"),
+        None => free_local_addr(),
+    };
     env.push(("HTTP_ADDR".into(), http_addr.to_string()));
     let mut gateway = spawn("gateway", &env);
     gateway.wait_ready().await;

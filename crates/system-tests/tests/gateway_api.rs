@@ -309,11 +309,13 @@ async fn the_openapi_document_covers_every_endpoint() {
                     .replace("{userId}", "user1")
                     .replace("{campaign_id}", &Uuid::now_v7().to_string())
                     .replace("{participant_id}", &Uuid::now_v7().to_string())
+                    .replace("{client_id}", "no-such-client")
             );
             let request = match method.as_str() {
                 "get" => http.get(&url),
                 "post" => http.post(&url).json(&json!({})),
                 "put" => http.put(&url).json(&json!({})),
+                "delete" => http.delete(&url),
                 other => panic!("undocumented method {other}"),
             };
             let answer = send(request).await;
@@ -353,6 +355,18 @@ async fn the_openapi_document_covers_every_endpoint() {
         "/api/v1/me/email",
         "/api/v1/me/phone",
         "/api/v1/me/deletion",
+        "/api/v1/me/consents",
+        "/api/v1/me/consents/{client_id}",
+        "/api/v1/oauth2/clients",
+        "/api/v1/oauth2/clients/{client_id}",
+        "/api/v1/oauth2/clients/{client_id}/secret",
+        "/oauth2/token",
+        "/oauth2/revoke",
+        "/oauth2/introspect",
+        "/oauth2/userinfo",
+        "/oauth2/jwks",
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
     ] {
         assert!(
             paths.contains_key(served),

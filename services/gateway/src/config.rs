@@ -31,7 +31,8 @@
 //! | `OUTBOX_POLL_INTERVAL` | `500ms` | how often the relay looks for events written elsewhere |
 //! | `SNOWFLAKE_NODE_ID` | leased | user IDs of `register-sync` (see `service_runtime::snowflake_ids`) |
 //!
-//! Accounts (sign-in, sessions, throttling, deletion) have theirs in `accounts::AccountsConfig`.
+//! Accounts (sign-in, sessions, throttling, deletion) have theirs in `accounts::AccountsConfig`,
+//! the OAuth2 provider in `oauth2::OAuth2Config`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -44,6 +45,7 @@ use waitlist::RelayConfig;
 use crate::accounts::AccountsConfig;
 use crate::client_ip::TrustedProxies;
 use crate::hashing::HashParams;
+use crate::oauth2::OAuth2Config;
 use crate::observe::ApiEventsConfig;
 use crate::registration::validation::PasswordRules;
 
@@ -74,6 +76,7 @@ pub(crate) struct GatewayConfig {
     pub(crate) relay: RelayConfig,
     pub(crate) api_events: ApiEventsConfig,
     pub(crate) accounts: AccountsConfig,
+    pub(crate) oauth2: OAuth2Config,
 }
 
 impl GatewayConfig {
@@ -138,6 +141,7 @@ impl GatewayConfig {
                 client_errors: env.parse("API_ERROR_EVENTS_FOR_CLIENT_ERRORS", true)?,
             },
             accounts: AccountsConfig::from_env(env)?,
+            oauth2: OAuth2Config::from_env(env)?,
         };
         if !(0.0..=1.0).contains(&config.api_events.sample_rate) {
             return Err(ConfigError::Invalid {
@@ -213,8 +217,11 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_issue_and_owasp() {
-        let config =
-            GatewayConfig::from_env(&Env::from_pairs([("VERIFICATION_SECRET", TEST_KEY)])).unwrap();
+        let config = GatewayConfig::from_env(&Env::from_pairs([
+            ("VERIFICATION_SECRET", TEST_KEY),
+            ("OAUTH2_KEY_SECRET", TEST_KEY),
+        ]))
+        .unwrap();
         assert_eq!(config.bulk_max_users, 1000);
         assert_eq!(config.registration_topic, "user.registration");
         assert_eq!(config.hash_params, HashParams::default());
@@ -222,6 +229,35 @@ mod tests {
         assert_eq!(config.domain_events_topic, "domain-events");
         assert_eq!(config.fraud.max_signups_per_ip, 10);
         assert!(!config.allow_private_webhooks);
+        assert_eq!(config.oauth2.issuer, "http://127.0.0.1:8080");
+        assert_eq!(config.oauth2.code_ttl, std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_oauth2_key_secret_is_required_and_the_issuer_an_http_url() {
+        let env = Env::from_pairs([("VERIFICATION_SECRET", TEST_KEY)]);
+        let error = GatewayConfig::from_env(&env).unwrap_err().to_string();
+        assert!(error.contains("OAUTH2_KEY_SECRET"), "{error}");
+        for issuer in [
+            "ftp://id.example.com",
+            "https://id.example.com/?a=b",
+            "not a url",
+        ] {
+            let env = Env::from_pairs([
+                ("VERIFICATION_SECRET", TEST_KEY),
+                ("OAUTH2_KEY_SECRET", TEST_KEY),
+                ("OAUTH2_ISSUER", issuer),
+            ]);
+            let error = GatewayConfig::from_env(&env).unwrap_err().to_string();
+            assert!(error.contains("OAUTH2_ISSUER"), "{error}");
+        }
+        let env = Env::from_pairs([
+            ("VERIFICATION_SECRET", TEST_KEY),
+            ("OAUTH2_KEY_SECRET", TEST_KEY),
+            ("OAUTH2_ISSUER", "https://id.example.com/"),
+        ]);
+        let config = GatewayConfig::from_env(&env).unwrap();
+        assert_eq!(config.oauth2.issuer, "https://id.example.com");
     }
 
     #[test]
@@ -239,6 +275,7 @@ mod tests {
     fn trusted_proxies_are_networks_and_the_old_switch_is_refused() {
         let env = Env::from_pairs([
             ("VERIFICATION_SECRET", TEST_KEY),
+            ("OAUTH2_KEY_SECRET", TEST_KEY),
             ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
         ]);
         let config = GatewayConfig::from_env(&env).unwrap();
@@ -250,7 +287,11 @@ mod tests {
             ("TRUSTED_PROXIES", "10.0.0.0/40"),
             ("TRUST_X_FORWARDED_FOR", "true"),
         ] {
-            let env = Env::from_pairs([("VERIFICATION_SECRET", TEST_KEY), (name, value)]);
+            let env = Env::from_pairs([
+                ("VERIFICATION_SECRET", TEST_KEY),
+                ("OAUTH2_KEY_SECRET", TEST_KEY),
+                (name, value),
+            ]);
             let error = GatewayConfig::from_env(&env).unwrap_err().to_string();
             assert!(error.contains(name), "{error}");
         }

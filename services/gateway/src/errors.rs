@@ -61,6 +61,10 @@ pub(crate) enum ErrorCode {
     /// 400: the refresh token is unknown, expired, revoked or already used (RFC 6749
     /// `invalid_grant`).
     InvalidGrant,
+    /// No such OAuth2 client among the signed-in user's (404).
+    ClientNotFound,
+    /// No live consent of the signed-in user to that client (404).
+    ConsentNotFound,
     /// 400: the emailed or texted token or code is unknown, used or expired.
     InvalidOrExpiredToken,
     /// 403: the account was deleted; it can be restored through the link mailed at deletion.
@@ -115,6 +119,8 @@ impl ErrorCode {
             Self::InvalidCredentials => "the identifier or the password is wrong",
             Self::InvalidGrant => "the refresh token is unknown, expired, revoked or used",
             Self::InvalidOrExpiredToken => "the token or code is unknown, used or expired",
+            Self::ClientNotFound => "no such OAuth2 client of the signed-in user",
+            Self::ConsentNotFound => "no live consent to that client",
             Self::AccountDeleted => "the account was deleted",
             Self::AccountSuspended => "the account is suspended",
             Self::IdentifierNotVerified => "the email or phone is not verified",
@@ -165,7 +171,9 @@ impl ErrorCode {
             Self::NotFound
             | Self::RegistrationNotFound
             | Self::CampaignNotFound
-            | Self::ParticipantNotFound => StatusCode::NOT_FOUND,
+            | Self::ParticipantNotFound
+            | Self::ClientNotFound
+            | Self::ConsentNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::AlreadyRegistered | Self::AlreadySignedUp | Self::CampaignNotActive => {
                 StatusCode::CONFLICT

@@ -11,6 +11,7 @@ mod config;
 mod errors;
 mod hashing;
 mod json;
+mod oauth2;
 mod observe;
 mod openapi;
 mod registration;
@@ -88,6 +89,19 @@ fn main() -> ExitCode {
             trusted_proxies: config.trusted_proxies.clone(),
             config: config.accounts.clone(),
         });
+        let keys = oauth2::keys::KeyRing::start(
+            repo::SigningKeys::new(ctx.database.clone()),
+            &config.oauth2,
+        )
+        .await
+        .context("loading the ID token signing keys")?;
+        let stop_keys = CancellationToken::new();
+        let reloading_keys = tokio::spawn(keys.clone().keep_loaded(stop_keys.clone()));
+        let provider = web::Data::new(oauth2::Provider {
+            accounts: accounts.get_ref().clone(),
+            keys,
+            config: config.oauth2.clone(),
+        });
         let relay = waitlist::OutboxRelay::new(
             Waitlist::new(ctx.database.clone()),
             ctx.producer.clone(),
@@ -126,6 +140,7 @@ fn main() -> ExitCode {
                 .into_utoipa_app()
                 .configure(openapi::routes)
                 .into_app()
+                .configure(oauth2::pages::routes)
                 .configure(|config| document.method_not_allowed_routes(config))
                 .wrap(actix_web::middleware::from_fn(reply::head_as_get))
                 .wrap(actix_web::middleware::from_fn(json::refuse_nul_in_url))
@@ -141,6 +156,7 @@ fn main() -> ExitCode {
                 .app_data(registrations.clone())
                 .app_data(activity.clone())
                 .app_data(accounts.clone())
+                .app_data(provider.clone())
                 .app_data(campaigns_api.clone())
                 .app_data(document)
                 .app_data(observer.clone())
@@ -171,6 +187,8 @@ fn main() -> ExitCode {
         // replica).
         stop_api_events.cancel();
         stop_relay.cancel();
+        stop_keys.cancel();
+        let _ = reloading_keys.await;
         let (published, relayed) = tokio::join!(publishing_api_events, relaying);
         published.context("API event publisher task")?;
         relayed.context("outbox relay task")?;

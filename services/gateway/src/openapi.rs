@@ -26,10 +26,11 @@ use crate::errors::{ErrorBody, ErrorCode, method_not_allowed};
             `{\"error\": {\"code\", \"message\", \"field\"?}}` with a stable `code`; 503s carry \
             `Retry-After`."
     ),
-    components(schemas(ErrorBody, ErrorCode)),
+    components(schemas(ErrorBody, ErrorCode, crate::oauth2::OAuthErrorBody)),
     modifiers(&BearerScheme),
     tags(
         (name = "accounts", description = "Sign-in, sessions, verification, recovery and deletion"),
+        (name = "oauth2", description = "The OAuth2 authorization server and OpenID Connect provider: clients, tokens, consents"),
         (name = "registration", description = "Users registered through the queue or at once"),
         (name = "activity", description = "User activity events, published and read back"),
         (name = "waitlist", description = "Campaigns, signups, referrals and rewards"),
@@ -64,6 +65,9 @@ pub(crate) fn routes(config: &mut ServiceConfig<'_>) {
     config
         .configure(crate::registration::routes)
         .configure(crate::accounts::routes::routes)
+        .configure(crate::oauth2::clients::routes)
+        .configure(crate::oauth2::token::routes)
+        .configure(crate::oauth2::discovery::routes)
         .configure(crate::activity::routes)
         .configure(crate::campaigns::routes)
         .service(openapi_document);
@@ -171,10 +175,14 @@ fn add_common_answers(document: &mut Value) {
     let Some(paths) = document["paths"].as_object_mut() else {
         return;
     };
-    for item in paths.values_mut() {
+    for (path, item) in paths.iter_mut() {
         let Some(item) = item.as_object_mut() else {
             continue;
         };
+        if path.starts_with("/oauth2/") {
+            add_oauth2_answers(item);
+            continue;
+        }
         for operation in item.values_mut() {
             let has_body = operation.get("requestBody").is_some();
             let Some(responses) = operation["responses"].as_object_mut() else {
@@ -218,6 +226,42 @@ fn add_common_answers(document: &mut Value) {
                 error("Any other refusal, in the same shape: 404 `not_found` for a malformed path, 405 `method_not_allowed` (with `Allow`) for a method the path does not take; a `HEAD` is answered as its `GET`, without the body"),
             );
         }
+    }
+}
+
+/// The OAuth2 endpoints answer every error of their own in RFC 6749's shape (a body that does
+/// not parse is an `invalid_request`, not a 4xx of the API's shape).
+fn add_oauth2_answers(item: &mut serde_json::Map<String, Value>) {
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthErrorBody"}}}
+        })
+    };
+    for operation in item.values_mut() {
+        let has_body = operation.get("requestBody").is_some();
+        let Some(responses) = operation["responses"].as_object_mut() else {
+            continue;
+        };
+        if has_body {
+            responses.entry("400").or_insert_with(|| {
+                error("`invalid_request`: not a form, a parameter repeated or malformed")
+            });
+        }
+        responses.insert("500".into(), error("`server_error`"));
+        let mut unavailable =
+            error("`temporarily_unavailable`: the database or the hashing pool is overloaded");
+        unavailable["headers"] = json!({
+            "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer", "minimum": 0}}
+        });
+        responses.insert("503".into(), unavailable);
+        responses.insert(
+            "default".into(),
+            json!({
+                "description": "404 `not_found` or 405 `method_not_allowed` (with `Allow`), in the API's error shape",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+            }),
+        );
     }
 }
 

@@ -18,6 +18,7 @@ async fn session(accounts: &Accounts, user_id: UserId) -> Uuid {
         .start_session(&NewSession {
             id,
             user_id,
+            client_id: FIRST_PARTY_CLIENT_ID.into(),
             ip_address: Some("203.0.113.9".into()),
             user_agent: None,
             expires_at: Utc::now() + Duration::days(1),
@@ -66,8 +67,10 @@ async fn a_refresh_token_is_redeemed_once_even_by_concurrent_requests() {
     let session_id = session(&accounts, user.id).await;
     tokens(&f, user.id, session_id, "refresh-1").await;
     let hash = TokenHash::of("refresh-1");
-    let outcomes =
-        futures::future::join_all((0..8).map(|_| accounts.redeem_refresh_token(&hash))).await;
+    let outcomes = futures::future::join_all(
+        (0..8).map(|_| accounts.redeem_refresh_token(&hash, FIRST_PARTY_CLIENT_ID)),
+    )
+    .await;
     let redeemed = outcomes
         .iter()
         .filter(|o| matches!(o, Ok(RefreshRedemption::Redeemed { .. })))
@@ -79,7 +82,7 @@ async fn a_refresh_token_is_redeemed_once_even_by_concurrent_requests() {
     assert_eq!((redeemed, reused), (1, 7), "{outcomes:?}");
     assert_eq!(
         accounts
-            .redeem_refresh_token(&TokenHash::of("never issued"))
+            .redeem_refresh_token(&TokenHash::of("never issued"), FIRST_PARTY_CLIENT_ID)
             .await
             .unwrap(),
         RefreshRedemption::Unknown

@@ -161,6 +161,9 @@ async fn authorization_codes_are_redeemed_once() {
         expires_at: Utc::now() + expires_in,
         used_at: None,
         created_at: Utc::now(),
+        session_id: None,
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        auth_time: Some(Utc::now()),
     };
     f.repo
         .create_authorization_code(&code("code-1", Duration::minutes(10)))

@@ -54,7 +54,7 @@ use service_runtime::{ConfigError, Env};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-pub(crate) use bearer::SignedIn;
+pub(crate) use bearer::{SignedIn, bearer_token};
 
 use crate::activity::ActivityApi;
 use crate::client_ip::TrustedProxies;
@@ -167,10 +167,43 @@ pub(crate) struct Caller {
 pub(crate) struct IssuedTokens {
     pub(crate) access_token: SecretToken,
     pub(crate) expires_in: u64,
-    pub(crate) refresh_token: SecretToken,
+    /// `None` when the grant has no refresh tokens.
+    pub(crate) refresh_token: Option<SecretToken>,
     pub(crate) refresh_token_expires_in: u64,
     pub(crate) session_id: Uuid,
     pub(crate) user_id: UserId,
+}
+
+/// A user whose password matched, and whose account may sign in.
+#[derive(Debug, Clone)]
+pub(crate) struct Authenticated {
+    pub(crate) user: domain::User,
+    /// The hash that matched: a sign-in racing a password change notices the change.
+    password_hash: String,
+    /// When the password was checked (OpenID Connect's `auth_time`).
+    pub(crate) at: DateTime<Utc>,
+}
+
+/// What tokens are issued for: a first-party session, or a grant to an OAuth2 client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grant<'a> {
+    pub(crate) client_id: &'a str,
+    pub(crate) user_id: UserId,
+    pub(crate) session_id: Uuid,
+    /// No token outlives this.
+    pub(crate) session_ends: DateTime<Utc>,
+    pub(crate) scopes: &'a [String],
+    /// Whether a refresh token is issued too.
+    pub(crate) refresh: bool,
+}
+
+/// A refresh token redeemed, whose session and account are live.
+#[derive(Debug, Clone)]
+pub(crate) struct Redeemed {
+    pub(crate) user_id: UserId,
+    pub(crate) session: repo::accounts::Session,
+    /// The scopes the redeemed token carried.
+    pub(crate) scopes: Vec<String>,
 }
 
 /// The throttle key of an identifier: a hash, so the table holds no addresses.
@@ -308,13 +341,26 @@ impl AccountsApi {
         Ok(())
     }
 
-    /// Signs in with an identifier and a password.
+    /// Signs in with an identifier and a password: a first-party session and its tokens.
     pub(crate) async fn sign_in(
         &self,
         identifier: &Identifier,
         password: &str,
         caller: &Caller,
     ) -> Result<IssuedTokens, ApiError> {
+        let who = self.authenticate(identifier, password, caller).await?;
+        self.start_session(who, caller).await
+    }
+
+    /// Checks an identifier and a password, counted and throttled like every sign-in (the
+    /// consent page's sign-in form uses it too); the account, when they match and its state
+    /// lets it sign in.
+    pub(crate) async fn authenticate(
+        &self,
+        identifier: &Identifier,
+        password: &str,
+        caller: &Caller,
+    ) -> Result<Authenticated, ApiError> {
         let id_key = identifier_key("sign_in", identifier);
         let ip_key = caller.ip.as_deref().map(|ip| ip_key("sign_in_ip", ip));
         let mut keys = Vec::new();
@@ -329,7 +375,7 @@ impl AccountsApi {
             self.attempt_failed(None, caller, "throttled");
             return Err(refused);
         }
-        let outcome = self.check_and_start(identifier, password, caller).await;
+        let outcome = self.check_password(identifier, password, caller).await;
         match &outcome {
             // A wrong password (or an account changed under the sign-in) stays counted.
             Err(error) if error.code == ErrorCode::InvalidCredentials => {}
@@ -351,13 +397,13 @@ impl AccountsApi {
         outcome
     }
 
-    /// The checks of a sign-in that was counted, and its session.
-    async fn check_and_start(
+    /// The checks of a sign-in that was counted.
+    async fn check_password(
         &self,
         identifier: &Identifier,
         password: &str,
         caller: &Caller,
-    ) -> Result<IssuedTokens, ApiError> {
+    ) -> Result<Authenticated, ApiError> {
         // Both look-ups every time, so an unknown identifier does the same work as a known one.
         let (found, deleted) = futures::join!(
             self.users.get_user_by_identifier(identifier),
@@ -426,6 +472,24 @@ impl AccountsApi {
             return Err(ApiError::new(code, message));
         }
 
+        Ok(Authenticated {
+            password_hash: credential.password_hash,
+            user,
+            at: Utc::now(),
+        })
+    }
+
+    /// The first-party session of an authenticated user, and its first tokens.
+    async fn start_session(
+        &self,
+        who: Authenticated,
+        caller: &Caller,
+    ) -> Result<IssuedTokens, ApiError> {
+        let Authenticated {
+            user,
+            password_hash,
+            ..
+        } = who;
         let session_id = Uuid::now_v7();
         let session_ends = Utc::now()
             + chrono::Duration::from_std(self.config.session_max_age).unwrap_or_default();
@@ -433,12 +497,22 @@ impl AccountsApi {
             .start_session(&repo::accounts::NewSession {
                 id: session_id,
                 user_id: user.id,
+                client_id: FIRST_PARTY_CLIENT_ID.into(),
                 ip_address: caller.ip.clone(),
                 user_agent: caller.user_agent.clone(),
                 expires_at: session_ends,
             })
             .await?;
-        let tokens = self.issue(user.id, session_id, session_ends).await?;
+        let tokens = self
+            .issue(&Grant {
+                client_id: FIRST_PARTY_CLIENT_ID,
+                user_id: user.id,
+                session_id,
+                session_ends,
+                scopes: &[],
+                refresh: true,
+            })
+            .await?;
         // A password reset, a deletion or a suspension may have run while the password was
         // being checked. Whatever ran before this read finds the session and ends it; whatever
         // this read sees ends it here.
@@ -451,7 +525,7 @@ impl AccountsApi {
             && now.status != domain::UserStatus::Suspended
             && credentials
                 .iter()
-                .any(|c| c.password_hash == credential.password_hash && c.invalidated_at.is_none());
+                .any(|c| c.password_hash == password_hash && c.invalidated_at.is_none());
         if !unchanged {
             self.accounts
                 .revoke_session(session_id, "changed_during_sign_in")
@@ -497,71 +571,101 @@ impl AccountsApi {
         matched.inspect_err(|_| self.attempt_failed(None, caller, "busy"))
     }
 
-    /// A new access and refresh token for the session.
-    async fn issue(
-        &self,
-        user_id: UserId,
-        session_id: Uuid,
-        session_ends: DateTime<Utc>,
-    ) -> Result<IssuedTokens, ApiError> {
+    /// A new access token (and refresh token, when `grant.refresh`) for a session or grant;
+    /// neither outlives it.
+    pub(crate) async fn issue(&self, grant: &Grant<'_>) -> Result<IssuedTokens, ApiError> {
         let now = Utc::now();
         let access_ttl =
             chrono::Duration::from_std(self.config.access_token_ttl).unwrap_or_default();
         let refresh_ttl =
             chrono::Duration::from_std(self.config.refresh_token_ttl).unwrap_or_default();
-        let (access, refresh) = (SecretToken::generate(), SecretToken::generate());
-        let access_expires = (now + access_ttl).min(session_ends);
-        let refresh_expires = (now + refresh_ttl).min(session_ends);
+        let access = SecretToken::generate();
+        let access_expires = (now + access_ttl).min(grant.session_ends);
+        let refresh_expires = (now + refresh_ttl).min(grant.session_ends);
         self.users
             .create_access_token(&OAuth2AccessToken {
                 token_hash: access.hash(),
-                client_id: FIRST_PARTY_CLIENT_ID.into(),
-                user_id: Some(user_id),
-                session_id: Some(session_id),
-                scopes: Vec::new(),
+                client_id: grant.client_id.into(),
+                user_id: Some(grant.user_id),
+                session_id: Some(grant.session_id),
+                scopes: grant.scopes.to_vec(),
                 expires_at: access_expires,
                 revoked_at: None,
                 created_at: now,
             })
             .await?;
-        self.users
-            .create_refresh_token(&OAuth2RefreshToken {
-                token_hash: refresh.hash(),
-                access_token_hash: Some(access.hash()),
-                client_id: FIRST_PARTY_CLIENT_ID.into(),
-                user_id,
-                session_id: Some(session_id),
-                scopes: Vec::new(),
-                expires_at: refresh_expires,
-                revoked_at: None,
-                created_at: now,
-            })
-            .await?;
+        let refresh = if grant.refresh {
+            let refresh = SecretToken::generate();
+            self.users
+                .create_refresh_token(&OAuth2RefreshToken {
+                    token_hash: refresh.hash(),
+                    access_token_hash: Some(access.hash()),
+                    client_id: grant.client_id.into(),
+                    user_id: grant.user_id,
+                    session_id: Some(grant.session_id),
+                    scopes: grant.scopes.to_vec(),
+                    expires_at: refresh_expires,
+                    revoked_at: None,
+                    created_at: now,
+                })
+                .await?;
+            Some(refresh)
+        } else {
+            None
+        };
         let seconds = |at: DateTime<Utc>| u64::try_from((at - now).num_seconds()).unwrap_or(0);
         Ok(IssuedTokens {
             access_token: access,
             expires_in: seconds(access_expires),
             refresh_token: refresh,
             refresh_token_expires_in: seconds(refresh_expires),
-            session_id,
-            user_id,
+            session_id: grant.session_id,
+            user_id: grant.user_id,
         })
     }
 
-    /// Rotates a refresh token. A token presented again after its rotation revokes its whole
-    /// session.
+    /// Rotates a first-party refresh token. A token presented again after its rotation
+    /// revokes its whole session.
     pub(crate) async fn refresh(
         &self,
         refresh_token: &SecretToken,
         caller: &Caller,
     ) -> Result<IssuedTokens, ApiError> {
+        let redeemed = self
+            .redeem(FIRST_PARTY_CLIENT_ID, refresh_token, caller)
+            .await?;
+        let tokens = self
+            .issue(&Grant {
+                client_id: FIRST_PARTY_CLIENT_ID,
+                user_id: redeemed.user_id,
+                session_id: redeemed.session.id,
+                session_ends: redeemed.session.expires_at,
+                scopes: &[],
+                refresh: true,
+            })
+            .await?;
+        self.rotated(&redeemed).await?;
+        Ok(tokens)
+    }
+
+    /// The first half of a refresh (first-party or of an OAuth2 client): redeems the refresh
+    /// token, once, and checks its session and account. A token presented again after its
+    /// rotation revokes its whole session (or grant), and is logged and audited as a security
+    /// event. Errors are `invalid_grant`.
+    pub(crate) async fn redeem(
+        &self,
+        client_id: &str,
+        refresh_token: &SecretToken,
+        caller: &Caller,
+    ) -> Result<Redeemed, ApiError> {
         use repo::accounts::RefreshRedemption as R;
         let invalid_grant = |message: &str| ApiError::new(ErrorCode::InvalidGrant, message);
         let hash = refresh_token.hash();
-        match self.accounts.redeem_refresh_token(&hash).await? {
+        match self.accounts.redeem_refresh_token(&hash, client_id).await? {
             R::Redeemed {
                 user_id,
                 session_id,
+                scopes,
             } => {
                 let session = self.accounts.session(session_id).await?;
                 let Some(session) = session.filter(|s| s.is_live(Utc::now())) else {
@@ -578,25 +682,11 @@ impl AccountsApi {
                         .await?;
                     return Err(invalid_grant("the account is deleted or suspended"));
                 }
-                let tokens = self.issue(user_id, session_id, session.expires_at).await?;
-                // Revoked while the new tokens were written (a sign-out everywhere, a reset):
-                // revoking again ends the new tokens too.
-                let still_live = self
-                    .accounts
-                    .session(session_id)
-                    .await?
-                    .is_some_and(|s| s.is_live(Utc::now()));
-                if !still_live {
-                    self.accounts.revoke_session(session_id, "revoked").await?;
-                    return Err(invalid_grant("the session has ended; sign in again"));
-                }
-                self.accounts.touch_session(session_id).await?;
-                self.publish(events::envelope::UserTokenRefreshed {
-                    user_id: user_id.to_string(),
-                    session_id: session_id.to_string(),
-                    refreshed_at: Utc::now(),
-                });
-                Ok(tokens)
+                Ok(Redeemed {
+                    user_id,
+                    session,
+                    scopes,
+                })
             }
             R::AlreadyRevoked {
                 user_id,
@@ -614,13 +704,16 @@ impl AccountsApi {
                             security_event = "refresh_token_reuse",
                             user_id = %user_id,
                             session_id = %session_id,
+                            client_id,
                             "a rotated refresh token was presented again; session revoked"
                         );
                         metrics::counter!("gateway_refresh_token_reuse_total").increment(1);
                         self.audit(
                             "refresh_token_reuse",
-                            user_id,
+                            Some(client_id),
+                            Some(user_id),
                             caller,
+                            false,
                             json!({"session_id": session_id}),
                         )
                         .await;
@@ -635,6 +728,32 @@ impl AccountsApi {
             )),
             R::Unknown => Err(invalid_grant("the refresh token is not valid")),
         }
+    }
+
+    /// The second half of a refresh, once the new tokens are written: a session revoked
+    /// meanwhile (a sign-out everywhere, a reset) is revoked again, which ends the new tokens
+    /// too; otherwise the refresh is noted and published.
+    pub(crate) async fn rotated(&self, redeemed: &Redeemed) -> Result<(), ApiError> {
+        let session_id = redeemed.session.id;
+        let still_live = self
+            .accounts
+            .session(session_id)
+            .await?
+            .is_some_and(|s| s.is_live(Utc::now()));
+        if !still_live {
+            self.accounts.revoke_session(session_id, "revoked").await?;
+            return Err(ApiError::new(
+                ErrorCode::InvalidGrant,
+                "the session has ended; sign in again",
+            ));
+        }
+        self.accounts.touch_session(session_id).await?;
+        self.publish(events::envelope::UserTokenRefreshed {
+            user_id: redeemed.user_id.to_string(),
+            session_id: session_id.to_string(),
+            refreshed_at: Utc::now(),
+        });
+        Ok(())
     }
 
     /// Ends one session.
@@ -835,15 +954,25 @@ impl AccountsApi {
     }
 
     /// A security event in the OAuth2 audit log (best effort: a failure is logged).
-    async fn audit(&self, event_type: &str, user_id: UserId, caller: &Caller, details: Value) {
+    /// Writes an OAuth2 audit log entry (`CreateOAuth2AuditLog`). Best effort: a failure is
+    /// logged as an error, the request goes on.
+    pub(crate) async fn audit(
+        &self,
+        event_type: &str,
+        client_id: Option<&str>,
+        user_id: Option<UserId>,
+        caller: &Caller,
+        success: bool,
+        details: Value,
+    ) {
         let entry = domain::OAuth2AuditLog {
             id: 0,
             event_type: event_type.to_owned(),
-            client_id: Some(FIRST_PARTY_CLIENT_ID.into()),
-            user_id: Some(user_id),
+            client_id: client_id.map(str::to_owned),
+            user_id,
             ip_address: caller.ip.clone(),
             user_agent: caller.user_agent.clone(),
-            success: false,
+            success,
             details,
             created_at: Utc::now(),
         };

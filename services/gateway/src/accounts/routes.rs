@@ -101,7 +101,11 @@ impl From<IssuedTokens> for TokenResponse {
             access_token: tokens.access_token.expose().to_owned(),
             token_type: "Bearer",
             expires_in: tokens.expires_in,
-            refresh_token: tokens.refresh_token.expose().to_owned(),
+            refresh_token: tokens
+                .refresh_token
+                .as_ref()
+                .map(|t| t.expose().to_owned())
+                .unwrap_or_default(),
             refresh_token_expires_in: tokens.refresh_token_expires_in,
             session_id: tokens.session_id,
             user_id: tokens.user_id.to_string(),

@@ -1,0 +1,471 @@
+//! The OAuth2 authorization server and OpenID Connect provider end to end, driven by
+//! independent implementations: Authlib (PyPI) as the relying party and resource server, and
+//! Debian's Chromium through Selenium clicking through the sign-in and consent pages. Both run
+//! against the gateway as a process, on real PostgreSQL and the broker. The tools are
+//! installed once by `deploy/local/oauth2-tools.sh` (into `.stack/tools`, Chromium from apt).
+//!
+//! The client registration API, consents and the audit log are checked here directly.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use events::testing::TestTopic;
+use serde_json::{Value, json};
+use service_runtime::testing::{ServiceProcess, free_local_addr};
+use system_tests::{WaitlistStack, call};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The gateway of one test, and the users and clients it made.
+struct Provider {
+    waitlist: WaitlistStack,
+    _registrations: TestTopic,
+    gateway: ServiceProcess,
+    issuer: String,
+    http: reqwest::Client,
+}
+
+impl Provider {
+    async fn start() -> Self {
+        let waitlist = WaitlistStack::new().await;
+        let registrations = TestTopic::create("user.registration", 1).await;
+        let addr = free_local_addr().to_string();
+        let issuer = format!("http://{addr}");
+        let (gateway, api) = waitlist
+            .start_gateway(&[
+                ("HTTP_ADDR", &addr),
+                ("OAUTH2_ISSUER", &issuer),
+                ("REGISTRATION_TOPIC", &registrations.name),
+                ("ARGON2_MEMORY_KIB", "1024"),
+                ("ARGON2_ITERATIONS", "1"),
+            ])
+            .await;
+        assert_eq!(api, issuer);
+        Self {
+            waitlist,
+            _registrations: registrations,
+            gateway,
+            issuer,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// Registers a user and signs them in; their first-party access token.
+    async fn user(&self, email: &str) -> String {
+        let (status, body) = call(
+            self.http
+                .post(self.url("/api/v1/auth/register-sync"))
+                .json(&json!({"email": email, "password": PASSWORD, "consent": true})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}\n{}", self.gateway.logs());
+        let (status, body) = call(
+            self.http
+                .post(self.url("/api/v1/auth/sign-in"))
+                .json(&json!({"email": email, "password": PASSWORD})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn as_user(&self, token: &str, request: reqwest::RequestBuilder) -> (u16, Value) {
+        call(request.bearer_auth(token)).await
+    }
+
+    /// Registers a client as the user; the created client (with its secret, if any).
+    async fn client(&self, token: &str, body: Value) -> Value {
+        let (status, created) = self
+            .as_user(
+                token,
+                self.http
+                    .post(self.url("/api/v1/oauth2/clients"))
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created
+    }
+
+    async fn audit_count(&self, event_type: &str) -> i64 {
+        self.waitlist
+            .count(&format!(
+                "SELECT count(*) AS n FROM oauth2_audit_logs WHERE event_type = '{event_type}'"
+            ))
+            .await
+    }
+}
+
+/// The paths `deploy/local/oauth2-tools.sh` prints (installing the tools the first time).
+fn tools() -> HashMap<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = std::process::Command::new("bash")
+        .arg(root.join("deploy/local/oauth2-tools.sh"))
+        .output()
+        .expect("deploy/local/oauth2-tools.sh runs");
+    assert!(
+        output.status.success(),
+        "deploy/local/oauth2-tools.sh failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("oauth2")
+        .join(name)
+}
+
+/// Runs a Python test client; panics with its output (and the gateway's logs) unless it passed.
+async fn run_client(
+    provider: &Provider,
+    python: &str,
+    script: &Path,
+    env: &[(&str, &str)],
+) -> String {
+    let output = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(python)
+            .arg(script)
+            .envs(env.iter().copied())
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client finishes within 5 minutes")
+    .expect("the client runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("{}:\n{text}", script.display());
+    assert!(
+        output.status.success(),
+        "{} failed:\n{text}\ngateway:\n{}",
+        script.display(),
+        provider.gateway.logs()
+    );
+    text
+}
+
+/// Authlib runs every flow and the security BCP's negative cases (see `authlib_flows.py`):
+/// code + PKCE for a confidential and a public client, ID token and JWKS verification,
+/// userinfo, remembered consent, refresh rotation and reuse detection, client credentials,
+/// revocation, introspection, replayed codes, wrong verifiers and redirect URIs, grants a
+/// client is not registered for, a denied consent and a wrong password.
+#[tokio::test(flavor = "multi_thread")]
+async fn authlib_drives_every_flow_and_the_refusals_of_the_security_bcp() {
+    let tools = tools();
+    let provider = Provider::start().await;
+    let owner = provider.user("owner@example.com").await;
+    provider.user("relying@example.com").await;
+    let redirect_uri = format!("http://{}/callback", free_local_addr());
+    let all_scopes = json!(["openid", "profile", "email", "phone", "offline_access"]);
+    let confidential = provider
+        .client(
+            &owner,
+            json!({"name": "Confidential app", "client_type": "confidential", "redirect_uris": [redirect_uri],
+                   "grant_types": ["authorization_code", "refresh_token"], "scopes": all_scopes}),
+        )
+        .await;
+    let public = provider
+        .client(
+            &owner,
+            json!({"name": "Public app", "client_type": "public", "redirect_uris": [redirect_uri],
+                   "grant_types": ["authorization_code", "refresh_token"], "scopes": all_scopes}),
+        )
+        .await;
+    let service = provider
+        .client(
+            &owner,
+            json!({"name": "Service", "client_type": "confidential", "redirect_uris": [redirect_uri],
+                   "grant_types": ["client_credentials"], "scopes": []}),
+        )
+        .await;
+    assert!(public.get("client_secret").is_none(), "{public}");
+    let text = |v: &Value, key: &str| v[key].as_str().unwrap().to_owned();
+    let output = run_client(
+        &provider,
+        &tools["PYTHON"],
+        &script("authlib_flows.py"),
+        &[
+            ("ISSUER", &provider.issuer),
+            ("USERNAME", "relying@example.com"),
+            ("PASSWORD", PASSWORD),
+            ("REDIRECT_URI", &redirect_uri),
+            ("CONFIDENTIAL_CLIENT_ID", &text(&confidential, "client_id")),
+            (
+                "CONFIDENTIAL_CLIENT_SECRET",
+                &text(&confidential, "client_secret"),
+            ),
+            ("PUBLIC_CLIENT_ID", &text(&public, "client_id")),
+            ("SERVICE_CLIENT_ID", &text(&service, "client_id")),
+            ("SERVICE_CLIENT_SECRET", &text(&service, "client_secret")),
+        ],
+    )
+    .await;
+    assert!(!output.contains("FAIL"), "{output}");
+    assert!(
+        output.lines().filter(|l| l.starts_with("ok ")).count() >= 30,
+        "{output}"
+    );
+
+    // What the flows did is in the audit log.
+    for event in [
+        "client_created",
+        "authorization_code_issued",
+        "consent_granted",
+        "consent_denied",
+        "token_issued",
+        "token_refused",
+        "token_revoked",
+        "refresh_token_reuse",
+        "authorization_code_replay",
+        "client_authentication_failed",
+        "authorization_sign_in_failed",
+    ] {
+        assert!(
+            provider.audit_count(event).await > 0,
+            "no {event} in the audit log"
+        );
+    }
+    // No token, code or secret is stored in clear.
+    for (table, column) in [
+        ("oauth2_access_tokens", "token_hash"),
+        ("oauth2_refresh_tokens", "token_hash"),
+        ("oauth2_authorization_codes", "code_hash"),
+    ] {
+        let clear = provider
+            .waitlist
+            .count(&format!(
+                "SELECT count(*) AS n FROM {table} WHERE {column} !~ '^[0-9a-f]{{64}}$'"
+            ))
+            .await;
+        assert_eq!(
+            clear, 0,
+            "{table}.{column} holds something else than SHA-256 hashes"
+        );
+    }
+    let secret = text(&confidential, "client_secret");
+    assert_eq!(
+        provider
+            .waitlist
+            .count(&format!(
+                "SELECT count(*) AS n FROM oauth2_clients WHERE client_secret_hash = '{secret}'"
+            ))
+            .await,
+        0
+    );
+}
+
+/// Headless Chromium signs in on the page, sees the consent page (saved as a screenshot whose
+/// path is printed), clicks Allow, and the code it brings back is exchanged for tokens.
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_clicks_through_the_sign_in_and_consent_pages() {
+    let tools = tools();
+    let provider = Provider::start().await;
+    let owner = provider.user("browser-owner@example.com").await;
+    provider.user("browser-user@example.com").await;
+    let redirect_uri = format!("http://{}/callback", free_local_addr());
+    let client = provider
+        .client(
+            &owner,
+            json!({"name": "Ada's <b>Dashboard</b>", "client_type": "confidential", "redirect_uris": [redirect_uri],
+                   "grant_types": ["authorization_code"], "scopes": ["openid", "email"]}),
+        )
+        .await;
+    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/oauth2-consent-page.png")
+        .to_string_lossy()
+        .into_owned();
+    let output = run_client(
+        &provider,
+        &tools["PYTHON"],
+        &script("consent_browser.py"),
+        &[
+            ("ISSUER", &provider.issuer),
+            ("CLIENT_ID", client["client_id"].as_str().unwrap()),
+            ("CLIENT_SECRET", client["client_secret"].as_str().unwrap()),
+            // Shown as text: the markup of the name is escaped, not rendered.
+            ("CLIENT_NAME", "Ada's <b>Dashboard</b>"),
+            ("USERNAME", "browser-user@example.com"),
+            ("PASSWORD", PASSWORD),
+            ("REDIRECT_URI", &redirect_uri),
+            ("SCREENSHOT", &screenshot),
+            ("CHROMEDRIVER", &tools["CHROMEDRIVER"]),
+            ("CHROMIUM", &tools["CHROMIUM"]),
+        ],
+    )
+    .await;
+    assert!(Path::new(&screenshot).exists(), "{output}");
+    eprintln!("consent page screenshot: {screenshot}");
+}
+
+/// Clients belong to the user who registered them: listed, read, updated, their secret
+/// rotated (the old one stops working) and deleted by them only; bad settings are refused by
+/// field. Consents are listed and withdrawn from `/me`, which revokes the client's tokens.
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_and_consents_are_managed_by_their_users() {
+    let provider = Provider::start().await;
+    let ada = provider.user("ada@example.com").await;
+    let bob = provider.user("bob@example.com").await;
+    let http = &provider.http;
+
+    // Refused settings name their field.
+    for (body, field) in [
+        (
+            json!({"name": "x", "client_type": "public", "redirect_uris": ["http://example.com/cb"], "grant_types": ["authorization_code"]}),
+            "redirect_uris[0]",
+        ),
+        (
+            json!({"name": "x", "client_type": "public", "redirect_uris": [], "grant_types": ["client_credentials"]}),
+            "grant_types",
+        ),
+        (
+            json!({"name": "x", "client_type": "confidential", "redirect_uris": [], "grant_types": ["implicit"]}),
+            "grant_types[0]",
+        ),
+        (
+            json!({"name": "x", "client_type": "confidential", "redirect_uris": ["https://a.example/cb"], "grant_types": ["authorization_code"], "scopes": ["admin"]}),
+            "scopes[0]",
+        ),
+        (
+            json!({"name": " ", "client_type": "confidential", "grant_types": ["client_credentials"]}),
+            "name",
+        ),
+    ] {
+        let (status, refused) = provider
+            .as_user(
+                &ada,
+                http.post(provider.url("/api/v1/oauth2/clients"))
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(
+            (status, refused["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{body} → {refused}"
+        );
+    }
+    let (status, _) = call(
+        http.post(provider.url("/api/v1/oauth2/clients"))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let created = provider
+        .client(
+            &ada,
+            json!({"name": "Ada's service", "client_type": "confidential", "grant_types": ["client_credentials"]}),
+        )
+        .await;
+    let client_id = created["client_id"].as_str().unwrap().to_owned();
+    let first_secret = created["client_secret"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/oauth2/clients/{client_id}");
+
+    let (status, listed) = provider
+        .as_user(&ada, http.get(provider.url("/api/v1/oauth2/clients")))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert!(listed[0].get("client_secret").is_none(), "{listed}");
+    // Bob sees none of Ada's.
+    let (status, listed) = provider
+        .as_user(&bob, http.get(provider.url("/api/v1/oauth2/clients")))
+        .await;
+    assert_eq!((status, listed), (200, json!([])));
+    for request in [
+        http.get(provider.url(&path)),
+        http.delete(provider.url(&path)),
+        http.post(provider.url(&format!("{path}/secret"))),
+    ] {
+        let (status, body) = provider.as_user(&bob, request).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("client_not_found"))
+        );
+    }
+
+    let token_url = provider.url("/oauth2/token");
+    let token = |secret: String| {
+        let client_id = client_id.clone();
+        let token_url = token_url.clone();
+        async move {
+            let response = http
+                .post(token_url)
+                .basic_auth(&client_id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        }
+    };
+    assert_eq!(token(first_secret.clone()).await, 200);
+    let (status, rotated) = provider
+        .as_user(&ada, http.post(provider.url(&format!("{path}/secret"))))
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let second_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(token(first_secret).await, 401);
+    assert_eq!(token(second_secret.clone()).await, 200);
+
+    let (status, updated) = provider
+        .as_user(
+            &ada,
+            http.put(provider.url(&path))
+                .json(&json!({"name": "Renamed", "grant_types": ["client_credentials"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, updated["name"].as_str()),
+        (200, Some("Renamed")),
+        "{updated}"
+    );
+
+    let (status, _) = provider
+        .as_user(&ada, http.delete(provider.url(&path)))
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(token(second_secret).await, 401);
+    let (status, _) = provider.as_user(&ada, http.get(provider.url(&path))).await;
+    assert_eq!(status, 404);
+
+    // Consents: none yet; withdrawing one that does not exist is a 404.
+    let (status, consents) = provider
+        .as_user(&ada, http.get(provider.url("/api/v1/me/consents")))
+        .await;
+    assert_eq!((status, consents), (200, json!([])));
+    let (status, body) = provider
+        .as_user(
+            &ada,
+            http.delete(provider.url("/api/v1/me/consents/nobody")),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("consent_not_found"))
+    );
+    for event in [
+        "client_created",
+        "client_secret_rotated",
+        "client_updated",
+        "client_deleted",
+    ] {
+        assert_eq!(provider.audit_count(event).await, 1, "{event}");
+    }
+}
