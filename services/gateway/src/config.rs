@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(config.fraud.max_signups_per_ip, 10);
         assert!(!config.allow_private_webhooks);
         assert_eq!(config.oauth2.issuer, "http://127.0.0.1:8080");
-        assert_eq!(config.oauth2.code_ttl, std::time::Duration::from_secs(60));
+        assert_eq!(config.oauth2.code_ttl, Duration::from_secs(60));
     }
 
     #[test]
