@@ -11,7 +11,8 @@ use service_runtime::telemetry::{LogFormat, Telemetry, TelemetryConfig};
 
 const USAGE: &str = "usage: platform-admin migrate\n       \
                      platform-admin create-topics [--spec PATH] [--max-replication-factor N]\n       \
-                     platform-admin purge-accounts [--grace-period-days N] [--batch-size N]";
+                     platform-admin purge-accounts [--grace-period-days N] [--batch-size N]\n       \
+                     platform-admin oauth2-audit-log [--limit N] [--offset N]";
 
 #[derive(Debug)]
 enum Command {
@@ -24,6 +25,11 @@ enum Command {
     CreateTopics {
         spec: PathBuf,
         max_replication_factor: u16,
+    },
+    /// Prints OAuth2 audit log entries, newest first, one JSON object per line.
+    AuditLog {
+        limit: i64,
+        offset: i64,
     },
 }
 
@@ -60,6 +66,29 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Command>
                 grace_period_days,
                 batch_size,
             })
+        }
+        "oauth2-audit-log" => {
+            let (mut limit, mut offset) = (100, 0);
+            while let Some(flag) = args.next() {
+                let value = args
+                    .next()
+                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+                let number = |min: i64, max: i64| {
+                    value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| (min..=max).contains(n))
+                        .with_context(|| {
+                            format!("{flag} {value:?} is not a number from {min} to {max}")
+                        })
+                };
+                match flag.as_str() {
+                    "--limit" => limit = number(1, 10_000)?,
+                    "--offset" => offset = number(0, i64::MAX)?,
+                    _ => bail!("unknown option {flag:?}\n{USAGE}"),
+                }
+            }
+            Ok(Command::AuditLog { limit, offset })
         }
         "create-topics" => {
             let mut spec = PathBuf::from("deploy/topics.toml");
@@ -143,6 +172,19 @@ async fn run(command: Command, env: &Env) -> anyhow::Result<()> {
             };
             purge_accounts(env, days, batch_size).await?;
         }
+        Command::AuditLog { limit, offset } => {
+            use repo::UserRepository as _;
+            use std::io::Write as _;
+            let database = repo::Database::connect(&database_config(env, "platform-admin")?)?;
+            let entries = repo::PgUserRepository::new(database)
+                .get_oauth2_audit_logs(limit, offset)
+                .await
+                .context("reading the OAuth2 audit log")?;
+            let mut out = std::io::stdout().lock();
+            for entry in entries {
+                writeln!(out, "{}", serde_json::to_string(&entry)?)?;
+            }
+        }
         Command::CreateTopics {
             spec,
             max_replication_factor,
@@ -206,6 +248,32 @@ mod tests {
 
     fn parse(args: &[&str]) -> anyhow::Result<Command> {
         parse_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn audit_log_arguments() {
+        assert!(matches!(
+            parse(&["oauth2-audit-log"]).unwrap(),
+            Command::AuditLog {
+                limit: 100,
+                offset: 0
+            }
+        ));
+        assert!(matches!(
+            parse(&["oauth2-audit-log", "--limit", "5", "--offset", "10"]).unwrap(),
+            Command::AuditLog {
+                limit: 5,
+                offset: 10
+            }
+        ));
+        for bad in [
+            &["oauth2-audit-log", "--limit", "0"][..],
+            &["oauth2-audit-log", "--limit", "10001"],
+            &["oauth2-audit-log", "--offset", "-1"],
+            &["oauth2-audit-log", "--since", "1"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

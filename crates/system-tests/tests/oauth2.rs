@@ -92,6 +92,99 @@ impl Provider {
         created
     }
 
+    /// Runs the code flow as a browser without JavaScript would (the sign-in form, then the
+    /// consent form when it comes) and exchanges the code; the token answer.
+    async fn code_flow(&self, client: &Value, redirect_uri: &str, email: &str) -> Value {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let verifier = "v".repeat(64);
+        let challenge = {
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(verifier.as_bytes()))
+        };
+        let client_id = client["client_id"].as_str().unwrap();
+        let params = [
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", redirect_uri),
+            ("scope", "openid email"),
+            ("state", "s-1"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ];
+        let page = http
+            .get(self.url("/oauth2/authorize"))
+            .query(&params)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        let mut form: Vec<(&str, &str)> = params.to_vec();
+        form.extend([("username", email), ("password", PASSWORD)]);
+        let answer = http
+            .post(self.url("/oauth2/authorize"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let answer = if answer.status() == 200 {
+            let html = answer.text().await.unwrap();
+            let ticket = html
+                .split("name=\"ticket\" value=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .expect("a consent page with a ticket")
+                .to_owned();
+            http.post(self.url("/oauth2/consent"))
+                .form(&[("ticket", ticket.as_str()), ("decision", "allow")])
+                .send()
+                .await
+                .unwrap()
+        } else {
+            answer
+        };
+        assert_eq!(answer.status(), 303);
+        let location = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+        let code = location
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .expect("a code");
+        let (status, tokens) = call(
+            http.post(self.url("/oauth2/token"))
+                .basic_auth(client_id, client["client_secret"].as_str())
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", redirect_uri),
+                    ("code_verifier", &verifier),
+                ]),
+        )
+        .await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    }
+
+    /// What introspection (as `client`) says of `token`.
+    async fn introspect(&self, client: &Value, token: &str) -> Value {
+        let (status, answer) = call(
+            self.http
+                .post(self.url("/oauth2/introspect"))
+                .basic_auth(
+                    client["client_id"].as_str().unwrap(),
+                    client["client_secret"].as_str(),
+                )
+                .form(&[("token", token)]),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
     async fn audit_count(&self, event_type: &str) -> i64 {
         self.waitlist
             .count(&format!(
@@ -467,5 +560,93 @@ async fn clients_and_consents_are_managed_by_their_users() {
         "client_deleted",
     ] {
         assert_eq!(provider.audit_count(event).await, 1, "{event}");
+    }
+
+    // Bob grants Ada's app; he sees the consent and withdraws it, which revokes its tokens.
+    let redirect_uri = "https://app.example.com/callback";
+    let app = provider
+        .client(
+            &ada,
+            json!({"name": "Ada's app", "client_type": "confidential", "redirect_uris": [redirect_uri],
+                   "grant_types": ["authorization_code", "refresh_token"], "scopes": ["openid", "email"]}),
+        )
+        .await;
+    let tokens = provider
+        .code_flow(&app, redirect_uri, "bob@example.com")
+        .await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(provider.introspect(&app, access).await["active"], true);
+    let (status, consents) = provider
+        .as_user(&bob, http.get(provider.url("/api/v1/me/consents")))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(consents[0]["client_name"], "Ada's app", "{consents}");
+    assert_eq!(consents[0]["scopes"], json!(["email", "openid"]));
+    // A third-party access token does not act as the user on the first-party API.
+    let (status, _) = provider
+        .as_user(access, http.get(provider.url("/api/v1/me")))
+        .await;
+    assert_eq!(status, 401);
+    let consent_path = format!("/api/v1/me/consents/{}", app["client_id"].as_str().unwrap());
+    let (status, _) = provider
+        .as_user(&bob, http.delete(provider.url(&consent_path)))
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        provider.introspect(&app, access).await,
+        json!({"active": false})
+    );
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        provider.introspect(&app, refresh).await,
+        json!({"active": false})
+    );
+    let (status, consents) = provider
+        .as_user(&bob, http.get(provider.url("/api/v1/me/consents")))
+        .await;
+    assert_eq!((status, consents), (200, json!([])));
+    // Granted again, then all consents withdrawn at once.
+    let tokens = provider
+        .code_flow(&app, redirect_uri, "bob@example.com")
+        .await;
+    let (status, revoked) = provider
+        .as_user(&bob, http.delete(provider.url("/api/v1/me/consents")))
+        .await;
+    assert_eq!((status, revoked), (200, json!({"revoked": 1})));
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        provider.introspect(&app, access).await,
+        json!({"active": false})
+    );
+
+    // Platform operators read the audit log with platform-admin.
+    let output =
+        tokio::process::Command::new(service_runtime::testing::workspace_binary("platform-admin"))
+            .args(["oauth2-audit-log", "--limit", "500"])
+            .envs(service_runtime::testing::base_env())
+            .env("DATABASE_SCHEMA", provider.waitlist.db.schema())
+            .output()
+            .await
+            .expect("platform-admin runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let entries: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    for event in [
+        "consent_granted",
+        "consent_revoked",
+        "consents_revoked",
+        "token_issued",
+        "client_deleted",
+    ] {
+        assert!(
+            entries.iter().any(|e| e["event_type"] == event),
+            "no {event} in {entries:?}"
+        );
     }
 }
