@@ -102,7 +102,7 @@ pub(crate) fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, OAuthErr
 
 /// The parameters of a token request (RFC 6749 sections 4.1.3, 4.4.2 and 6).
 #[derive(Debug, Default, Deserialize, ToSchema)]
-pub(crate) struct TokenRequest {
+pub(crate) struct OAuth2TokenRequest {
     /// `authorization_code`, `refresh_token` or `client_credentials`.
     grant_type: Option<String>,
     /// The authorization code (`authorization_code`).
@@ -126,7 +126,7 @@ pub(crate) struct TokenRequest {
 /// A successful token answer (RFC 6749 section 5.1, OpenID Connect Core section 3.1.3.3).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"access_token": "4f1c…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "9a0b…", "scope": "email openid", "id_token": "eyJhbGciOiJSUzI1NiIs…"}))]
-pub(crate) struct TokenResponse {
+pub(crate) struct OAuth2TokenResponse {
     /// Opaque; 64 hexadecimal characters.
     access_token: String,
     /// Always `Bearer`.
@@ -144,7 +144,7 @@ pub(crate) struct TokenResponse {
     id_token: Option<String>,
 }
 
-fn tokens_answer(tokens: TokenResponse) -> HttpResponse {
+fn tokens_answer(tokens: OAuth2TokenResponse) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
@@ -161,9 +161,9 @@ fn tokens_answer(tokens: TokenResponse) -> HttpResponse {
 #[utoipa::path(
     tag = "oauth2",
     operation_id = "token",
-    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = OAuth2TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "Tokens (`Cache-Control: no-store`)", body = TokenResponse),
+        (status = 200, description = "Tokens (`Cache-Control: no-store`)", body = OAuth2TokenResponse),
         (status = 400, description = "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type` or `invalid_scope`", body = OAuthErrorBody),
         (status = 401, description = "`invalid_client`, with `WWW-Authenticate`", body = OAuthErrorBody),
     )
@@ -172,7 +172,7 @@ fn tokens_answer(tokens: TokenResponse) -> HttpResponse {
 async fn token_endpoint(
     provider: web::Data<Provider>,
     request: HttpRequest,
-    form: Form<TokenRequest>,
+    form: Form<OAuth2TokenRequest>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = form.0;
     let caller = provider.accounts.caller(&request);
@@ -337,9 +337,9 @@ impl Provider {
     async fn exchange_code(
         &self,
         client: &OAuth2Client,
-        form: &TokenRequest,
+        form: &OAuth2TokenRequest,
         caller: &Caller,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<OAuth2TokenResponse, OAuthError> {
         let code = form
             .code
             .as_deref()
@@ -481,9 +481,9 @@ impl Provider {
     async fn refresh(
         &self,
         client: &OAuth2Client,
-        form: &TokenRequest,
+        form: &OAuth2TokenRequest,
         caller: &Caller,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<OAuth2TokenResponse, OAuthError> {
         let presented = form
             .refresh_token
             .as_deref()
@@ -551,9 +551,9 @@ impl Provider {
     async fn client_credentials(
         &self,
         client: &OAuth2Client,
-        form: &TokenRequest,
+        form: &OAuth2TokenRequest,
         _caller: &Caller,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<OAuth2TokenResponse, OAuthError> {
         if !client.is_confidential {
             return Err(OAuthError::new(
                 OAuthErrorCode::UnauthorizedClient,
@@ -591,7 +591,7 @@ impl Provider {
                 created_at: now,
             })
             .await?;
-        Ok(TokenResponse {
+        Ok(OAuth2TokenResponse {
             access_token: access.expose().to_owned(),
             token_type: "Bearer",
             expires_in: ttl.as_secs(),
@@ -656,8 +656,12 @@ fn add_user_claims(claims: &mut Value, user: &domain::UserProfile, scopes: &[Str
     }
 }
 
-fn answer(tokens: IssuedTokens, scopes: &[String], id_token: Option<String>) -> TokenResponse {
-    TokenResponse {
+fn answer(
+    tokens: IssuedTokens,
+    scopes: &[String],
+    id_token: Option<String>,
+) -> OAuth2TokenResponse {
+    OAuth2TokenResponse {
         access_token: tokens.access_token.expose().to_owned(),
         token_type: "Bearer",
         expires_in: tokens.expires_in,
