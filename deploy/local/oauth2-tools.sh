@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # What the OAuth2 / OpenID Connect system tests need besides the Rust toolchain, installed once:
-# a virtualenv in .stack/tools with Authlib, requests and Selenium (from PyPI, pinned), and
-# Debian's Chromium and chromedriver (only when `chromium` / `chromedriver` are not on PATH).
+# a virtualenv in .stack/tools with Authlib, requests and Selenium (from PyPI, pinned), Debian's
+# Chromium and chromedriver (only when `chromium` / `chromedriver` are not on PATH), and the
+# upstream OpenID provider of the federation tests (crates/system-tests/oauth2/upstream-provider:
+# panva's oidc-provider from npm, `npm ci` from its package-lock.json into .stack/tools, so that
+# no node_modules lands in the source tree; Node.js and npm from Debian when not on PATH).
 # Nothing else is downloaded: the test scripts hand Selenium the chromedriver and Chromium paths
 # printed here, so Selenium Manager never fetches a driver or a browser.
 #
@@ -11,10 +14,14 @@
 #   PYTHON=<the virtualenv's python>
 #   CHROMEDRIVER=<path of chromedriver>
 #   CHROMIUM=<path of chromium>
+#   NODE=<path of node>
+#   UPSTREAM_PROVIDER=<path of the installed provider.mjs, to run with $NODE>
 #
 # For example:
 #   eval "$(deploy/local/oauth2-tools.sh)"
 #   ISSUER=... "$PYTHON" crates/system-tests/oauth2/authlib_flows.py
+#   ISSUER=http://127.0.0.1:4100 PORT=4100 CLIENT_ID=... CLIENT_SECRET=... REDIRECT_URI=... \
+#       "$NODE" "$UPSTREAM_PROVIDER"
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -32,6 +39,11 @@ STAMP=$VENV/.installed
 
 # Only the result lines go to stdout: everything else (pip, apt-get, say) goes to stderr.
 exec 3>&1 1>&2
+
+# Tests run in parallel and each asks for the tools: one installs, the others wait for it.
+mkdir -p "$TOOLS"
+exec 9>"$TOOLS/.oauth2-tools.lock"
+flock 9
 
 if [ ! -f "$STAMP" ] || [ ! -x "$VENV/bin/python" ]; then
     say "installing Authlib $AUTHLIB_VERSION, requests $REQUESTS_VERSION, selenium $SELENIUM_VERSION from PyPI into $VENV"
@@ -62,4 +74,35 @@ if [ -z "$browser_major" ] || [ "$browser_major" != "$driver_major" ]; then
     die "chromium ($CHROMIUM: ${browser_major:-?}) and chromedriver ($CHROMEDRIVER: ${driver_major:-?}) are not of the same major version"
 fi
 
-printf 'PYTHON=%s\nCHROMEDRIVER=%s\nCHROMIUM=%s\n' "$VENV/bin/python" "$CHROMEDRIVER" "$CHROMIUM" >&3
+# The upstream OpenID provider of the federation tests. Its directory is named after the
+# oidc-provider version that its package.json pins; the stamp holds the SHA-256 of the
+# package-lock.json it was installed from, so that a changed lock file installs again.
+if ! command -v node >/dev/null; then apt_install nodejs npm; fi
+if ! command -v npm >/dev/null; then apt_install npm; fi
+NODE=$(command -v node) || die "node is not on PATH after installing it"
+UPSTREAM_SRC=$ROOT/crates/system-tests/oauth2/upstream-provider
+OIDC_PROVIDER_VERSION=$("$NODE" -p 'require(process.argv[1]).dependencies["oidc-provider"]' \
+    "$UPSTREAM_SRC/package.json") || die "cannot read the oidc-provider version from $UPSTREAM_SRC/package.json"
+[[ $OIDC_PROVIDER_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] \
+    || die "$UPSTREAM_SRC/package.json must pin oidc-provider to an exact version, not $OIDC_PROVIDER_VERSION"
+UPSTREAM_DIR=$TOOLS/upstream-provider-$OIDC_PROVIDER_VERSION
+UPSTREAM_STAMP=$UPSTREAM_DIR/.installed
+lock_sum=$(sha256sum "$UPSTREAM_SRC/package-lock.json" | cut -d' ' -f1)
+if [ ! -f "$UPSTREAM_STAMP" ] || [ "$(cat "$UPSTREAM_STAMP")" != "$lock_sum" ] \
+    || [ ! -d "$UPSTREAM_DIR/node_modules/oidc-provider" ]; then
+    say "installing oidc-provider $OIDC_PROVIDER_VERSION from npm into $UPSTREAM_DIR"
+    rm -f "$UPSTREAM_STAMP"
+    mkdir -p "$UPSTREAM_DIR"
+    cp "$UPSTREAM_SRC/package.json" "$UPSTREAM_SRC/package-lock.json" "$UPSTREAM_DIR/"
+    (cd "$UPSTREAM_DIR" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error) \
+        || die "npm ci failed in $UPSTREAM_DIR"
+    (cd "$UPSTREAM_DIR" && "$NODE" --input-type=module -e "await import('oidc-provider')") \
+        || die "oidc-provider does not load with $NODE ($("$NODE" --version)) from $UPSTREAM_DIR"
+    printf '%s\n' "$lock_sum" >"$UPSTREAM_STAMP"
+fi
+# Copied on every run, so that an edited provider.mjs takes effect without a new install.
+cp "$UPSTREAM_SRC/provider.mjs" "$UPSTREAM_DIR/provider.mjs.tmp"
+mv -f "$UPSTREAM_DIR/provider.mjs.tmp" "$UPSTREAM_DIR/provider.mjs"
+
+printf 'PYTHON=%s\nCHROMEDRIVER=%s\nCHROMIUM=%s\nNODE=%s\nUPSTREAM_PROVIDER=%s\n' \
+    "$VENV/bin/python" "$CHROMEDRIVER" "$CHROMIUM" "$NODE" "$UPSTREAM_DIR/provider.mjs" >&3

@@ -12,7 +12,8 @@ use service_runtime::telemetry::{LogFormat, Telemetry, TelemetryConfig};
 const USAGE: &str = "usage: platform-admin migrate\n       \
                      platform-admin create-topics [--spec PATH] [--max-replication-factor N]\n       \
                      platform-admin purge-accounts [--grace-period-days N] [--batch-size N]\n       \
-                     platform-admin oauth2-audit-log [--limit N] [--offset N]";
+                     platform-admin oauth2-audit-log [--limit N] [--offset N]\n       \
+                     platform-admin oauth-accounts [--recent N]";
 
 #[derive(Debug)]
 enum Command {
@@ -30,6 +31,10 @@ enum Command {
     AuditLog {
         limit: i64,
         offset: i64,
+    },
+    /// Prints how many accounts each provider has linked, and the most recent links.
+    OAuthAccounts {
+        recent: i64,
     },
 }
 
@@ -89,6 +94,27 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Command>
                 }
             }
             Ok(Command::AuditLog { limit, offset })
+        }
+        "oauth-accounts" => {
+            let mut recent = 20;
+            while let Some(flag) = args.next() {
+                let value = args
+                    .next()
+                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+                match flag.as_str() {
+                    "--recent" => {
+                        recent = value
+                            .parse::<i64>()
+                            .ok()
+                            .filter(|n| (0..=10_000).contains(n))
+                            .with_context(|| {
+                                format!("--recent {value:?} is not a number from 0 to 10000")
+                            })?;
+                    }
+                    _ => bail!("unknown option {flag:?}\n{USAGE}"),
+                }
+            }
+            Ok(Command::OAuthAccounts { recent })
         }
         "create-topics" => {
             let mut spec = PathBuf::from("deploy/topics.toml");
@@ -185,6 +211,7 @@ async fn run(command: Command, env: &Env) -> anyhow::Result<()> {
                 writeln!(out, "{}", serde_json::to_string(&entry)?)?;
             }
         }
+        Command::OAuthAccounts { recent } => oauth_accounts(env, recent).await?,
         Command::CreateTopics {
             spec,
             max_replication_factor,
@@ -239,6 +266,46 @@ async fn purge_accounts(env: &Env, grace_period_days: i32, batch_size: i64) -> a
         throttle_counters = cleaned.throttle_counters,
         "accounts purged"
     );
+    Ok(())
+}
+
+/// One JSON line per provider (`{"provider", "linked_accounts"}`: the providers of
+/// `OIDC_PROVIDERS` and any among the recent links), then one per recent link, newest first
+/// (`{"provider", "user_id", "email", "linked_at"}`; no tokens, not even their hashes).
+async fn oauth_accounts(env: &Env, recent: i64) -> anyhow::Result<()> {
+    use repo::UserRepository as _;
+    use std::io::Write as _;
+    let database = repo::Database::connect(&database_config(env, "platform-admin")?)?;
+    let users = repo::PgUserRepository::new(database);
+    let links = users.get_recent_oauth_links(recent).await?;
+    let mut providers: Vec<String> = env
+        .string("OIDC_PROVIDERS", "")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for link in &links {
+        if !providers.contains(&link.provider) {
+            providers.push(link.provider.clone());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    for provider in providers {
+        let count = users.count_oauth_accounts_by_provider(&provider).await?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"provider": provider, "linked_accounts": count})
+        )?;
+    }
+    for link in links {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"provider": link.provider, "user_id": link.user_id.to_string(), "email": link.email, "linked_at": link.created_at})
+        )?;
+    }
     Ok(())
 }
 

@@ -310,6 +310,7 @@ async fn the_openapi_document_covers_every_endpoint() {
                     .replace("{campaign_id}", &Uuid::now_v7().to_string())
                     .replace("{participant_id}", &Uuid::now_v7().to_string())
                     .replace("{client_id}", "no-such-client")
+                    .replace("{provider}", "no-such-provider")
             );
             let request = match method.as_str() {
                 "get" => http.get(&url),
@@ -356,6 +357,11 @@ async fn the_openapi_document_covers_every_endpoint() {
         "/api/v1/me/phone",
         "/api/v1/me/deletion",
         "/api/v1/me/consents",
+        "/api/v1/auth/providers",
+        "/api/v1/auth/providers/{provider}/authorize",
+        "/api/v1/auth/providers/{provider}/callback",
+        "/api/v1/me/providers",
+        "/api/v1/me/providers/{provider}",
         "/api/v1/me/consents/{client_id}",
         "/api/v1/oauth2/clients",
         "/api/v1/oauth2/clients/{client_id}",

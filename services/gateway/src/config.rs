@@ -77,6 +77,8 @@ pub(crate) struct GatewayConfig {
     pub(crate) api_events: ApiEventsConfig,
     pub(crate) accounts: AccountsConfig,
     pub(crate) oauth2: OAuth2Config,
+    /// Providers users may sign in with (`federation`).
+    pub(crate) identity_providers: Vec<crate::federation::ProviderConfig>,
 }
 
 impl GatewayConfig {
@@ -142,6 +144,7 @@ impl GatewayConfig {
             },
             accounts: AccountsConfig::from_env(env)?,
             oauth2: OAuth2Config::from_env(env)?,
+            identity_providers: crate::federation::providers_from_env(env)?,
         };
         if !(0.0..=1.0).contains(&config.api_events.sample_rate) {
             return Err(ConfigError::Invalid {

@@ -61,6 +61,22 @@ pub(crate) enum ErrorCode {
     /// 400: the refresh token is unknown, expired, revoked or already used (RFC 6749
     /// `invalid_grant`).
     InvalidGrant,
+    /// No identity provider of that name is configured (404).
+    ProviderNotFound,
+    /// A provider's callback without the flow this browser started (400).
+    InvalidState,
+    /// The identity provider refused the sign-in or answered wrongly (400).
+    ProviderError,
+    /// The identity provider cannot be reached (503).
+    ProviderUnavailable,
+    /// The provider's email address belongs to an account not linked to it (409).
+    AccountExists,
+    /// The provider account is linked to another user, or the user has another of that provider (409).
+    AlreadyLinked,
+    /// No account of that provider is linked to the user (404).
+    NotLinked,
+    /// Unlinking would leave the account no way to sign in (409).
+    LastSignInMethod,
     /// No such OAuth2 client among the signed-in user's (404).
     ClientNotFound,
     /// No live consent of the signed-in user to that client (404).
@@ -120,6 +136,14 @@ impl ErrorCode {
             Self::InvalidGrant => "the refresh token is unknown, expired, revoked or used",
             Self::InvalidOrExpiredToken => "the token or code is unknown, used or expired",
             Self::ClientNotFound => "no such OAuth2 client of the signed-in user",
+            Self::ProviderNotFound => "no such identity provider",
+            Self::InvalidState => "no sign-in with the provider was started in this browser",
+            Self::ProviderError => "the identity provider refused or answered wrongly",
+            Self::ProviderUnavailable => "the identity provider cannot be reached",
+            Self::AccountExists => "the email address has an account not linked to the provider",
+            Self::AlreadyLinked => "the provider account is linked elsewhere",
+            Self::NotLinked => "no account of the provider is linked",
+            Self::LastSignInMethod => "the account's last way to sign in",
             Self::ConsentNotFound => "no live consent to that client",
             Self::AccountDeleted => "the account was deleted",
             Self::AccountSuspended => "the account is suspended",
@@ -150,7 +174,9 @@ impl ErrorCode {
             | Self::InvalidBody
             | Self::InvalidQuery
             | Self::InvalidGrant
-            | Self::InvalidOrExpiredToken => StatusCode::BAD_REQUEST,
+            | Self::InvalidOrExpiredToken
+            | Self::InvalidState
+            | Self::ProviderError => StatusCode::BAD_REQUEST,
             Self::Unauthenticated | Self::InvalidToken | Self::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
@@ -173,14 +199,20 @@ impl ErrorCode {
             | Self::CampaignNotFound
             | Self::ParticipantNotFound
             | Self::ClientNotFound
-            | Self::ConsentNotFound => StatusCode::NOT_FOUND,
+            | Self::ConsentNotFound
+            | Self::ProviderNotFound
+            | Self::NotLinked => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::AlreadyRegistered | Self::AlreadySignedUp | Self::CampaignNotActive => {
-                StatusCode::CONFLICT
-            }
-            Self::Busy | Self::QueueUnavailable | Self::DatabaseUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::AlreadyRegistered
+            | Self::AlreadySignedUp
+            | Self::CampaignNotActive
+            | Self::AccountExists
+            | Self::AlreadyLinked
+            | Self::LastSignInMethod => StatusCode::CONFLICT,
+            Self::Busy
+            | Self::QueueUnavailable
+            | Self::DatabaseUnavailable
+            | Self::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -9,6 +9,7 @@ mod campaigns;
 mod client_ip;
 mod config;
 mod errors;
+mod federation;
 mod hashing;
 mod json;
 mod oauth2;
@@ -102,6 +103,26 @@ fn main() -> ExitCode {
             keys,
             config: config.oauth2.clone(),
         });
+        // The identity providers are asked with a short timeout; nothing redirects.
+        let upstream_http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("the identity providers' HTTP client")?;
+        let federation = web::Data::new(federation::routes::Federation {
+            upstreams: std::sync::Arc::new(
+                config
+                    .identity_providers
+                    .iter()
+                    .cloned()
+                    .map(|p| federation::Upstream::new(p, upstream_http.clone()))
+                    .collect(),
+            ),
+            accounts: accounts.get_ref().clone(),
+            registration: registrations.clone(),
+            issuer: config.oauth2.issuer.clone(),
+            state_key: config.oauth2.derived_key("oidc login state"),
+        });
         let relay = waitlist::OutboxRelay::new(
             Waitlist::new(ctx.database.clone()),
             ctx.producer.clone(),
@@ -157,6 +178,7 @@ fn main() -> ExitCode {
                 .app_data(activity.clone())
                 .app_data(accounts.clone())
                 .app_data(provider.clone())
+                .app_data(federation.clone())
                 .app_data(campaigns_api.clone())
                 .app_data(document)
                 .app_data(observer.clone())

@@ -65,6 +65,7 @@ pub(crate) fn routes(config: &mut ServiceConfig<'_>) {
     config
         .configure(crate::registration::routes)
         .configure(crate::accounts::routes::routes)
+        .configure(crate::federation::routes::routes)
         .configure(crate::oauth2::clients::routes)
         .configure(crate::oauth2::token::routes)
         .configure(crate::oauth2::discovery::routes)

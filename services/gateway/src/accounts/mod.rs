@@ -178,10 +178,25 @@ pub(crate) struct IssuedTokens {
 #[derive(Debug, Clone)]
 pub(crate) struct Authenticated {
     pub(crate) user: domain::User,
-    /// The hash that matched: a sign-in racing a password change notices the change.
-    password_hash: String,
+    /// The hash that matched: a sign-in racing a password change notices the change. `None`
+    /// for a sign-in through another provider.
+    password_hash: Option<String>,
+    /// `password`, or the name of the provider that vouched for the user.
+    method: String,
     /// When the password was checked (OpenID Connect's `auth_time`).
     pub(crate) at: DateTime<Utc>,
+}
+
+impl Authenticated {
+    /// A user another provider vouched for (the provider's name is the sign-in's method).
+    pub(crate) fn through_provider(user: domain::User, provider: &str) -> Self {
+        Self {
+            user,
+            password_hash: None,
+            method: provider.to_owned(),
+            at: Utc::now(),
+        }
+    }
 }
 
 /// What tokens are issued for: a first-party session, or a grant to an OAuth2 client.
@@ -473,14 +488,15 @@ impl AccountsApi {
         }
 
         Ok(Authenticated {
-            password_hash: credential.password_hash,
+            password_hash: Some(credential.password_hash),
+            method: "password".into(),
             user,
             at: Utc::now(),
         })
     }
 
     /// The first-party session of an authenticated user, and its first tokens.
-    async fn start_session(
+    pub(crate) async fn start_session(
         &self,
         who: Authenticated,
         caller: &Caller,
@@ -488,6 +504,7 @@ impl AccountsApi {
         let Authenticated {
             user,
             password_hash,
+            method,
             ..
         } = who;
         let session_id = Uuid::now_v7();
@@ -523,9 +540,11 @@ impl AccountsApi {
         };
         let unchanged = now.deleted_at.is_none()
             && now.status != domain::UserStatus::Suspended
-            && credentials
-                .iter()
-                .any(|c| c.password_hash == password_hash && c.invalidated_at.is_none());
+            && password_hash.as_ref().is_none_or(|hash| {
+                credentials
+                    .iter()
+                    .any(|c| c.password_hash == *hash && c.invalidated_at.is_none())
+            });
         if !unchanged {
             self.accounts
                 .revoke_session(session_id, "changed_during_sign_in")
@@ -547,7 +566,7 @@ impl AccountsApi {
             login_time: Utc::now(),
             session_id: session_id.to_string(),
             remember_me: false,
-            login_method: "password".into(),
+            login_method: method,
             device_info: None,
             location: None,
         });

@@ -1,9 +1,9 @@
 //! The RSA keys that sign ID tokens (RS256, RFC 7518 section 3.3), their rotation and the JWKS
 //! (RFC 7517) that publishes them.
 //!
-//! Keys are stored in PostgreSQL (`repo::SigningKeys`), the private half encrypted with
-//! AES-256-GCM under a key derived from `OAUTH2_KEY_SECRET` (the key ID is the associated
-//! data), so every replica signs with the same keys and a database dump alone signs nothing.
+//! Keys are stored in PostgreSQL (`repo::SigningKeys`), the private half sealed with
+//! AES-256-GCM (`sealed`) under a key derived from `OAUTH2_KEY_SECRET` (the key ID is the
+//! associated data), so every replica signs with the same keys and a database dump alone signs nothing.
 //! Every replica reloads them each minute and follows one plan ([`plan`]):
 //!
 //! - when the newest key is `OAUTH2_SIGNING_KEY_ROTATION` old (or there is none), a new one is
@@ -17,13 +17,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::sign::Signer;
-use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
 use repo::{SigningKeys, StoredSigningKey};
 use serde_json::{Value, json};
 use service_runtime::CancellationToken;
@@ -179,6 +178,22 @@ impl KeyRing {
             self.make_key().await?;
             stored = self.store.all().await?;
         }
+        // Retired by age, whether or not they open here (a key sealed under a former
+        // OAUTH2_KEY_SECRET goes too, once no token can need it).
+        let created: Vec<_> = stored.iter().map(|k| k.created_at).collect();
+        let by_age = plan(
+            &created,
+            now,
+            self.rotation,
+            self.max_age,
+            self.id_token_ttl,
+        );
+        for &index in by_age.retired.iter().rev() {
+            let key = stored.remove(index);
+            if self.store.delete(&key.kid).await? {
+                tracing::info!(kid = %key.kid, "retired an ID token signing key");
+            }
+        }
         let mut keys = Vec::with_capacity(stored.len());
         for key in &stored {
             match self.open(key) {
@@ -201,12 +216,6 @@ impl KeyRing {
             self.max_age,
             self.id_token_ttl,
         );
-        for &index in &plan.retired {
-            let kid = &keys[index].kid;
-            if self.store.delete(kid).await? {
-                tracing::info!(kid = %kid, "retired an ID token signing key");
-            }
-        }
         let mut loaded = self
             .loaded
             .write()
@@ -237,38 +246,14 @@ impl KeyRing {
         Ok(())
     }
 
-    /// base64(IV ‖ ciphertext ‖ tag), AES-256-GCM with the key ID as associated data.
+    /// The private key, sealed with the key ID as associated data.
     fn seal(&self, kid: &str, plain: &[u8]) -> Result<String, openssl::error::ErrorStack> {
-        let mut iv = [0_u8; 12];
-        openssl::rand::rand_bytes(&mut iv)?;
-        let mut tag = [0_u8; 16];
-        let cipher = encrypt_aead(
-            Cipher::aes_256_gcm(),
-            &self.encryption_key,
-            Some(&iv),
-            kid.as_bytes(),
-            plain,
-            &mut tag,
-        )?;
-        let mut sealed = iv.to_vec();
-        sealed.extend_from_slice(&cipher);
-        sealed.extend_from_slice(&tag);
-        Ok(STANDARD.encode(sealed))
+        super::sealed::seal(&self.encryption_key, kid.as_bytes(), plain)
     }
 
     fn open(&self, key: &StoredSigningKey) -> anyhow::Result<LoadedKey> {
-        let sealed = STANDARD.decode(&key.private_key)?;
-        anyhow::ensure!(sealed.len() > 28, "the sealed key is too short");
-        let (iv, rest) = sealed.split_at(12);
-        let (cipher, tag) = rest.split_at(rest.len() - 16);
-        let der = decrypt_aead(
-            Cipher::aes_256_gcm(),
-            &self.encryption_key,
-            Some(iv),
-            key.kid.as_bytes(),
-            cipher,
-            tag,
-        )?;
+        let der = super::sealed::open(&self.encryption_key, key.kid.as_bytes(), &key.private_key)
+            .ok_or_else(|| anyhow::anyhow!("the sealed key does not open"))?;
         Ok(LoadedKey {
             kid: key.kid.clone(),
             private: PKey::private_key_from_pkcs8(&der)?,

@@ -26,6 +26,7 @@ pub(crate) mod discovery;
 mod errors;
 pub(crate) mod keys;
 pub(crate) mod pages;
+pub(crate) mod sealed;
 pub(crate) mod token;
 
 use std::collections::BTreeSet;

@@ -333,7 +333,7 @@ impl RegistrationApi {
     /// queued ones (the email-worker sends the verification message). The user exists either
     /// way, so the answer is 201 even when the broker refuses the event: the failure is logged
     /// and counted, and the user can ask for the verification message again.
-    async fn user_registered(&self, user: &domain::User) {
+    pub(crate) async fn user_registered(&self, user: &domain::User) {
         let event = self
             .events
             .build(events::envelope::UserRegistered::through_api(

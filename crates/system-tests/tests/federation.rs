@@ -1,0 +1,274 @@
+//! Sign-in with another OpenID Connect provider, end to end: the gateway as a relying party of
+//! (1) an independent provider, panva's `oidc-provider` from the npm registry run with the
+//! machine's Node.js, and (2) another gateway of this project, as a separate deployment with
+//! its own database schema. A Python script (`oauth2/federation_flows.py`) plays the browser:
+//! first sign-in creating the account, the same user again, linking and unlinking from `/me`,
+//! and the refusals (a callback in another browser, a replayed or made-up state, a provider's
+//! error, a provider account linked elsewhere, unlinking the last way to sign in).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use events::testing::TestTopic;
+use serde_json::{Value, json};
+use service_runtime::testing::{ServiceProcess, free_local_addr};
+use system_tests::{WaitlistStack, call};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The paths `deploy/local/oauth2-tools.sh` prints (installing the tools the first time).
+fn tools() -> HashMap<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = std::process::Command::new("bash")
+        .arg(root.join("deploy/local/oauth2-tools.sh"))
+        .output()
+        .expect("deploy/local/oauth2-tools.sh runs");
+    assert!(
+        output.status.success(),
+        "deploy/local/oauth2-tools.sh failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("oauth2")
+        .join(name)
+}
+
+/// A gateway of its own (schema, topics), at an address chosen first so that it can be its
+/// own `OAUTH2_ISSUER`.
+struct Gateway {
+    waitlist: WaitlistStack,
+    _registrations: TestTopic,
+    process: ServiceProcess,
+    url: String,
+}
+
+impl Gateway {
+    async fn start(addr: &str, extra: &[(&str, &str)]) -> Self {
+        let waitlist = WaitlistStack::new().await;
+        let registrations = TestTopic::create("user.registration", 1).await;
+        let url = format!("http://{addr}");
+        let mut env = vec![
+            ("HTTP_ADDR", addr),
+            ("OAUTH2_ISSUER", url.as_str()),
+            ("REGISTRATION_TOPIC", registrations.name.as_str()),
+            ("ARGON2_MEMORY_KIB", "1024"),
+            ("ARGON2_ITERATIONS", "1"),
+            ("NO_PROXY", "127.0.0.1,localhost"),
+            ("no_proxy", "127.0.0.1,localhost"),
+        ];
+        env.extend_from_slice(extra);
+        let (process, api) = waitlist.start_gateway(&env).await;
+        assert_eq!(api, url);
+        Self {
+            waitlist,
+            _registrations: registrations,
+            process,
+            url,
+        }
+    }
+
+    /// Registers a user with a password; their first-party access token.
+    async fn user(&self, email: &str) -> String {
+        let http = reqwest::Client::new();
+        let (status, body) = call(
+            http.post(format!("{}/api/v1/auth/register-sync", self.url))
+                .json(&json!({"email": email, "password": PASSWORD, "consent": true})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = call(
+            http.post(format!("{}/api/v1/auth/sign-in", self.url))
+                .json(&json!({"email": email, "password": PASSWORD})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Runs `federation_flows.py`; panics with its output and the gateways' logs unless it passed.
+async fn run_flows(python: &str, env: &[(&str, &str)], logs: impl Fn() -> String) -> String {
+    let output = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(python)
+            .arg(script("federation_flows.py"))
+            .envs(env.iter().copied())
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the flows finish within 5 minutes")
+    .expect("the flows run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("federation_flows.py:\n{text}");
+    assert!(
+        output.status.success() && !text.contains("FAIL"),
+        "federation_flows.py failed:\n{text}\n{}",
+        logs()
+    );
+    text
+}
+
+/// The gateway signs users in with `oidc-provider` (npm), an independent implementation.
+#[tokio::test(flavor = "multi_thread")]
+async fn users_sign_in_with_an_independent_openid_provider() {
+    let tools = tools();
+    let gateway_addr = free_local_addr().to_string();
+    let upstream_addr = free_local_addr();
+    let upstream_issuer = format!("http://{upstream_addr}");
+    let secret = "9f2c61d0b8e34a7f5c1e0d9b8a7f6e5d4c3b2a19";
+    let callback = format!("http://{gateway_addr}/api/v1/auth/providers/upstream/callback");
+    let mut upstream = tokio::process::Command::new(&tools["NODE"])
+        .arg(&tools["UPSTREAM_PROVIDER"])
+        .env("ISSUER", &upstream_issuer)
+        .env("PORT", upstream_addr.port().to_string())
+        .env("CLIENT_ID", "gateway")
+        .env("CLIENT_SECRET", secret)
+        .env("REDIRECT_URI", &callback)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts the provider");
+    let mut lines = BufReader::new(upstream.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("listening") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "oidc-provider did not start");
+
+    let gateway = Gateway::start(
+        &gateway_addr,
+        &[
+            ("OIDC_PROVIDERS", "upstream"),
+            ("OIDC_PROVIDER_UPSTREAM_ISSUER", &upstream_issuer),
+            ("OIDC_PROVIDER_UPSTREAM_CLIENT_ID", "gateway"),
+            ("OIDC_PROVIDER_UPSTREAM_CLIENT_SECRET", secret),
+            ("OIDC_PROVIDER_UPSTREAM_DISPLAY_NAME", "Upstream"),
+        ],
+    )
+    .await;
+    run_flows(
+        &tools["PYTHON"],
+        &[
+            ("GATEWAY", &gateway.url),
+            ("PROVIDER", "upstream"),
+            ("UPSTREAM_KIND", "oidc-provider"),
+            ("UPSTREAM_LOGIN", "grace@upstream.example"),
+            ("UPSTREAM_PASSWORD", "anything"),
+            ("LOCAL_PASSWORD", PASSWORD),
+        ],
+        || gateway.process.logs(),
+    )
+    .await;
+
+    // Operators see how many accounts the provider linked, and the latest links.
+    let output =
+        tokio::process::Command::new(service_runtime::testing::workspace_binary("platform-admin"))
+            .args(["oauth-accounts", "--recent", "5"])
+            .envs(service_runtime::testing::base_env())
+            .env("DATABASE_SCHEMA", gateway.waitlist.db.schema())
+            .env("OIDC_PROVIDERS", "upstream")
+            .output()
+            .await
+            .expect("platform-admin runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect();
+    assert_eq!(lines[0]["provider"], "upstream", "{lines:?}");
+    assert!(
+        lines[0]["linked_accounts"].as_i64().unwrap() >= 1,
+        "{lines:?}"
+    );
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.get("access_token_hash").is_none()),
+        "{lines:?}"
+    );
+}
+
+/// One deployment of this project signs its users in with another's OpenID provider.
+#[tokio::test(flavor = "multi_thread")]
+async fn users_sign_in_with_another_deployment_of_this_provider() {
+    let tools = tools();
+    let upstream_addr = free_local_addr().to_string();
+    let gateway_addr = free_local_addr().to_string();
+    let upstream = Gateway::start(&upstream_addr, &[]).await;
+    let owner = upstream.user("owner@upstream.example").await;
+    upstream.user("hopper@upstream.example").await;
+    upstream.user("lovelace@upstream.example").await;
+    let callback = format!("http://{gateway_addr}/api/v1/auth/providers/self/callback");
+    let (status, client) = call(
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/oauth2/clients", upstream.url))
+            .bearer_auth(&owner)
+            .json(
+                &json!({"name": "Downstream gateway", "client_type": "confidential",
+                          "redirect_uris": [callback], "grant_types": ["authorization_code"],
+                          "scopes": ["openid", "email"]}),
+            ),
+    )
+    .await;
+    assert_eq!(status, 201, "{client}");
+    let text = |v: &Value, k: &str| v[k].as_str().unwrap().to_owned();
+    let (client_id, secret) = (text(&client, "client_id"), text(&client, "client_secret"));
+    let gateway = Gateway::start(
+        &gateway_addr,
+        &[
+            ("OIDC_PROVIDERS", "self"),
+            ("OIDC_PROVIDER_SELF_ISSUER", &upstream.url),
+            ("OIDC_PROVIDER_SELF_CLIENT_ID", &client_id),
+            ("OIDC_PROVIDER_SELF_CLIENT_SECRET", &secret),
+        ],
+    )
+    .await;
+    run_flows(
+        &tools["PYTHON"],
+        &[
+            ("GATEWAY", &gateway.url),
+            ("PROVIDER", "self"),
+            ("UPSTREAM_KIND", "self"),
+            ("UPSTREAM_LOGIN", "hopper@upstream.example"),
+            ("UPSTREAM_PASSWORD", PASSWORD),
+            ("UPSTREAM_LOGIN2", "lovelace@upstream.example"),
+            ("UPSTREAM_PASSWORD2", PASSWORD),
+            ("LOCAL_PASSWORD", PASSWORD),
+        ],
+        || {
+            format!(
+                "downstream gateway:\n{}\nupstream gateway:\n{}",
+                gateway.process.logs(),
+                upstream.process.logs()
+            )
+        },
+    )
+    .await;
+}
