@@ -41,8 +41,7 @@ import sys
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field, replace
-from html.parser import HTMLParser
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, urljoin, urlsplit, urlunsplit
 
 # The issuer of the local stack is plain http on the loopback: Authlib refuses such URLs in
@@ -62,6 +61,12 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge  # noqa: E402
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata  # noqa: E402
 from authlib.oidc.core import CodeIDToken  # noqa: E402
 from authlib.oidc.discovery import OpenIDProviderMetadata  # noqa: E402
+
+# testkit.py, beside this script, holds what the test clients share: found from any working
+# directory, and no __pycache__ left beside it.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+from testkit import CheckFailed, Form, env, fail, json_body, parse_page, show  # noqa: E402
 
 TIMEOUT = float(os.environ.get("HTTP_TIMEOUT", "30"))
 # Seconds of clock difference accepted on exp, iat and auth_time.
@@ -90,14 +95,6 @@ PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 # ---------------------------------------------------------------------------------------------
 # Configuration
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name, "")
-    if not value:
-        print(f"FAIL setup: environment variable {name} is not set", flush=True)
-        sys.exit(2)
-    return value
 
 
 @dataclass(frozen=True)
@@ -138,47 +135,6 @@ SERVICE = Client(
 # Filled by the discovery and jwks checks, which always run first.
 META: dict = {}
 JWKS: dict = {}
-
-
-# ---------------------------------------------------------------------------------------------
-# Failures
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def fail(expected: str, got: str = "") -> None:
-    raise CheckFailed(f"expected {expected}; got {got}" if got else f"expected {expected}")
-
-
-def show(resp: requests.Response) -> str:
-    """Status, the headers that matter and the start of the body, on one line."""
-    body = resp.text
-    if len(body) > 600:
-        body = body[:600] + f"... ({len(resp.text)} characters)"
-    url = urlsplit(resp.url)
-    parts = [f"{resp.status_code} to {resp.request.method} {url.path}"]
-    for header in ("Location", "Content-Type", "Cache-Control", "WWW-Authenticate"):
-        if header in resp.headers:
-            parts.append(f"{header}: {resp.headers[header]}")
-    parts.append(f"body {body!r}")
-    return ", ".join(parts)
-
-
-def json_body(resp: requests.Response, status: int | tuple[int, ...], what: str):
-    """The response's JSON body, after checking its status and content type."""
-    statuses = (status,) if isinstance(status, int) else status
-    if resp.status_code not in statuses:
-        fail(f"{what}: status {' or '.join(map(str, statuses))}", show(resp))
-    # A JWK Set may say so in its type (RFC 7517 section 8.5.1).
-    content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
-    if content_type not in ("application/json", "application/jwk-set+json"):
-        fail(f"{what}: Content-Type application/json", show(resp))
-    try:
-        return resp.json()
-    except ValueError:
-        fail(f"{what}: a JSON body", show(resp))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,81 +374,11 @@ def verify_id_token(id_token: str, client_id: str, nonce: str, access_token: str
 # The browser part: the sign-in and consent pages, read with html.parser
 
 
-@dataclass
-class Form:
-    action: str | None = None
-    method: str = "get"
-    fields: list[tuple[str, str]] = field(default_factory=list)  # what a submission sends
-    inputs: dict[str, dict] = field(default_factory=dict)  # name -> attributes, every <input>
-    buttons: list[dict] = field(default_factory=list)  # attributes of submit buttons
-
-
-class PageParser(HTMLParser):
-    """The forms of a page (by id) with their inputs and submit buttons, and the text of the
-    elements with role="alert"."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.forms: dict[str, Form] = {}
-        self.alerts: list[str] = []
-        self._form: str | None = None
-        self._alert: list | None = None  # [tag, depth, text parts]
-
-    def handle_starttag(self, tag, attrs):
-        a = {k: (v if v is not None else "") for k, v in attrs}
-        if self._alert is not None and tag == self._alert[0]:
-            self._alert[1] += 1
-        elif self._alert is None and a.get("role") == "alert":
-            self._alert = [tag, 1, []]
-        if tag == "form":
-            self._form = a.get("id", "")
-            form = self.forms.setdefault(self._form, Form())
-            form.action = a.get("action")
-            form.method = a.get("method", "get").lower()
-            return
-        owner = a.get("form") or self._form
-        if owner is None or tag not in ("input", "button"):
-            return
-        form = self.forms.setdefault(owner, Form())
-        kind = a.get("type", "submit" if tag == "button" else "text").lower()
-        if kind in ("submit", "image"):
-            form.buttons.append(a)
-            return
-        if tag == "button" or "name" not in a:
-            return
-        form.inputs[a["name"]] = a
-        if "disabled" in a or kind in ("reset", "button", "file"):
-            return
-        if kind in ("checkbox", "radio") and "checked" not in a:
-            return
-        form.fields.append((a["name"], a.get("value", "")))
-
-    def handle_endtag(self, tag):
-        if tag == "form":
-            self._form = None
-        if self._alert is not None and tag == self._alert[0]:
-            self._alert[1] -= 1
-            if self._alert[1] == 0:
-                self.alerts.append(" ".join("".join(self._alert[2]).split()))
-                self._alert = None
-
-    def handle_data(self, data):
-        if self._alert is not None:
-            self._alert[2].append(data)
-
-
-def parse_page(resp: requests.Response) -> PageParser:
-    parser = PageParser()
-    parser.feed(resp.text)
-    parser.close()
-    return parser
-
-
 def sign_in_form(resp: requests.Response, what: str) -> Form:
     """The sign-in form as the spec draws it, or a failure naming what is missing."""
     if not resp.headers.get("Content-Type", "").startswith("text/html"):
         fail(f"{what}: an HTML page", show(resp))
-    form = parse_page(resp).forms.get("sign-in")
+    form = parse_page(resp).form("sign-in")
     if form is None:
         fail(f'{what}: a <form id="sign-in">', show(resp))
     if form.method != "post":
@@ -508,7 +394,7 @@ def sign_in_form(resp: requests.Response, what: str) -> Form:
 
 
 def consent_form(resp: requests.Response, what: str) -> Form | None:
-    form = parse_page(resp).forms.get("consent")
+    form = parse_page(resp).form("consent")
     if form is None:
         return None
     decisions = {b.get("id"): (b.get("name"), b.get("value")) for b in form.buttons}

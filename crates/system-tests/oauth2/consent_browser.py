@@ -57,6 +57,12 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+# testkit.py, beside this script, holds what the test clients share: found from any working
+# directory, and no __pycache__ left beside it.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+from testkit import env  # noqa: E402
+
 WAIT = 30  # seconds, for every wait on the browser, the callback and HTTP
 DEADLINE = 240  # seconds for the whole run
 # A blocking socket call (e.g. a command to chromedriver) never waits longer than this.
@@ -65,14 +71,6 @@ socket.setdefaulttimeout(60)
 
 class StepFailed(Exception):
     pass
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name, "")
-    if not value:
-        print(f"FAIL setup: environment variable {name} is not set", flush=True)
-        sys.exit(2)
-    return value
 
 
 def ok(step: str) -> None:

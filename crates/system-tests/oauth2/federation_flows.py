@@ -53,11 +53,17 @@ import re
 import secrets
 import sys
 import traceback
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
+
+# testkit.py, beside this script, holds what the test clients share: found from any working
+# directory, and no __pycache__ left beside it.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import testkit  # noqa: E402
+from testkit import CheckFailed, Form, env, fail, parse_page  # noqa: E402
 
 TIMEOUT = float(os.environ.get("HTTP_TIMEOUT", "30"))
 # Redirects and form posts one browser flow may take before it is taken for a loop.
@@ -68,14 +74,6 @@ OIDC_PROVIDER_EMAIL_DOMAIN = "upstream.example"
 
 # ---------------------------------------------------------------------------------------------
 # Configuration
-
-
-def env(name: str, default: str | None = None) -> str:
-    value = os.environ.get(name, "") or default
-    if not value:
-        print(f"FAIL setup: environment variable {name} is not set", flush=True)
-        sys.exit(2)
-    return value
 
 
 def fresh(prefix: str) -> str:
@@ -122,16 +120,8 @@ def upstream_email(login: str, override: str = "") -> str | None:
 # Failures
 
 
-class CheckFailed(Exception):
-    pass
-
-
 class CheckSkipped(Exception):
     pass
-
-
-def fail(expected: str, got: str = "") -> None:
-    raise CheckFailed(f"expected {expected}; got {got}" if got else f"expected {expected}")
 
 
 def page_text(html: str) -> str:
@@ -141,29 +131,21 @@ def page_text(html: str) -> str:
 
 
 def show(resp: requests.Response) -> str:
-    """Status, the headers that matter and the start of the body, on one line."""
-    content_type = resp.headers.get("Content-Type", "")
-    body = page_text(resp.text) if content_type.startswith("text/html") else resp.text
-    if len(body) > 800:
-        body = body[:800] + f"... ({len(body)} characters)"
-    url = urlsplit(resp.url)
-    parts = [f"{resp.status_code} to {resp.request.method} {url.scheme}://{url.netloc}{url.path}"]
-    for header in ("Location", "Content-Type", "Set-Cookie", "WWW-Authenticate"):
-        if header in resp.headers:
-            parts.append(f"{header}: {resp.headers[header]}")
-    parts.append(f"body {body!r}")
-    return ", ".join(parts)
+    """Status, the headers that matter and the start of the body, on one line: the URL with its
+    origin (two servers take part), Set-Cookie, and an HTML page's visible text."""
+    return testkit.show(
+        resp,
+        headers=("Location", "Content-Type", "Set-Cookie", "WWW-Authenticate"),
+        limit=800,
+        origin=True,
+        html_text=page_text,
+    )
 
 
 def json_body(resp: requests.Response, status: int, what: str):
-    if resp.status_code != status:
-        fail(f"{what}: status {status}", show(resp))
-    if resp.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
-        fail(f"{what}: Content-Type application/json", show(resp))
-    try:
-        return resp.json()
-    except ValueError:
-        fail(f"{what}: a JSON body", show(resp))
+    """The response's JSON body, after checking its status and content type (testkit's, with
+    this script's `show`)."""
+    return testkit.json_body(resp, status, what, show=show)
 
 
 def expect_error(resp: requests.Response, status: int, code: str, what: str) -> dict:
@@ -220,67 +202,13 @@ def check_callback_origin(url: str) -> None:
 # The browser: pages read with html.parser
 
 
-@dataclass
-class Form:
-    id: str
-    action: str | None
-    method: str
-    fields: list[tuple[str, str]] = field(default_factory=list)  # what a submission sends
-    inputs: dict[str, dict] = field(default_factory=dict)  # name -> attributes, every <input>
-    buttons: list[dict] = field(default_factory=list)  # attributes of submit buttons
-
-
-class FormParser(HTMLParser):
-    """Every form of a page, in order, with its inputs and submit buttons."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.forms: list[Form] = []
-        self._form: Form | None = None
-
-    def handle_starttag(self, tag, attrs):
-        a = {k: (v if v is not None else "") for k, v in attrs}
-        if tag == "form":
-            self._form = Form(a.get("id", ""), a.get("action"), a.get("method", "get").lower())
-            self.forms.append(self._form)
-            return
-        form = self._form
-        if a.get("form"):
-            form = next((f for f in self.forms if f.id == a["form"]), form)
-        if form is None or tag not in ("input", "button"):
-            return
-        kind = a.get("type", "submit" if tag == "button" else "text").lower()
-        if kind in ("submit", "image"):
-            form.buttons.append(a)
-            return
-        if tag == "button" or "name" not in a:
-            return
-        form.inputs[a["name"]] = a
-        if "disabled" in a or kind in ("reset", "button", "file"):
-            return
-        if kind in ("checkbox", "radio") and "checked" not in a:
-            return
-        form.fields.append((a["name"], a.get("value", "")))
-
-    def handle_endtag(self, tag):
-        if tag == "form":
-            self._form = None
-
-
-def forms_of(resp: requests.Response) -> list[Form]:
-    parser = FormParser()
-    parser.feed(resp.text)
-    parser.close()
-    return parser.forms
-
-
 def has_password(form: Form) -> bool:
     return any(a.get("type", "").lower() == "password" for a in form.inputs.values())
 
 
 def choose_form(resp: requests.Response, login: str, password: str):
     """The form a person would fill on this page: (what, form, values, button), or None."""
-    forms = forms_of(resp)
+    forms = parse_page(resp).forms
     by_id = {f.id: f for f in forms if f.id}
     first_button = lambda f: f.buttons[0] if f.buttons else None  # noqa: E731
     # This project's gateway as the upstream (oauth2-spec.md).

@@ -344,3 +344,83 @@ pub async fn call(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) 
     let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (status, body)
 }
+
+/// Registers a user with `password` through `register-sync` and signs them in on the gateway
+/// at `api`; their first-party access token.
+pub async fn signed_in_user(api: &str, email: &str, password: &str) -> String {
+    let http = reqwest::Client::new();
+    let (status, body) = call(
+        http.post(format!("{api}/api/v1/auth/register-sync"))
+            .json(&serde_json::json!({"email": email, "password": password, "consent": true})),
+    )
+    .await;
+    assert_eq!(status, 201, "register-sync {email}: {body}");
+    let (status, body) = call(
+        http.post(format!("{api}/api/v1/auth/sign-in"))
+            .json(&serde_json::json!({"email": email, "password": password})),
+    )
+    .await;
+    assert_eq!(status, 200, "sign-in {email}: {body}");
+    body["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
+}
+
+/// The tools of the OAuth2 tests, as `deploy/local/oauth2-tools.sh` prints them (`PYTHON`,
+/// `CHROMEDRIVER`, `CHROMIUM`, `NODE`, `UPSTREAM_PROVIDER`), installing them the first time.
+pub fn oauth2_tools() -> std::collections::HashMap<String, String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = std::process::Command::new("bash")
+        .arg(root.join("deploy/local/oauth2-tools.sh"))
+        .output()
+        .expect("deploy/local/oauth2-tools.sh runs");
+    assert!(
+        output.status.success(),
+        "deploy/local/oauth2-tools.sh failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Runs the Python test client `oauth2/<name>` with `python` and `env`; panics with its output
+/// and `logs()` unless it exits 0 without a `FAIL` line; its output otherwise.
+pub async fn run_oauth2_client(
+    python: &str,
+    name: &str,
+    env: &[(&str, &str)],
+    logs: impl Fn() -> String,
+) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("oauth2")
+        .join(name);
+    let output = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(python)
+            .arg(&script)
+            .envs(env.iter().copied())
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client finishes within 5 minutes")
+    .expect("the client runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("{name}:\n{text}");
+    assert!(
+        output.status.success() && !text.contains("FAIL"),
+        "{name} failed:\n{text}\n{}",
+        logs()
+    );
+    text
+}

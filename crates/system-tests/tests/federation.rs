@@ -6,43 +6,16 @@
 //! and the refusals (a callback in another browser, a replayed or made-up state, a provider's
 //! error, a provider account linked elsewhere, unlinking the last way to sign in).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use events::testing::TestTopic;
 use serde_json::{Value, json};
 use service_runtime::testing::{ServiceProcess, free_local_addr};
-use system_tests::{WaitlistStack, call};
+use system_tests::{WaitlistStack, call, oauth2_tools, run_oauth2_client, signed_in_user};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const PASSWORD: &str = "correct horse battery";
-
-/// The paths `deploy/local/oauth2-tools.sh` prints (installing the tools the first time).
-fn tools() -> HashMap<String, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = std::process::Command::new("bash")
-        .arg(root.join("deploy/local/oauth2-tools.sh"))
-        .output()
-        .expect("deploy/local/oauth2-tools.sh runs");
-    assert!(
-        output.status.success(),
-        "deploy/local/oauth2-tools.sh failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("oauth2")
-        .join(name)
-}
 
 /// A gateway of its own (schema, topics), at an address chosen first so that it can be its
 /// own `OAUTH2_ISSUER`.
@@ -80,56 +53,19 @@ impl Gateway {
 
     /// Registers a user with a password; their first-party access token.
     async fn user(&self, email: &str) -> String {
-        let http = reqwest::Client::new();
-        let (status, body) = call(
-            http.post(format!("{}/api/v1/auth/register-sync", self.url))
-                .json(&json!({"email": email, "password": PASSWORD, "consent": true})),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
-        let (status, body) = call(
-            http.post(format!("{}/api/v1/auth/sign-in", self.url))
-                .json(&json!({"email": email, "password": PASSWORD})),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        body["access_token"].as_str().unwrap().to_owned()
+        signed_in_user(&self.url, email, PASSWORD).await
     }
 }
 
 /// Runs `federation_flows.py`; panics with its output and the gateways' logs unless it passed.
 async fn run_flows(python: &str, env: &[(&str, &str)], logs: impl Fn() -> String) -> String {
-    let output = tokio::time::timeout(
-        Duration::from_secs(300),
-        tokio::process::Command::new(python)
-            .arg(script("federation_flows.py"))
-            .envs(env.iter().copied())
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the flows finish within 5 minutes")
-    .expect("the flows run");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!("federation_flows.py:\n{text}");
-    assert!(
-        output.status.success() && !text.contains("FAIL"),
-        "federation_flows.py failed:\n{text}\n{}",
-        logs()
-    );
-    text
+    run_oauth2_client(python, "federation_flows.py", env, logs).await
 }
 
 /// The gateway signs users in with `oidc-provider` (npm), an independent implementation.
 #[tokio::test(flavor = "multi_thread")]
 async fn users_sign_in_with_an_independent_openid_provider() {
-    let tools = tools();
+    let tools = oauth2_tools();
     let gateway_addr = free_local_addr().to_string();
     let upstream_addr = free_local_addr();
     let upstream_issuer = format!("http://{upstream_addr}");
@@ -218,7 +154,7 @@ async fn users_sign_in_with_an_independent_openid_provider() {
 /// One deployment of this project signs its users in with another's OpenID provider.
 #[tokio::test(flavor = "multi_thread")]
 async fn users_sign_in_with_another_deployment_of_this_provider() {
-    let tools = tools();
+    let tools = oauth2_tools();
     let upstream_addr = free_local_addr().to_string();
     let gateway_addr = free_local_addr().to_string();
     let upstream = Gateway::start(&upstream_addr, &[]).await;

@@ -6,14 +6,12 @@
 //!
 //! The client registration API, consents and the audit log are checked here directly.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use events::testing::TestTopic;
 use serde_json::{Value, json};
 use service_runtime::testing::{ServiceProcess, free_local_addr};
-use system_tests::{WaitlistStack, call};
+use system_tests::{WaitlistStack, call, oauth2_tools, run_oauth2_client, signed_in_user};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -57,21 +55,7 @@ impl Provider {
 
     /// Registers a user and signs them in; their first-party access token.
     async fn user(&self, email: &str) -> String {
-        let (status, body) = call(
-            self.http
-                .post(self.url("/api/v1/auth/register-sync"))
-                .json(&json!({"email": email, "password": PASSWORD, "consent": true})),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}\n{}", self.gateway.logs());
-        let (status, body) = call(
-            self.http
-                .post(self.url("/api/v1/auth/sign-in"))
-                .json(&json!({"email": email, "password": PASSWORD})),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        body["access_token"].as_str().unwrap().to_owned()
+        signed_in_user(&self.issuer, email, PASSWORD).await
     }
 
     async fn as_user(&self, token: &str, request: reqwest::RequestBuilder) -> (u16, Value) {
@@ -194,66 +178,6 @@ impl Provider {
     }
 }
 
-/// The paths `deploy/local/oauth2-tools.sh` prints (installing the tools the first time).
-fn tools() -> HashMap<String, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = std::process::Command::new("bash")
-        .arg(root.join("deploy/local/oauth2-tools.sh"))
-        .output()
-        .expect("deploy/local/oauth2-tools.sh runs");
-    assert!(
-        output.status.success(),
-        "deploy/local/oauth2-tools.sh failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("oauth2")
-        .join(name)
-}
-
-/// Runs a Python test client; panics with its output (and the gateway's logs) unless it passed.
-async fn run_client(
-    provider: &Provider,
-    python: &str,
-    script: &Path,
-    env: &[(&str, &str)],
-) -> String {
-    let output = tokio::time::timeout(
-        Duration::from_secs(300),
-        tokio::process::Command::new(python)
-            .arg(script)
-            .envs(env.iter().copied())
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the client finishes within 5 minutes")
-    .expect("the client runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!("{}:\n{text}", script.display());
-    assert!(
-        output.status.success(),
-        "{} failed:\n{text}\ngateway:\n{}",
-        script.display(),
-        provider.gateway.logs()
-    );
-    text
-}
-
 /// Authlib runs every flow and the security BCP's negative cases (see `authlib_flows.py`):
 /// code + PKCE for a confidential and a public client, ID token and JWKS verification,
 /// userinfo, remembered consent, refresh rotation and reuse detection, client credentials,
@@ -261,7 +185,7 @@ async fn run_client(
 /// client is not registered for, a denied consent and a wrong password.
 #[tokio::test(flavor = "multi_thread")]
 async fn authlib_drives_every_flow_and_the_refusals_of_the_security_bcp() {
-    let tools = tools();
+    let tools = oauth2_tools();
     let provider = Provider::start().await;
     let owner = provider.user("owner@example.com").await;
     provider.user("relying@example.com").await;
@@ -290,10 +214,9 @@ async fn authlib_drives_every_flow_and_the_refusals_of_the_security_bcp() {
         .await;
     assert!(public.get("client_secret").is_none(), "{public}");
     let text = |v: &Value, key: &str| v[key].as_str().unwrap().to_owned();
-    let output = run_client(
-        &provider,
+    let output = run_oauth2_client(
         &tools["PYTHON"],
-        &script("authlib_flows.py"),
+        "authlib_flows.py",
         &[
             ("ISSUER", &provider.issuer),
             ("USERNAME", "relying@example.com"),
@@ -308,6 +231,7 @@ async fn authlib_drives_every_flow_and_the_refusals_of_the_security_bcp() {
             ("SERVICE_CLIENT_ID", &text(&service, "client_id")),
             ("SERVICE_CLIENT_SECRET", &text(&service, "client_secret")),
         ],
+        || provider.gateway.logs(),
     )
     .await;
     assert!(!output.contains("FAIL"), "{output}");
@@ -368,7 +292,7 @@ async fn authlib_drives_every_flow_and_the_refusals_of_the_security_bcp() {
 /// path is printed), clicks Allow, and the code it brings back is exchanged for tokens.
 #[tokio::test(flavor = "multi_thread")]
 async fn chromium_clicks_through_the_sign_in_and_consent_pages() {
-    let tools = tools();
+    let tools = oauth2_tools();
     let provider = Provider::start().await;
     let owner = provider.user("browser-owner@example.com").await;
     provider.user("browser-user@example.com").await;
@@ -384,10 +308,9 @@ async fn chromium_clicks_through_the_sign_in_and_consent_pages() {
         .join("../../target/oauth2-consent-page.png")
         .to_string_lossy()
         .into_owned();
-    let output = run_client(
-        &provider,
+    let output = run_oauth2_client(
         &tools["PYTHON"],
-        &script("consent_browser.py"),
+        "consent_browser.py",
         &[
             ("ISSUER", &provider.issuer),
             ("CLIENT_ID", client["client_id"].as_str().unwrap()),
@@ -401,6 +324,7 @@ async fn chromium_clicks_through_the_sign_in_and_consent_pages() {
             ("CHROMEDRIVER", &tools["CHROMEDRIVER"]),
             ("CHROMIUM", &tools["CHROMIUM"]),
         ],
+        || provider.gateway.logs(),
     )
     .await;
     assert!(Path::new(&screenshot).exists(), "{output}");

@@ -335,6 +335,7 @@ async fn create_client(
         .await?;
     let caller = provider.accounts.caller(&request);
     provider
+        .accounts
         .audit(
             "client_created",
             Some(&client.client_id),
@@ -446,6 +447,7 @@ async fn update_client(
         })?;
     let caller = provider.accounts.caller(&request);
     provider
+        .accounts
         .audit(
             "client_updated",
             Some(&client.client_id),
@@ -494,6 +496,7 @@ async fn rotate_secret(
         .await?;
     let caller = provider.accounts.caller(&request);
     provider
+        .accounts
         .audit(
             "client_secret_rotated",
             Some(&client.client_id),
@@ -541,6 +544,7 @@ async fn delete_client(
         })?;
     let caller = provider.accounts.caller(&request);
     provider
+        .accounts
         .audit(
             "client_deleted",
             Some(&client.client_id),
@@ -640,6 +644,7 @@ async fn revoke_consent(
         .await?;
     let caller = provider.accounts.caller(&request);
     provider
+        .accounts
         .audit(
             "consent_revoked",
             Some(&path),
@@ -686,6 +691,7 @@ async fn revoke_all_consents(
     }
     let caller = provider.accounts.caller(&request);
     provider
+        .accounts
         .audit(
             "consents_revoked",
             None,

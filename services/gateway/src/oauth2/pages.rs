@@ -447,15 +447,16 @@ impl Provider {
                 auth_time: Some(auth_time),
             })
             .await?;
-        self.audit(
-            "authorization_code_issued",
-            Some(&authorization.client.client_id),
-            Some(user_id),
-            caller,
-            true,
-            json!({"scope": scope_string(&authorization.scopes), "grant": session_id}),
-        )
-        .await;
+        self.accounts
+            .audit(
+                "authorization_code_issued",
+                Some(&authorization.client.client_id),
+                Some(user_id),
+                caller,
+                true,
+                json!({"scope": scope_string(&authorization.scopes), "grant": session_id}),
+            )
+            .await;
         Ok(back_to_client(
             &authorization.redirect_uri,
             &[("code", code.expose())],
@@ -600,6 +601,7 @@ async fn sign_in(
         Ok(who) => who,
         Err(error) => {
             provider
+                .accounts
                 .audit(
                     "authorization_sign_in_failed",
                     Some(&authorization.client.client_id),
@@ -728,6 +730,7 @@ async fn consent_form(
         Some("allow") => {}
         Some("deny") => {
             provider
+                .accounts
                 .audit(
                     "consent_denied",
                     Some(&ticket.client_id),
@@ -784,6 +787,7 @@ async fn consent_form(
         return unavailable(&error);
     }
     provider
+        .accounts
         .audit(
             "consent_granted",
             Some(&ticket.client_id),

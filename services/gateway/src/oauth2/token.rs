@@ -208,6 +208,7 @@ async fn token_endpoint(
     match outcome {
         Ok(tokens) => {
             provider
+                .accounts
                 .audit(
                     "token_issued",
                     Some(&client.client_id),
@@ -221,6 +222,7 @@ async fn token_endpoint(
         }
         Err(refused) => {
             provider
+                .accounts
                 .audit(
                     "token_refused",
                     Some(&client.client_id),
@@ -236,21 +238,6 @@ async fn token_endpoint(
 }
 
 impl Provider {
-    /// Writes an OAuth2 audit log entry (best effort).
-    pub(crate) async fn audit(
-        &self,
-        event_type: &str,
-        client_id: Option<&str>,
-        user_id: Option<UserId>,
-        caller: &Caller,
-        success: bool,
-        details: Value,
-    ) {
-        self.accounts
-            .audit(event_type, client_id, user_id, caller, success, details)
-            .await;
-    }
-
     /// The client of a request to the token, revocation or introspection endpoint (RFC 6749
     /// section 2.3.1): HTTP Basic, or `client_id` (and `client_secret`) in the body; one
     /// method only. A confidential client must give its secret, a public one must not.
@@ -285,15 +272,16 @@ impl Provider {
             ),
         };
         let refuse = async |reason: &str| {
-            self.audit(
-                "client_authentication_failed",
-                None,
-                None,
-                caller,
-                false,
-                json!({"reason": reason}),
-            )
-            .await;
+            self.accounts
+                .audit(
+                    "client_authentication_failed",
+                    None,
+                    None,
+                    caller,
+                    false,
+                    json!({"reason": reason}),
+                )
+                .await;
             let mut error = OAuthError::invalid_client();
             error.basic = used_basic;
             error
@@ -453,15 +441,16 @@ impl Provider {
                 revoked,
                 "a used authorization code was presented again; its grant is revoked"
             );
-            self.audit(
-                "authorization_code_replay",
-                Some(&client.client_id),
-                None,
-                caller,
-                false,
-                json!({"grant": session, "revoked": revoked}),
-            )
-            .await;
+            self.accounts
+                .audit(
+                    "authorization_code_replay",
+                    Some(&client.client_id),
+                    None,
+                    caller,
+                    false,
+                    json!({"grant": session, "revoked": revoked}),
+                )
+                .await;
         }
         Ok(())
     }
@@ -795,6 +784,7 @@ async fn revoke(
     };
     if let Some((kind, user_id)) = revoked {
         provider
+            .accounts
             .audit(
                 "token_revoked",
                 Some(&client.client_id),
