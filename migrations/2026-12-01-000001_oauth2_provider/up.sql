@@ -18,7 +18,7 @@ ALTER TABLE oauth2_authorization_codes
     ADD COLUMN auth_time TIMESTAMPTZ;
 
 -- RSA keys that sign ID tokens (RS256). The private key is stored encrypted (AES-256-GCM under
--- OAUTH2_KEY_ENCRYPTION_KEY, the key ID as associated data); the public half is published at
+-- a key derived from OAUTH2_KEY_SECRET, the key ID as associated data); the public half is published at
 -- the JWKS endpoint. The newest key signs once it has been published long enough for relying
 -- parties to have fetched it; an older key stays published until the ID tokens it signed
 -- expired, and is then deleted.

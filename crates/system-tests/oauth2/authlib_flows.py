@@ -35,8 +35,10 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import html
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -996,9 +998,22 @@ def unknown_client_id():
 
 
 def expect_authorize_error(request: AuthRequest, error: str, what: str) -> None:
-    """The authorization request is refused at once with a redirect carrying `error`."""
+    """The authorization request is refused at once: a 400 page (no automatic redirect, RFC 9700
+    section 4.11.2) whose a#continue link carries `error` back to the redirect_uri."""
     resp = new_http().get(request.url, allow_redirects=False, timeout=TIMEOUT)
-    expect_redirect_error(BrowserResult(resp, False), request, error, what)
+    if resp.status_code != 400 or "Location" in resp.headers:
+        fail(f"{what}: a 400 page, no redirect", show(resp))
+    link = re.search(r'<a id="continue" href="([^"]*)"', resp.text)
+    if link is None:
+        fail(f"{what}: a link a#continue back to the client", show(resp))
+    location = html.unescape(link.group(1))
+    params = redirect_params(location, what)
+    if params.get("error") != error or "code" in params:
+        fail(f"{what}: error={error} and no code in the link", f"href {location}")
+    if params.get("state") != request.state:
+        fail(f"{what}: state {request.state!r} back unchanged", f"href {location}")
+    if params.get("iss") != ISSUER:
+        fail(f"{what}: iss={ISSUER} in the link", f"href {location}")
 
 
 @check

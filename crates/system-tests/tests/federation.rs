@@ -161,6 +161,18 @@ async fn users_sign_in_with_another_deployment_of_this_provider() {
     let owner = upstream.user("owner@upstream.example").await;
     upstream.user("hopper@upstream.example").await;
     upstream.user("lovelace@upstream.example").await;
+    // A new account needs an address its provider verified: these two followed their link
+    // (no email-worker runs here).
+    let verified = upstream
+        .waitlist
+        .count(
+            "WITH v AS (UPDATE users SET is_email_verified = true
+                        WHERE email IN ('hopper@upstream.example', 'lovelace@upstream.example')
+                        RETURNING 1)
+             SELECT count(*) AS n FROM v",
+        )
+        .await;
+    assert_eq!(verified, 2);
     let callback = format!("http://{gateway_addr}/api/v1/auth/providers/self/callback");
     let (status, client) = call(
         reqwest::Client::new()

@@ -14,6 +14,8 @@ use service_runtime::testing::{ServiceProcess, free_local_addr};
 use system_tests::{WaitlistStack, call, oauth2_tools, run_oauth2_client, signed_in_user};
 
 const PASSWORD: &str = "correct horse battery";
+/// The PKCE code verifier of the flows run here.
+const VERIFIER: &str = "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv";
 
 /// The gateway of one test, and the users and clients it made.
 struct Provider {
@@ -22,6 +24,8 @@ struct Provider {
     gateway: ServiceProcess,
     issuer: String,
     http: reqwest::Client,
+    /// Follows no redirect, as the flows look at each 303.
+    browser: reqwest::Client,
 }
 
 impl Provider {
@@ -46,6 +50,10 @@ impl Provider {
             gateway,
             issuer,
             http: reqwest::Client::new(),
+            browser: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
         }
     }
 
@@ -79,78 +87,107 @@ impl Provider {
     /// Runs the code flow as a browser without JavaScript would (the sign-in form, then the
     /// consent form when it comes) and exchanges the code; the token answer.
     async fn code_flow(&self, client: &Value, redirect_uri: &str, email: &str) -> Value {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let verifier = "v".repeat(64);
+        let code = self.authorize(client, redirect_uri, email).await;
+        let (status, tokens) = self.exchange(client, redirect_uri, &code).await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    }
+
+    /// The sign-in form posted for `client` (PKCE with [`VERIFIER`]); the answer: the consent
+    /// page, or the 303 when consent was given before.
+    async fn sign_in_page(
+        &self,
+        client: &Value,
+        redirect_uri: &str,
+        email: &str,
+    ) -> reqwest::Response {
         let challenge = {
             use base64::Engine as _;
             use sha2::Digest as _;
             base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(sha2::Sha256::digest(verifier.as_bytes()))
+                .encode(sha2::Sha256::digest(VERIFIER.as_bytes()))
         };
-        let client_id = client["client_id"].as_str().unwrap();
         let params = [
             ("response_type", "code"),
-            ("client_id", client_id),
+            ("client_id", client["client_id"].as_str().unwrap()),
             ("redirect_uri", redirect_uri),
             ("scope", "openid email"),
             ("state", "s-1"),
             ("code_challenge", &challenge),
             ("code_challenge_method", "S256"),
         ];
-        let page = http
-            .get(self.url("/oauth2/authorize"))
-            .query(&params)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(page.status(), 200);
         let mut form: Vec<(&str, &str)> = params.to_vec();
         form.extend([("username", email), ("password", PASSWORD)]);
-        let answer = http
+        self.browser
             .post(self.url("/oauth2/authorize"))
             .form(&form)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The consent form's ticket on a consent page.
+    async fn ticket(page: reqwest::Response) -> String {
+        let html = page.text().await.unwrap();
+        html.split("name=\"ticket\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a consent page with a ticket")
+            .to_owned()
+    }
+
+    async fn consent(&self, ticket: &str, decision: &str) -> reqwest::Response {
+        self.browser
+            .post(self.url("/oauth2/consent"))
+            .form(&[("ticket", ticket), ("decision", decision)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A code for `client`, consenting when asked.
+    async fn authorize(&self, client: &Value, redirect_uri: &str, email: &str) -> String {
+        let answer = self.sign_in_page(client, redirect_uri, email).await;
         let answer = if answer.status() == 200 {
-            let html = answer.text().await.unwrap();
-            let ticket = html
-                .split("name=\"ticket\" value=\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .expect("a consent page with a ticket")
-                .to_owned();
-            http.post(self.url("/oauth2/consent"))
-                .form(&[("ticket", ticket.as_str()), ("decision", "allow")])
-                .send()
-                .await
-                .unwrap()
+            let ticket = Self::ticket(answer).await;
+            self.consent(&ticket, "allow").await
         } else {
             answer
         };
         assert_eq!(answer.status(), 303);
         let location = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
-        let code = location
+        location
             .query_pairs()
             .find(|(k, _)| k == "code")
             .map(|(_, v)| v.into_owned())
-            .expect("a code");
-        let (status, tokens) = call(
-            http.post(self.url("/oauth2/token"))
-                .basic_auth(client_id, client["client_secret"].as_str())
-                .form(&[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("redirect_uri", redirect_uri),
-                    ("code_verifier", &verifier),
-                ]),
+            .expect("a code")
+    }
+
+    /// The token endpoint's answer to `code`, `client` authenticating with its secret.
+    async fn exchange(&self, client: &Value, redirect_uri: &str, code: &str) -> (u16, Value) {
+        self.token(
+            client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", VERIFIER),
+            ],
         )
-        .await;
-        assert_eq!(status, 200, "{tokens}");
-        tokens
+        .await
+    }
+
+    async fn token(&self, client: &Value, form: &[(&str, &str)]) -> (u16, Value) {
+        call(
+            self.http
+                .post(self.url("/oauth2/token"))
+                .basic_auth(
+                    client["client_id"].as_str().unwrap(),
+                    client["client_secret"].as_str(),
+                )
+                .form(form),
+        )
+        .await
     }
 
     /// What introspection (as `client`) says of `token`.
@@ -573,4 +610,131 @@ async fn clients_and_consents_are_managed_by_their_users() {
             "no {event} in {entries:?}"
         );
     }
+}
+
+/// The refusals the security BCP asks for, where a race or a second client is involved: of
+/// concurrent redemptions of one code at most one gets tokens, and none stays active;
+/// a code presented by another client is refused; a refresh asking for more scopes is refused
+/// without costing the refresh token; a forged consent ticket, and a genuine one after a
+/// password change, are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn codes_refresh_tokens_and_tickets_refuse_what_they_must() {
+    let provider = Provider::start().await;
+    let ada = provider.user("ada@example.com").await;
+    provider.user("bob@example.com").await;
+    let redirect_uri = "https://app.example.com/callback";
+    let client = |name: &str| {
+        json!({"name": name, "client_type": "confidential", "redirect_uris": [redirect_uri],
+               "grant_types": ["authorization_code", "refresh_token"], "scopes": ["openid", "email"]})
+    };
+    let app = provider.client(&ada, client("App")).await;
+    let other = provider.client(&ada, client("Other app")).await;
+
+    // Four concurrent exchanges of one code: at most one gets tokens (none, when a replay
+    // revoked the grant before the first exchange wrote them), and no token stays active.
+    let code = provider
+        .authorize(&app, redirect_uri, "bob@example.com")
+        .await;
+    let answers =
+        futures::future::join_all((0..4).map(|_| provider.exchange(&app, redirect_uri, &code)))
+            .await;
+    let winners: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, b)| b)
+        .collect();
+    assert!(winners.len() <= 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(
+            (*status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+    }
+    for winner in winners {
+        let access = winner["access_token"].as_str().unwrap();
+        assert_eq!(
+            provider.introspect(&app, access).await,
+            json!({"active": false})
+        );
+    }
+
+    // Another client's code.
+    let code = provider
+        .authorize(&app, redirect_uri, "bob@example.com")
+        .await;
+    let (status, body) = provider.exchange(&other, redirect_uri, &code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+
+    // A refresh asking for more than was granted; the refresh token still works after.
+    let code = provider
+        .authorize(&app, redirect_uri, "bob@example.com")
+        .await;
+    let (_, tokens) = provider.exchange(&app, redirect_uri, &code).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let wider = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("scope", "openid email phone"),
+    ];
+    let (status, body) = provider.token(&app, &wider).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{body}"
+    );
+    let narrower = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("scope", "openid"),
+    ];
+    let (status, body) = provider.token(&app, &narrower).await;
+    assert_eq!(
+        (status, body["scope"].as_str()),
+        (200, Some("openid")),
+        "{body}"
+    );
+    // Another client cannot use it (nor learn of it), and its holder is not told it exists.
+    let refresh = body["refresh_token"].as_str().unwrap();
+    let (status, body) = provider
+        .token(
+            &other,
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert_eq!(
+        provider.introspect(&other, refresh).await,
+        json!({"active": false})
+    );
+    assert_eq!(provider.introspect(&app, refresh).await["active"], true);
+
+    // A forged ticket; a genuine one after the password changed.
+    let forged = provider.consent("eyJ1c2VyX2lkIjoxfQ.AAAA", "allow").await;
+    assert_eq!(forged.status(), 400);
+    let carol = provider.user("carol@example.com").await;
+    let page = provider
+        .sign_in_page(&app, redirect_uri, "carol@example.com")
+        .await;
+    assert_eq!(page.status(), 200);
+    let ticket = Provider::ticket(page).await;
+    let (status, body) = provider
+        .as_user(
+            &carol,
+            provider.http.post(provider.url("/api/v1/me/password")).json(
+                &json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let stale = provider.consent(&ticket, "allow").await;
+    assert_eq!(stale.status(), 400);
+    assert!(stale.headers().get("location").is_none());
 }

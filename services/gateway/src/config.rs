@@ -244,6 +244,7 @@ mod tests {
         for issuer in [
             "ftp://id.example.com",
             "https://id.example.com/?a=b",
+            "https://id.example.com/auth",
             "not a url",
         ] {
             let env = Env::from_pairs([

@@ -77,6 +77,8 @@ pub(crate) enum ErrorCode {
     NotLinked,
     /// Unlinking would leave the account no way to sign in (409).
     LastSignInMethod,
+    /// The change needs a sign-in of the last few minutes (403).
+    RecentSignInRequired,
     /// No such OAuth2 client among the signed-in user's (404).
     ClientNotFound,
     /// No live consent of the signed-in user to that client (404).
@@ -144,6 +146,7 @@ impl ErrorCode {
             Self::AlreadyLinked => "the provider account is linked elsewhere",
             Self::NotLinked => "no account of the provider is linked",
             Self::LastSignInMethod => "the account's last way to sign in",
+            Self::RecentSignInRequired => "the change needs a recent sign-in",
             Self::ConsentNotFound => "no live consent to that client",
             Self::AccountDeleted => "the account was deleted",
             Self::AccountSuspended => "the account is suspended",
@@ -184,7 +187,8 @@ impl ErrorCode {
             | Self::AccountSuspended
             | Self::IdentifierNotVerified
             | Self::PasswordResetRequired
-            | Self::WrongPassword => StatusCode::FORBIDDEN,
+            | Self::WrongPassword
+            | Self::RecentSignInRequired => StatusCode::FORBIDDEN,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::ValidationFailed
             | Self::UnknownField

@@ -188,6 +188,14 @@ pub(crate) struct Authenticated {
 }
 
 impl Authenticated {
+    /// A fingerprint of the password that signed in (SHA-256 of its hash): a later check that
+    /// the same password is still current. `None` for a sign-in through another provider.
+    pub(crate) fn credential_fingerprint(&self) -> Option<String> {
+        self.password_hash
+            .as_deref()
+            .map(|hash| TokenHash::of(hash).as_str().to_owned())
+    }
+
     /// A user another provider vouched for (the provider's name is the sign-in's method).
     pub(crate) fn through_provider(user: domain::User, provider: &str) -> Self {
         Self {

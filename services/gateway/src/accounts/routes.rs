@@ -92,7 +92,7 @@ pub(crate) struct TokenResponse {
     refresh_token_expires_in: u64,
     session_id: uuid::Uuid,
     /// The Snowflake ID, as a decimal string.
-    user_id: String,
+    pub(crate) user_id: String,
 }
 
 impl From<IssuedTokens> for TokenResponse {

@@ -8,7 +8,8 @@
 //!   what the callback needs (the verifier, the nonce, who is linking) travels in a cookie
 //!   sealed with AES-256-GCM under a key derived from `OAUTH2_KEY_SECRET`. The cookie binds the
 //!   flow to the browser that started it: a callback URL opened elsewhere is refused (no login
-//!   CSRF), and it is spent by the callback.
+//!   CSRF). The callback clears it; the provider's code it carried the browser back with is
+//!   single-use at the provider.
 //! - **The ID token** is checked as Core section 3.1.3.7 says: RS256 signature by a key of the
 //!   provider's JWKS, `iss`, `aud` (and `azp`), `exp`, `iat` and `nonce`.
 //! - **Accounts**: a provider account already linked signs its user in. An unknown one creates

@@ -36,6 +36,8 @@ const COOKIE: &str = "oidc_login";
 const COOKIE_PATH: &str = "/api/v1/auth/providers";
 /// How long a started flow may take.
 const FLOW_TTL_SECONDS: i64 = 600;
+/// Linking a provider needs a session started this recently.
+const RECENT_SIGN_IN_MINUTES: i64 = 10;
 
 /// What the federation endpoints work with.
 #[derive(Debug, Clone)]
@@ -263,6 +265,14 @@ impl Federation {
                 "the provider's email address is not valid",
             )
         })?;
+        // An address the provider has not verified could be anyone's: an account made with it
+        // would let whoever holds the provider account claim the address before its owner.
+        if !identity.email_verified {
+            return Err(ApiError::new(
+                ErrorCode::ProviderError,
+                "the provider has not verified this email address; a new account needs a verified one",
+            ));
+        }
         if users
             .identifier_exists(&Identifier::Email(email.clone()))
             .await?
@@ -295,7 +305,7 @@ impl Federation {
                 id,
                 email: Some(email),
                 phone: None,
-                is_email_verified: identity.email_verified,
+                is_email_verified: true,
                 is_phone_verified: false,
                 consent,
                 password_hash: unusable,
@@ -307,6 +317,35 @@ impl Federation {
             Err(RepoError::Conflict(_)) => return Err(account_exists()),
             Err(other) => return Err(other.into()),
         };
+        match self.finish_account(&user, upstream, identity).await {
+            Ok(Some(account)) => {
+                self.registration.user_registered(&user).await;
+                Ok(Some(account))
+            }
+            // A concurrent sign-in linked the provider account first.
+            Ok(None) => {
+                users.delete_user(user.id).await?;
+                Ok(None)
+            }
+            // Half made: the address must not stay taken by an account nobody can use.
+            Err(error) => {
+                if let Err(cleanup) = users.delete_user(user.id).await {
+                    tracing::error!(user_id = %user.id, %cleanup, "a half-made account was not deleted");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The rest of a new account: its password made unusable and the provider account linked;
+    /// `None` when another user has the provider account.
+    async fn finish_account(
+        &self,
+        user: &domain::User,
+        upstream: &Upstream,
+        identity: &Identity,
+    ) -> Result<Option<OAuthAccount>, ApiError> {
+        let users = &self.accounts.users;
         users.invalidate_all_credentials(user.id).await?;
         let now = Utc::now();
         let account = OAuthAccount {
@@ -323,15 +362,10 @@ impl Federation {
             updated_at: now,
         };
         match users.create_oauth_account(&account).await {
-            Ok(()) => {}
-            Err(RepoError::Conflict(_)) => {
-                users.delete_user(user.id).await?;
-                return Ok(None);
-            }
-            Err(other) => return Err(other.into()),
+            Ok(()) => Ok(Some(account)),
+            Err(RepoError::Conflict(_)) => Ok(None),
+            Err(other) => Err(other.into()),
         }
-        self.registration.user_registered(&user).await;
-        Ok(Some(account))
     }
 
     /// Links the provider account to the signed-in user who started the flow.
@@ -438,11 +472,12 @@ fn upstream_error(error: UpstreamError) -> ApiError {
                 "the identity provider cannot be reached; try again",
             )
         }
+        // The details (URLs, the provider's words) go to the log, not to the browser.
         UpstreamError::Refused(reason) => {
             tracing::warn!(%reason, "identity provider answer refused");
             ApiError::new(
                 ErrorCode::ProviderError,
-                format!("the sign-in with the provider failed: {reason}"),
+                "the sign-in with the provider failed; try again, or sign in another way",
             )
         }
     }
@@ -634,7 +669,7 @@ async fn complete(
         .await
         .map_err(upstream_error)?;
     let caller = federation.accounts.caller(request);
-    match flow.link_user {
+    let outcome = match flow.link_user {
         Some(user_id) => federation
             .link(upstream, user_id, &identity, &tokens)
             .await
@@ -643,7 +678,27 @@ async fn complete(
             .sign_in(upstream, &identity, &tokens, flow.consent, &caller)
             .await
             .map(CallbackAnswer::SignedIn),
-    }
+    };
+    let (event, user_id, details) = match &outcome {
+        Ok(CallbackAnswer::Linked(_)) => ("provider_linked", flow.link_user, json!({})),
+        Ok(CallbackAnswer::SignedIn(signed_in)) => (
+            "provider_sign_in",
+            signed_in.tokens.user_id.parse().ok(),
+            json!({"account_created": signed_in.account_created}),
+        ),
+        Err(error) => (
+            "provider_sign_in_failed",
+            flow.link_user,
+            json!({"error": error.code.as_str(), "linking": flow.link_user.is_some()}),
+        ),
+    };
+    let mut details = details;
+    details["provider"] = json!(provider);
+    federation
+        .accounts
+        .audit(event, None, user_id, &caller, outcome.is_ok(), details)
+        .await;
+    outcome
 }
 
 /// Where to send the browser to link a provider.
@@ -655,6 +710,9 @@ pub(crate) struct LinkStart {
 
 /// Link a provider account to the signed-in user: answers the provider's URL.
 ///
+/// Needs a session started in the last 10 minutes (a linked provider signs the account in
+/// until it is unlinked).
+///
 /// Sets the `oidc_login` cookie: follow `authorization_url` in the same browser; the callback
 /// links the provider account the user signs in with there.
 #[utoipa::path(
@@ -665,6 +723,7 @@ pub(crate) struct LinkStart {
     responses(
         (status = 200, description = "The provider's authorization URL, and the flow's cookie", body = LinkStart),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The session was not started in the last 10 minutes (`recent_sign_in_required`)", body = ErrorBody),
         (status = 404, description = "No such provider (`provider_not_found`)", body = ErrorBody),
         (status = 503, description = "The provider cannot be reached (`provider_unavailable`)", body = ErrorBody),
     )
@@ -676,6 +735,22 @@ async fn start_link(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let upstream = federation.upstream(&path)?;
+    // A linked provider signs in for good (a password reset does not end it): a stolen
+    // access token must not be enough to add one.
+    let recent = federation
+        .accounts
+        .accounts
+        .session(who.session_id)
+        .await?
+        .is_some_and(|s| {
+            Utc::now() - s.created_at < chrono::Duration::minutes(RECENT_SIGN_IN_MINUTES)
+        });
+    if !recent {
+        return Err(ApiError::new(
+            ErrorCode::RecentSignInRequired,
+            format!("sign in again (within {RECENT_SIGN_IN_MINUTES} minutes) to link a provider"),
+        ));
+    }
     let (url, cookie) = federation.begin(upstream, Some(who.user_id), true).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::SET_COOKIE, cookie))
@@ -748,6 +823,7 @@ async fn linked_providers(
 #[delete("/api/v1/me/providers/{provider}")]
 async fn unlink(
     federation: web::Data<Federation>,
+    request: HttpRequest,
     who: SignedIn,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -771,5 +847,17 @@ async fn unlink(
         ));
     }
     users.unlink_oauth_account(who.user_id, &path).await?;
+    let caller = federation.accounts.caller(&request);
+    federation
+        .accounts
+        .audit(
+            "provider_unlinked",
+            None,
+            Some(who.user_id),
+            &caller,
+            true,
+            json!({"provider": *path}),
+        )
+        .await;
     Ok(HttpResponse::NoContent().finish())
 }

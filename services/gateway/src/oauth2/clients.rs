@@ -636,12 +636,13 @@ async fn revoke_consent(
         }
         Err(other) => return Err(other.into()),
     }
-    users.revoke_user_consent(who.user_id, &path).await?;
+    // The grants first: if withdrawing the consent then fails, asking again repeats both.
     let grants = provider
         .accounts
         .accounts
         .revoke_client_grants(who.user_id, &path, "consent_revoked")
         .await?;
+    users.revoke_user_consent(who.user_id, &path).await?;
     let caller = provider.accounts.caller(&request);
     provider
         .accounts
@@ -681,7 +682,7 @@ async fn revoke_all_consents(
 ) -> Result<Reply<ConsentsRevoked>, ApiError> {
     let users = &provider.accounts.users;
     let consents = users.get_user_consents(who.user_id).await?;
-    let revoked = users.revoke_all_user_consents(who.user_id).await?;
+    // The grants first: if withdrawing the consents then fails, asking again repeats both.
     for consent in &consents {
         provider
             .accounts
@@ -689,6 +690,7 @@ async fn revoke_all_consents(
             .revoke_client_grants(who.user_id, &consent.client_id, "consent_revoked")
             .await?;
     }
+    let revoked = users.revoke_all_user_consents(who.user_id).await?;
     let caller = provider.accounts.caller(&request);
     provider
         .accounts

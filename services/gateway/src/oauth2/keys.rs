@@ -8,8 +8,9 @@
 //!
 //! - when the newest key is `OAUTH2_SIGNING_KEY_ROTATION` old (or there is none), a new one is
 //!   made (two replicas doing so at once make two keys, which is harmless);
-//! - the newest key signs once it has been published for `OAUTH2_JWKS_MAX_AGE`, so relying
-//!   parties caching the JWKS know it before they see it; until then the one before signs;
+//! - the newest key signs once it has been published for `OAUTH2_JWKS_MAX_AGE` and the minute
+//!   every replica takes to load it, so relying parties caching the JWKS know it before they
+//!   see it; until then the one before signs;
 //! - a key stays published until every ID token it signed has expired and caches have let go
 //!   of it, and is then deleted.
 
@@ -37,16 +38,18 @@ const RELOAD_EVERY: Duration = Duration::from_secs(60);
 struct LoadedKey {
     kid: String,
     private: PKey<Private>,
-    jwk: Value,
     created_at: DateTime<Utc>,
 }
 
 #[derive(Default)]
 struct Loaded {
-    /// Newest first.
+    /// The keys that open here, newest first.
     keys: Vec<LoadedKey>,
     signer: Option<usize>,
-    published: Vec<usize>,
+    /// The public keys of every key not retired, whether or not it opens here (one sealed
+    /// under a former `OAUTH2_KEY_SECRET`, or by a replica with a newer one, still verifies the
+    /// ID tokens it signed).
+    jwks: Vec<Value>,
 }
 
 /// The signing keys, shared by the gateway's workers. Cheap to clone.
@@ -167,13 +170,7 @@ impl KeyRing {
         let mut stored = self.store.all().await?;
         let now = Utc::now();
         let created: Vec<_> = stored.iter().map(|k| k.created_at).collect();
-        let first = plan(
-            &created,
-            now,
-            self.rotation,
-            self.max_age,
-            self.id_token_ttl,
-        );
+        let first = plan(&created, now, self.rotation, self.lead(), self.id_token_ttl);
         if first.rotate {
             self.make_key().await?;
             stored = self.store.all().await?;
@@ -181,13 +178,7 @@ impl KeyRing {
         // Retired by age, whether or not they open here (a key sealed under a former
         // OAUTH2_KEY_SECRET goes too, once no token can need it).
         let created: Vec<_> = stored.iter().map(|k| k.created_at).collect();
-        let by_age = plan(
-            &created,
-            now,
-            self.rotation,
-            self.max_age,
-            self.id_token_ttl,
-        );
+        let by_age = plan(&created, now, self.rotation, self.lead(), self.id_token_ttl);
         for &index in by_age.retired.iter().rev() {
             let key = stored.remove(index);
             if self.store.delete(&key.kid).await? {
@@ -209,13 +200,8 @@ impl KeyRing {
             return Box::pin(self.reload()).await;
         }
         let created: Vec<_> = keys.iter().map(|k| k.created_at).collect();
-        let plan = plan(
-            &created,
-            now,
-            self.rotation,
-            self.max_age,
-            self.id_token_ttl,
-        );
+        let plan = plan(&created, now, self.rotation, self.lead(), self.id_token_ttl);
+        let jwks = stored.iter().map(|k| k.public_jwk.clone()).collect();
         let mut loaded = self
             .loaded
             .write()
@@ -223,7 +209,7 @@ impl KeyRing {
         *loaded = Loaded {
             keys,
             signer: plan.signer,
-            published: plan.published,
+            jwks,
         };
         Ok(())
     }
@@ -257,7 +243,6 @@ impl KeyRing {
         Ok(LoadedKey {
             kid: key.kid.clone(),
             private: PKey::private_key_from_pkcs8(&der)?,
-            jwk: key.public_jwk.clone(),
             created_at: key.created_at,
         })
     }
@@ -290,13 +275,13 @@ impl KeyRing {
             .loaded
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let keys: Vec<Value> = loaded
-            .published
-            .iter()
-            .filter_map(|&i| loaded.keys.get(i))
-            .map(|k| k.jwk.clone())
-            .collect();
-        json!({ "keys": keys })
+        json!({ "keys": loaded.jwks })
+    }
+
+    /// How long a new key is published before it signs: the JWKS's cache life, plus the time
+    /// every replica takes to load the key (a replica serving an older JWKS meanwhile).
+    fn lead(&self) -> Duration {
+        self.max_age + RELOAD_EVERY
     }
 
     /// `Cache-Control: max-age` of the JWKS, in seconds.

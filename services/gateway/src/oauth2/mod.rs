@@ -95,14 +95,18 @@ impl OAuth2Config {
             value: issuer.clone(),
             reason: e.to_string(),
         })?;
+        // The endpoints are served at fixed paths from the root: an issuer with a path would
+        // name URLs nothing serves.
         if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.path() != "/"
             || parsed.query().is_some()
             || parsed.fragment().is_some()
         {
             return Err(ConfigError::Invalid {
                 name: "OAUTH2_ISSUER".into(),
                 value: issuer,
-                reason: "an http(s) URL without query or fragment (RFC 8414 section 2)".into(),
+                reason: "an http(s) URL without path, query or fragment (RFC 8414 section 2)"
+                    .into(),
             });
         }
         Ok(Self {

@@ -3,8 +3,12 @@
 //! code, `state` and `iss` (RFC 9207).
 //!
 //! - An unknown client or a redirect URI that is not exactly one the client registered gets an
-//!   error page, never a redirect (RFC 6749 section 4.1.2.1); every other refusal goes back to
-//!   the client as `error=…`.
+//!   error page, never a redirect (RFC 6749 section 4.1.2.1). Every other refusal of the
+//!   request goes back to the client as `error=…`, but through a page with a link, not an
+//!   automatic redirect: any signed-in user can register a client, so a redirect URI is not
+//!   trusted enough to bounce browsers to it unseen (RFC 9700 section 4.11.2). `prompt=none`
+//!   is refused that way too (`login_required`): no browser session is kept. A user's Deny on
+//!   the consent page redirects at once.
 //! - The sign-in form checks the password as `POST /api/v1/auth/sign-in` does (the same
 //!   counters and throttling). A consent that covers the scopes asked is not asked again,
 //!   unless `prompt=consent`.
@@ -108,6 +112,7 @@ enum Refusal {
     Page(StatusCode, String),
     /// Sent back to the client (RFC 6749 section 4.1.2.1).
     Redirect {
+        client_name: String,
         redirect_uri: String,
         error: &'static str,
         description: String,
@@ -133,6 +138,15 @@ struct ConsentPage<'a> {
     account: String,
     scopes: Vec<String>,
     ticket: String,
+}
+
+#[derive(Template)]
+#[template(path = "oauth2/interstitial.html")]
+struct InterstitialPage<'a> {
+    client_name: &'a str,
+    message: &'a str,
+    continue_url: &'a str,
+    redirect_host: String,
 }
 
 #[derive(Template)]
@@ -206,23 +220,15 @@ fn host_of(redirect_uri: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The redirect back to the client: `redirect_uri` with `params`, `state` and `iss` added.
-fn back_to_client(
+/// `redirect_uri` with `params`, `state` and `iss` (RFC 9207) added; `None` when it does not
+/// parse (registered URIs always do).
+fn client_url(
     redirect_uri: &str,
     params: &[(&str, &str)],
     state: Option<&str>,
     issuer: &str,
-) -> HttpResponse {
-    let mut url = match url::Url::parse(redirect_uri) {
-        Ok(url) => url,
-        Err(_) => {
-            return message(
-                StatusCode::BAD_REQUEST,
-                "Cannot continue",
-                "The application's redirect URI is not valid.",
-            );
-        }
-    };
+) -> Option<String> {
+    let mut url = url::Url::parse(redirect_uri).ok()?;
     {
         let mut query = url.query_pairs_mut();
         for (name, value) in params {
@@ -233,8 +239,25 @@ fn back_to_client(
         }
         query.append_pair("iss", issuer);
     }
+    Some(url.into())
+}
+
+/// The redirect back to the client: `redirect_uri` with `params`, `state` and `iss` added.
+fn back_to_client(
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+    state: Option<&str>,
+    issuer: &str,
+) -> HttpResponse {
+    let Some(url) = client_url(redirect_uri, params, state, issuer) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Cannot continue",
+            "The application's redirect URI is not valid.",
+        );
+    };
     HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, url.to_string()))
+        .insert_header((header::LOCATION, url))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .finish()
@@ -245,16 +268,33 @@ impl Provider {
         match refusal {
             Refusal::Page(status, text) => message(status, "Cannot continue", &text),
             Refusal::Redirect {
+                client_name,
                 redirect_uri,
                 error,
                 description,
                 state,
-            } => back_to_client(
-                &redirect_uri,
-                &[("error", error), ("error_description", &description)],
-                state.as_deref(),
-                &self.config.issuer,
-            ),
+            } => {
+                let Some(url) = client_url(
+                    &redirect_uri,
+                    &[("error", error), ("error_description", &description)],
+                    state.as_deref(),
+                    &self.config.issuer,
+                ) else {
+                    return message(
+                        StatusCode::BAD_REQUEST,
+                        "Cannot continue",
+                        "The application's redirect URI is not valid.",
+                    );
+                };
+                let html = InterstitialPage {
+                    client_name: &client_name,
+                    message: &format!("{error}: {description}"),
+                    continue_url: &url,
+                    redirect_host: host_of(&redirect_uri),
+                }
+                .render();
+                page(StatusCode::BAD_REQUEST, html, None)
+            }
         }
     }
 
@@ -294,6 +334,7 @@ impl Provider {
         }
         let state = request.state.clone();
         let back = |error: &'static str, description: &str| Refusal::Redirect {
+            client_name: client.name.clone(),
             redirect_uri: redirect_uri.clone(),
             error,
             description: description.to_owned(),
@@ -524,6 +565,9 @@ struct Ticket {
     code_challenge: String,
     nonce: Option<String>,
     auth_time: DateTime<Utc>,
+    /// The password that signed in ([`crate::accounts::Authenticated::credential_fingerprint`]):
+    /// a password change or reset since voids the ticket.
+    credential: String,
     /// Seconds since the epoch.
     expires_at: i64,
 }
@@ -652,6 +696,7 @@ async fn sign_in(
         code_challenge: authorization.code_challenge.clone(),
         nonce: authorization.nonce.clone(),
         auth_time: who.at,
+        credential: who.credential_fingerprint().unwrap_or_default(),
         expires_at: Utc::now().timestamp()
             + i64::try_from(provider.config.consent_ttl.as_secs()).unwrap_or(600),
     });
@@ -759,6 +804,19 @@ async fn consent_form(
         }
     }
     let users = &provider.accounts.users;
+    // The account may have been deleted or suspended, or its password changed, since the
+    // ticket was made: then the ticket is void.
+    match users.get_user_with_credentials(ticket.user_id).await {
+        Ok((user, credentials))
+            if user.deleted_at.is_none()
+                && user.status != domain::UserStatus::Suspended
+                && credentials.iter().any(|c| {
+                    c.invalidated_at.is_none()
+                        && domain::TokenHash::of(&c.password_hash).as_str() == ticket.credential
+                }) => {}
+        Ok(_) | Err(RepoError::NotFound { .. }) => return expired(),
+        Err(error) => return unavailable(&error),
+    }
     // The consent covers what was granted before and what is granted now.
     let mut scopes = match users
         .get_user_consent(ticket.user_id, &ticket.client_id)
@@ -797,18 +855,6 @@ async fn consent_form(
             json!({"scope": scope_string(&scopes)}),
         )
         .await;
-    // The account may have been deleted or suspended since it signed in.
-    match users.get_user_by_id(ticket.user_id).await {
-        Ok(user) if user.status != domain::UserStatus::Suspended => {}
-        Ok(_) | Err(RepoError::NotFound { .. }) => {
-            return message(
-                StatusCode::FORBIDDEN,
-                "Cannot continue",
-                "The account is not available.",
-            );
-        }
-        Err(error) => return unavailable(&error),
-    }
     provider
         .grant(&authorization, ticket.user_id, ticket.auth_time, &caller)
         .await

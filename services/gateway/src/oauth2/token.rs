@@ -142,6 +142,10 @@ pub(crate) struct OAuth2TokenResponse {
     /// An RS256 JWT, when `openid` was granted; verify it with the keys of `/oauth2/jwks`.
     #[serde(skip_serializing_if = "Option::is_none")]
     id_token: Option<String>,
+    /// The user of the grant (for the audit log; not in the answer).
+    #[serde(skip)]
+    #[schema(ignore)]
+    user_id: Option<UserId>,
 }
 
 fn tokens_answer(tokens: OAuth2TokenResponse) -> HttpResponse {
@@ -212,7 +216,7 @@ async fn token_endpoint(
                 .audit(
                     "token_issued",
                     Some(&client.client_id),
-                    None,
+                    tokens.user_id,
                     &caller,
                     true,
                     json!({"grant_type": grant_type, "scope": tokens.scope}),
@@ -271,6 +275,8 @@ impl Provider {
                 secret.map(str::to_owned),
             ),
         };
+        // Some libraries send a public client as Basic with an empty password.
+        let secret = secret.filter(|s| !s.is_empty());
         let refuse = async |reason: &str| {
             self.accounts
                 .audit(
@@ -279,7 +285,8 @@ impl Provider {
                     None,
                     caller,
                     false,
-                    json!({"reason": reason}),
+                    // The client tried (not trusted: it failed), cut to a sane length.
+                    json!({"reason": reason, "client_id": client_id.chars().take(128).collect::<String>()}),
                 )
                 .await;
             let mut error = OAuthError::invalid_client();
@@ -408,8 +415,33 @@ impl Provider {
             &tokens,
             found.nonce.as_deref(),
             found.auth_time.unwrap_or(session.created_at),
-        )?;
-        Ok(answer(tokens, &found.scopes, id_token))
+        );
+        self.keep_if_live(session_id, id_token.is_ok()).await?;
+        Ok(answer(tokens, &found.scopes, id_token?))
+    }
+
+    /// After a grant's new tokens were written: when the grant ended meanwhile (a replay of
+    /// its code, a withdrawn consent, a password reset that ran between the check and the
+    /// write) or the answer cannot be made (`answerable` false), it is revoked again, which
+    /// takes the new tokens with it.
+    async fn keep_if_live(
+        &self,
+        session_id: uuid::Uuid,
+        answerable: bool,
+    ) -> Result<(), OAuthError> {
+        let sessions = &self.accounts.accounts;
+        let live = sessions
+            .session(session_id)
+            .await?
+            .is_some_and(|s| s.is_live(Utc::now()));
+        if !live || !answerable {
+            sessions.revoke_session(session_id, "revoked").await?;
+        }
+        if live {
+            Ok(())
+        } else {
+            Err(OAuthError::invalid_grant("the grant was revoked"))
+        }
     }
 
     /// A code that was redeemed before came back: the grant it started is revoked (RFC 6749
@@ -507,11 +539,16 @@ impl Provider {
         if wider(&redeemed.scopes) {
             return Err(wider_scope());
         }
+        // Never more than the client is registered for now: narrowing a client's scopes
+        // narrows its grants at their next refresh.
         let scopes: Vec<String> = if asked.is_empty() {
             redeemed.scopes.clone()
         } else {
             asked.into_iter().collect()
-        };
+        }
+        .into_iter()
+        .filter(|s| client.scopes.contains(s))
+        .collect();
         let user = self.live_user(redeemed.user_id).await?;
         let tokens = self
             .accounts
@@ -532,8 +569,11 @@ impl Provider {
             &tokens,
             None,
             redeemed.session.created_at,
-        )?;
-        Ok(answer(tokens, &scopes, id_token))
+        );
+        if id_token.is_err() {
+            self.keep_if_live(redeemed.session.id, false).await?;
+        }
+        Ok(answer(tokens, &scopes, id_token?))
     }
 
     /// `grant_type=client_credentials` (RFC 6749 section 4.4): a token for the client itself.
@@ -587,6 +627,7 @@ impl Provider {
             refresh_token: None,
             scope: scope_string(&scopes),
             id_token: None,
+            user_id: None,
         })
     }
 
@@ -657,6 +698,7 @@ fn answer(
         refresh_token: tokens.refresh_token.map(|t| t.expose().to_owned()),
         scope: scope_string(scopes),
         id_token,
+        user_id: Some(tokens.user_id),
     }
 }
 
@@ -827,9 +869,10 @@ pub(crate) struct Introspection {
 
 /// Says whether a token is live, and what it grants (RFC 7662).
 ///
-/// For resource servers: only a confidential client may ask (any of them: resource servers
-/// check tokens issued to other clients). A revoked, expired or unknown token is
-/// `{"active": false}`.
+/// For resource servers: only a confidential client may ask. It learns about access tokens
+/// of any client (resource servers check tokens issued to others), about refresh tokens only
+/// of its own, and never about first-party session tokens. A revoked, expired or unknown token
+/// is `{"active": false}`.
 #[utoipa::path(
     tag = "oauth2",
     operation_id = "introspectToken",
@@ -868,7 +911,7 @@ async fn introspect(
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let answer = match SecretToken::parse(token) {
         None => Introspection::default(),
-        Some(token) => provider.introspection(&token.hash()).await?,
+        Some(token) => provider.introspection(&token.hash(), &client).await?,
     };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -876,10 +919,20 @@ async fn introspect(
 }
 
 impl Provider {
-    async fn introspection(&self, hash: &domain::TokenHash) -> Result<Introspection, OAuthError> {
+    /// What `asker` may learn of a token: an access token of any OAuth2 client (resource
+    /// servers check tokens issued to others), a refresh token only its own client's; a
+    /// first-party session token never (it is no OAuth2 client's).
+    async fn introspection(
+        &self,
+        hash: &domain::TokenHash,
+        asker: &OAuth2Client,
+    ) -> Result<Introspection, OAuthError> {
         let users = &self.accounts.users;
         let issuer = Some(self.config.issuer.clone());
         match users.get_access_token_by_hash(hash).await {
+            Ok(token) if token.client_id == FIRST_PARTY_CLIENT_ID => {
+                return Ok(Introspection::default());
+            }
             Ok(token) => {
                 return Ok(Introspection {
                     active: true,
@@ -896,6 +949,7 @@ impl Provider {
             Err(other) => return Err(other.into()),
         }
         match users.get_refresh_token_by_hash(hash).await {
+            Ok(token) if token.client_id != asker.client_id => Ok(Introspection::default()),
             Ok(token) => Ok(Introspection {
                 active: true,
                 scope: Some(scope_string(&token.scopes)),
