@@ -34,6 +34,8 @@ pub struct NewSession {
     /// [`FIRST_PARTY_CLIENT_ID`] for a sign-in; the client's ID for a grant to an OAuth2
     /// client.
     pub client_id: String,
+    /// When the user authenticated (a grant starts after its consent page, a little later).
+    pub created_at: DateTime<Utc>,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
     /// No refresh extends the session past this.
@@ -206,8 +208,9 @@ impl Accounts {
     pub async fn start_session(&self, session: &NewSession) -> RepoResult<()> {
         let mut conn = self.database.connection().await?;
         sql_query(
-            "INSERT INTO user_sessions (id, user_id, ip_address, user_agent, expires_at, client_id)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO user_sessions (id, user_id, ip_address, user_agent, expires_at, client_id,
+                                        created_at, refreshed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
         )
         .bind::<SqlUuid, _>(session.id)
         .bind::<BigInt, _>(session.user_id.as_i64())
@@ -215,6 +218,7 @@ impl Accounts {
         .bind::<Nullable<Text>, _>(session.user_agent.as_deref())
         .bind::<Timestamptz, _>(session.expires_at)
         .bind::<Text, _>(&session.client_id)
+        .bind::<Timestamptz, _>(session.created_at)
         .execute(&mut *conn)
         .await?;
         Ok(())
@@ -484,6 +488,18 @@ impl Accounts {
     /// the last one is over) and returns the count with it.
     #[tracing::instrument(name = "db.throttle_hit", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn throttle_hit(&self, key: &str, window: Duration) -> RepoResult<ThrottleCount> {
+        self.hit(key, window).await
+    }
+
+    /// Spends a single-use value (a consent page's ticket, a provider sign-in's state) named by
+    /// `key`: `true` the first time within `lifetime` (which must cover the value's own), `false`
+    /// after. Kept as a throttle counter with a limit of one.
+    #[tracing::instrument(name = "db.spend_once", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    pub async fn spend_once(&self, key: &str, lifetime: Duration) -> RepoResult<bool> {
+        Ok(self.hit(key, lifetime).await?.hits == 1)
+    }
+
+    async fn hit(&self, key: &str, window: Duration) -> RepoResult<ThrottleCount> {
         let mut conn = self.database.connection().await?;
         let row: ThrottleRow = sql_query(
             "INSERT INTO auth_throttle AS t (key, hits, window_started_at) VALUES ($1, 1, now())

@@ -400,6 +400,14 @@ async fn clients_and_consents_are_managed_by_their_users() {
             json!({"name": " ", "client_type": "confidential", "grant_types": ["client_credentials"]}),
             "name",
         ),
+        (
+            json!({"name": "App\u{202E}gnp.exe", "client_type": "confidential", "grant_types": ["client_credentials"]}),
+            "name",
+        ),
+        (
+            json!({"name": "x", "client_type": "public", "redirect_uris": ["https://good.example@evil.example/cb"], "grant_types": ["authorization_code"]}),
+            "redirect_uris[0]",
+        ),
     ] {
         let (status, refused) = provider
             .as_user(
@@ -737,4 +745,78 @@ async fn codes_refresh_tokens_and_tickets_refuse_what_they_must() {
     let stale = provider.consent(&ticket, "allow").await;
     assert_eq!(stale.status(), 400);
     assert!(stale.headers().get("location").is_none());
+
+    // A ticket answers once: a second Allow (or a Deny after it) is refused.
+    let page = provider
+        .sign_in_page(&other, redirect_uri, "bob@example.com")
+        .await;
+    let ticket = Provider::ticket(page).await;
+    assert_eq!(provider.consent(&ticket, "allow").await.status(), 303);
+    for decision in ["allow", "deny"] {
+        let again = provider.consent(&ticket, decision).await;
+        assert_eq!(again.status(), 400, "{decision}");
+    }
+
+    // The pages take forms only as a browser sends them, and say which methods they take.
+    let plain = provider
+        .browser
+        .post(provider.url("/oauth2/consent"))
+        .header("Content-Type", "text/plain")
+        .body(format!("ticket={ticket}&decision=allow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 415);
+    let put = provider
+        .browser
+        .put(provider.url("/oauth2/authorize"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 405);
+    assert_eq!(put.headers()["allow"], "GET, HEAD, POST");
+
+    // A client ID with a NUL (through Basic) is an unknown client, not a server error.
+    let (status, body) = call(
+        provider
+            .http
+            .post(provider.url("/oauth2/token"))
+            .header("Authorization", "Basic JTAwOng=")
+            .form(&[("grant_type", "client_credentials")]),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+
+    // A first-party token is no OAuth2 token: unknown at userinfo; another client's token is
+    // answered as unknown at revocation, and stays live.
+    let (status, _) = call(
+        provider
+            .http
+            .get(provider.url("/oauth2/userinfo"))
+            .bearer_auth(&ada),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let code = provider
+        .authorize(&app, redirect_uri, "bob@example.com")
+        .await;
+    let (_, tokens) = provider.exchange(&app, redirect_uri, &code).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let (status, _) = call(
+        provider
+            .http
+            .post(provider.url("/oauth2/revoke"))
+            .basic_auth(
+                other["client_id"].as_str().unwrap(),
+                other["client_secret"].as_str(),
+            )
+            .form(&[("token", access)]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(provider.introspect(&app, access).await["active"], true);
 }

@@ -19,6 +19,7 @@ async fn session(accounts: &Accounts, user_id: UserId) -> Uuid {
             id,
             user_id,
             client_id: FIRST_PARTY_CLIENT_ID.into(),
+            created_at: Utc::now(),
             ip_address: Some("203.0.113.9".into()),
             user_agent: None,
             expires_at: Utc::now() + Duration::days(1),

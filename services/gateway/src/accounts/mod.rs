@@ -523,6 +523,7 @@ impl AccountsApi {
                 id: session_id,
                 user_id: user.id,
                 client_id: FIRST_PARTY_CLIENT_ID.into(),
+                created_at: Utc::now(),
                 ip_address: caller.ip.clone(),
                 user_agent: caller.user_agent.clone(),
                 expires_at: session_ends,

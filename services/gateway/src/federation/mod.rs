@@ -125,6 +125,9 @@ struct Metadata {
     token_endpoint: String,
     jwks_uri: String,
     userinfo_endpoint: Option<String>,
+    /// RFC 9207: the provider names itself in every authorization response.
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
 }
 
 /// Why a provider could not be used.
@@ -235,6 +238,28 @@ impl Upstream {
             .append_pair("code_challenge", code_challenge)
             .append_pair("code_challenge_method", "S256");
         Ok(url.into())
+    }
+
+    /// Checks the `iss` of an authorization response (RFC 9207): when present it must be the
+    /// provider's issuer, and a provider that promises it must send it (a response from
+    /// another provider the browser was sent to is refused: mix-up attacks).
+    pub(crate) async fn check_response_issuer(
+        &self,
+        iss: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        let metadata = self.metadata().await?;
+        match iss {
+            Some(iss) if iss.trim_end_matches('/') == metadata.issuer.trim_end_matches('/') => {
+                Ok(())
+            }
+            Some(_) => Err(UpstreamError::Refused(
+                "the authorization response names another issuer".into(),
+            )),
+            None if metadata.authorization_response_iss_parameter_supported => Err(
+                UpstreamError::Refused("the authorization response has no iss".into()),
+            ),
+            None => Ok(()),
+        }
     }
 
     /// Exchanges the code (client_secret_basic, PKCE) and verifies the ID token.

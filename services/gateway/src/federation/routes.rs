@@ -561,6 +561,8 @@ pub(crate) struct CallbackQuery {
     state: Option<String>,
     /// The provider's refusal (`access_denied`, …).
     error: Option<String>,
+    /// The provider's issuer (RFC 9207).
+    iss: Option<String>,
 }
 
 /// A sign-in through a provider: the session's tokens.
@@ -645,6 +647,26 @@ async fn complete(
                 "no sign-in with this provider was started in this browser, or it expired: start again",
             )
         })?;
+    // The state is single-use: a callback URL replayed in the same browser is refused here
+    // too, before the provider is asked about a spent code.
+    let spent = federation
+        .accounts
+        .accounts
+        .spend_once(
+            &format!("oidc_state:{}", domain::TokenHash::of(&flow.state).as_str()),
+            std::time::Duration::from_secs(u64::try_from(FLOW_TTL_SECONDS).unwrap_or(600)),
+        )
+        .await?;
+    if !spent {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            "this sign-in was already completed: start again",
+        ));
+    }
+    upstream
+        .check_response_issuer(query.iss.as_deref())
+        .await
+        .map_err(upstream_error)?;
     if let Some(error) = query.error {
         let error: String = error
             .chars()

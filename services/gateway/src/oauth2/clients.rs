@@ -165,11 +165,15 @@ impl Provider {
         let name = name.trim();
         if name.is_empty()
             || name.chars().count() > MAX_NAME_CHARS
-            || name.chars().any(char::is_control)
+            || name
+                .chars()
+                .any(|c| c.is_control() || is_invisible_format(c))
         {
             return Err(ApiError::invalid(
                 "name",
-                format!("1 to {MAX_NAME_CHARS} characters, no control characters"),
+                format!(
+                    "1 to {MAX_NAME_CHARS} characters, no control, direction or invisible characters"
+                ),
             ));
         }
         let mut grants = BTreeSet::new();
@@ -251,6 +255,14 @@ impl Provider {
     }
 }
 
+/// Format characters that change how a name reads without showing: direction overrides and
+/// isolates (a name could show reversed on the consent page), zero-width characters.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
 /// A redirect URI as RFC 9700 section 2.1 and RFC 8252 sections 7.1 to 7.3 allow.
 pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
     if uri.len() > MAX_URI_CHARS {
@@ -259,6 +271,10 @@ pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
     let parsed = url::Url::parse(uri).map_err(|_| "not an absolute URI")?;
     if parsed.fragment().is_some() || uri.contains('#') {
         return Err("a redirect URI has no fragment");
+    }
+    // `https://good.example@evil.example/` reads as one host and goes to another.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("a redirect URI has no user name or password");
     }
     if parsed.as_str() != uri && parsed.as_str() != format!("{uri}/") {
         // Matched exactly later: what is registered must be what clients send.
@@ -729,6 +745,8 @@ mod tests {
             "data:text/html,hi",
             "myapp:/cb",
             "https://APP.example.com/cb",
+            "https://good.example.com@evil.example/cb",
+            "https://user:pass@app.example.com/cb",
         ] {
             assert!(check_redirect_uri(bad).is_err(), "{bad}");
         }

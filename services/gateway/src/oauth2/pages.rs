@@ -12,10 +12,11 @@
 //! - The sign-in form checks the password as `POST /api/v1/auth/sign-in` does (the same
 //!   counters and throttling). A consent that covers the scopes asked is not asked again,
 //!   unless `prompt=consent`.
-//! - The consent form carries a ticket: the authorization, the user and an expiry
-//!   (`OAUTH2_CONSENT_TTL`), signed with HMAC-SHA256 under a key derived from
-//!   `OAUTH2_KEY_SECRET`. Only someone who just entered the password holds one, so the form
-//!   cannot be forged from another site (no cookie is involved at all).
+//! - The consent form carries a ticket: the authorization, the user, the password that signed
+//!   in (a fingerprint) and an expiry (`OAUTH2_CONSENT_TTL`), signed with HMAC-SHA256 under a
+//!   key derived from `OAUTH2_KEY_SECRET`. Only someone who just entered the password holds
+//!   one, so the form cannot be forged from another site (no cookie is involved at all); it is
+//!   spent by its first answer and void once the password changes.
 //! - Pages are `no-store`, cannot be framed (`frame-ancestors 'none'`, `X-Frame-Options`), and
 //!   their `Content-Security-Policy` lets forms go only here and to the client's redirect URI.
 
@@ -43,7 +44,12 @@ pub(crate) fn routes(config: &mut web::ServiceConfig) {
     config
         .service(authorize_page)
         .service(sign_in)
-        .service(consent_form);
+        .service(consent_form)
+        .route(
+            "/oauth2/authorize",
+            web::route().to(page_method_not_allowed),
+        )
+        .route("/oauth2/consent", web::route().to(page_method_not_allowed));
 }
 
 const MAX_STATE_CHARS: usize = 1024;
@@ -463,6 +469,8 @@ impl Provider {
                 id: session_id,
                 user_id,
                 client_id: authorization.client.client_id.clone(),
+                // The grant's `auth_time`: every ID token of it says when the user signed in.
+                created_at: auth_time,
                 ip_address: caller.ip.clone(),
                 user_agent: caller.user_agent.clone(),
                 expires_at: now + max_age,
@@ -557,6 +565,8 @@ impl Provider {
 /// What a consent page's form carries back: the authorization and who signed in.
 #[derive(Debug, Serialize, Deserialize)]
 struct Ticket {
+    /// Random: the ticket is spent by its first use.
+    id: String,
     user_id: UserId,
     client_id: String,
     redirect_uri: String,
@@ -598,8 +608,12 @@ async fn authorize_page(provider: web::Data<Provider>, request: HttpRequest) -> 
 async fn sign_in(
     provider: web::Data<Provider>,
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> HttpResponse {
+    let body = match page_body(&request, payload).await {
+        Ok(body) => body,
+        Err(refused) => return *refused,
+    };
     let form: SignInForm = match parse_form(&body) {
         Ok(form) => form,
         Err(error) => {
@@ -656,13 +670,19 @@ async fn sign_in(
                 )
                 .await;
             let status = error.status();
+            let retry_after = error.retry_after;
             let text = match error.code {
                 ErrorCode::InvalidCredentials => {
                     "Wrong email, phone number or password.".to_owned()
                 }
                 _ => error.message,
             };
-            return again(status, &text);
+            let mut page = again(status, &text);
+            if let Some(seconds) = retry_after {
+                page.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+            }
+            return page;
         }
     };
     let user_id = who.user.id;
@@ -688,6 +708,7 @@ async fn sign_in(
         }
     }
     let ticket = provider.ticket(&Ticket {
+        id: SecretToken::generate().expose()[..32].to_owned(),
         user_id,
         client_id: authorization.client.client_id.clone(),
         redirect_uri: authorization.redirect_uri.clone(),
@@ -718,6 +739,84 @@ async fn sign_in(
     page(StatusCode::OK, html, Some(&authorization.redirect_uri))
 }
 
+/// The body of a page's form: `application/x-www-form-urlencoded` (what a browser sends; not
+/// `text/plain`, which a form on another site could also send), uncompressed, at most 16 KiB,
+/// arriving within 10 s. Refusals are pages too.
+async fn page_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<web::Bytes, Box<HttpResponse>> {
+    use futures::StreamExt as _;
+    const LIMIT: usize = 16 * 1024;
+    let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let form = header(header::CONTENT_TYPE)
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    let compressed =
+        header(header::CONTENT_ENCODING).is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
+    if !form || compressed {
+        return Err(Box::new(message(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Cannot continue",
+            "The form was not sent as a browser sends it.",
+        )));
+    }
+    let too_large = || {
+        message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Cannot continue",
+            "The form is too large.",
+        )
+    };
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| {
+                Box::new(message(
+                    StatusCode::BAD_REQUEST,
+                    "Cannot continue",
+                    "The form could not be read.",
+                ))
+            })?;
+            if body.len() + chunk.len() > LIMIT {
+                return Err(Box::new(too_large()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Box::new(message(
+                StatusCode::REQUEST_TIMEOUT,
+                "Cannot continue",
+                "The form came too slowly.",
+            )))
+        })
+}
+
+/// Any other method on the pages' paths: 405 with `Allow`, as a page.
+async fn page_method_not_allowed(request: HttpRequest) -> HttpResponse {
+    let allow = if request.path() == "/oauth2/consent" {
+        "POST"
+    } else {
+        "GET, HEAD, POST"
+    };
+    let mut response = message(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Cannot continue",
+        "This page does not take that method.",
+    );
+    if let Ok(value) = header::HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
 fn unavailable(error: &RepoError) -> HttpResponse {
     tracing::warn!(%error, "authorization: database unavailable");
     message(
@@ -739,8 +838,12 @@ struct ConsentForm {
 async fn consent_form(
     provider: web::Data<Provider>,
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> HttpResponse {
+    let body = match page_body(&request, payload).await {
+        Ok(body) => body,
+        Err(refused) => return *refused,
+    };
     let expired = || {
         message(
             StatusCode::BAD_REQUEST,
@@ -754,6 +857,21 @@ async fn consent_form(
     let Some(ticket) = form.ticket.as_deref().and_then(|t| provider.open_ticket(t)) else {
         return expired();
     };
+    // One answer per consent page: a ticket used before (a second Allow, a Deny after an
+    // Allow, a copy) is expired.
+    match provider
+        .accounts
+        .accounts
+        .spend_once(
+            &format!("consent_ticket:{}", ticket.id),
+            provider.config.consent_ttl,
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return expired(),
+        Err(error) => return unavailable(&error),
+    }
     // The client may have changed since the page was shown.
     let authorization = AuthorizationRequest {
         response_type: Some("code".into()),

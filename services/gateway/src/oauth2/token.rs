@@ -61,11 +61,20 @@ impl<T: DeserializeOwned + 'static> FromRequest for Form<T> {
                 v.trim()
                     .eq_ignore_ascii_case("application/x-www-form-urlencoded")
             });
+        let encoded = request
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
         let body = web::Bytes::from_request(request, payload);
         Box::pin(async move {
             if !form_type {
                 return Err(OAuthError::invalid_request(
                     "the body must be application/x-www-form-urlencoded",
+                ));
+            }
+            if encoded {
+                return Err(OAuthError::invalid_request(
+                    "the body must not be compressed (Content-Encoding)",
                 ));
             }
             let body = tokio::time::timeout(std::time::Duration::from_secs(10), body)
@@ -86,15 +95,26 @@ pub(crate) fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, OAuthErr
     }
     let mut seen = BTreeSet::new();
     for (name, value) in form_urlencoded::parse(body) {
+        // Named in the message only when it is a plain name (never echo arbitrary bytes).
+        let shown = if name.len() <= 64 && name.bytes().all(|b| b.is_ascii_graphic()) {
+            format!("the parameter {name}")
+        } else {
+            "a parameter".to_owned()
+        };
         if !seen.insert(name.clone()) {
             return Err(OAuthError::invalid_request(format!(
-                "the parameter {name} is sent more than once"
+                "{shown} is sent more than once"
             )));
         }
         if value.contains('\0') || name.contains('\0') {
             return Err(OAuthError::invalid_request(format!(
-                "the parameter {name} holds a NUL character"
+                "{shown} holds a NUL character"
             )));
+        }
+        // The decoder replaces bytes that are not UTF-8 with U+FFFD: such a value would not
+        // come back as it was sent (a `state`, say).
+        if value.contains('\u{FFFD}') || name.contains('\u{FFFD}') {
+            return Err(OAuthError::invalid_request(format!("{shown} is not UTF-8")));
         }
     }
     serde_urlencoded::from_bytes(body).map_err(|e| OAuthError::invalid_request(e.to_string()))
@@ -293,7 +313,10 @@ impl Provider {
             error.basic = used_basic;
             error
         };
-        if client_id == FIRST_PARTY_CLIENT_ID || client_id.len() > 128 {
+        if client_id == FIRST_PARTY_CLIENT_ID
+            || client_id.len() > 128
+            || client_id.chars().any(char::is_control)
+        {
             return Err(refuse("unknown client").await);
         }
         let client = match self
@@ -414,7 +437,7 @@ impl Provider {
             &found.scopes,
             &tokens,
             found.nonce.as_deref(),
-            found.auth_time.unwrap_or(session.created_at),
+            session.created_at,
         );
         self.keep_if_live(session_id, id_token.is_ok()).await?;
         Ok(answer(tokens, &found.scopes, id_token?))
@@ -745,14 +768,15 @@ pub(crate) struct TokenReference {
 ///
 /// The client authenticates as at the token endpoint and may revoke only its own tokens.
 /// Revoking a refresh token revokes its grant (every token of it); revoking an access token
-/// revokes that token. An unknown token is answered 200 too.
+/// revokes that token. An unknown token, or another client's, is answered 200 too (and left
+/// alone).
 #[utoipa::path(
     tag = "oauth2",
     operation_id = "revokeToken",
     request_body(content = TokenReference, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or unknown"),
-        (status = 400, description = "`invalid_request` (no token), `unauthorized_client` (another client's token)", body = OAuthErrorBody),
+        (status = 400, description = "`invalid_request` (no token)", body = OAuthErrorBody),
         (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
     )
 )]
@@ -781,12 +805,6 @@ async fn revoke(
     };
     let hash = token.hash();
     let users = &provider.accounts.users;
-    let other_client = || {
-        OAuthError::new(
-            OAuthErrorCode::UnauthorizedClient,
-            "the token was issued to another client",
-        )
-    };
     let refresh_first = form.token_type_hint.as_deref() == Some("refresh_token");
     let access = users.get_access_token_by_hash(&hash);
     let refresh = users.get_refresh_token_by_hash(&hash);
@@ -797,18 +815,16 @@ async fn revoke(
         let access = access.await;
         (access, refresh.await)
     };
+    // Another client's token is answered as an unknown one (RFC 7009 section 2.2: 200 for a
+    // token that is invalid for this client), so the answer tells nothing of it.
     let revoked = match (access, refresh) {
+        (Ok(access), _) if access.client_id != client.client_id => None,
         (Ok(access), _) => {
-            if access.client_id != client.client_id {
-                return Err(other_client());
-            }
             users.revoke_access_token(&hash).await?;
             Some(("access_token", access.user_id))
         }
+        (_, Ok(refresh)) if refresh.client_id != client.client_id => None,
         (_, Ok(refresh)) => {
-            if refresh.client_id != client.client_id {
-                return Err(other_client());
-            }
             match refresh.session_id {
                 Some(session) => {
                     provider
@@ -985,6 +1001,10 @@ impl Provider {
             Err(RepoError::NotFound { .. }) => return Err(invalid()),
             Err(other) => return Err(other.into()),
         };
+        // A first-party session token is no OAuth2 grant: unknown here.
+        if found.client_id == FIRST_PARTY_CLIENT_ID {
+            return Err(invalid());
+        }
         let Some(user_id) = found.user_id else {
             return Err(OAuthError::new(
                 OAuthErrorCode::InsufficientScope,
