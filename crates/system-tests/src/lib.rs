@@ -424,3 +424,29 @@ pub async fn run_oauth2_client(
     );
     text
 }
+
+/// Runs `platform-admin` with `args` on the database schema `schema` (and `env` on top of the
+/// base environment); panics unless it succeeds; its output, one JSON value per line.
+pub async fn platform_admin_json_lines(
+    schema: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<serde_json::Value> {
+    let output = tokio::process::Command::new(workspace_binary("platform-admin"))
+        .args(args)
+        .envs(service_runtime::testing::base_env())
+        .env("DATABASE_SCHEMA", schema)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("platform-admin runs");
+    assert!(
+        output.status.success(),
+        "platform-admin {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON value per line"))
+        .collect()
+}

@@ -12,7 +12,9 @@ use std::time::Duration;
 use events::testing::TestTopic;
 use serde_json::{Value, json};
 use service_runtime::testing::{ServiceProcess, free_local_addr};
-use system_tests::{WaitlistStack, call, oauth2_tools, run_oauth2_client, signed_in_user};
+use system_tests::{
+    WaitlistStack, call, oauth2_tools, platform_admin_json_lines, run_oauth2_client, signed_in_user,
+};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const PASSWORD: &str = "correct horse battery";
@@ -120,24 +122,12 @@ async fn users_sign_in_with_an_independent_openid_provider() {
     .await;
 
     // Operators see how many accounts the provider linked, and the latest links.
-    let output =
-        tokio::process::Command::new(service_runtime::testing::workspace_binary("platform-admin"))
-            .args(["oauth-accounts", "--recent", "5"])
-            .envs(service_runtime::testing::base_env())
-            .env("DATABASE_SCHEMA", gateway.waitlist.db.schema())
-            .env("OIDC_PROVIDERS", "upstream")
-            .output()
-            .await
-            .expect("platform-admin runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON lines"))
-        .collect();
+    let lines = platform_admin_json_lines(
+        gateway.waitlist.db.schema(),
+        &["oauth-accounts", "--recent", "5"],
+        &[("OIDC_PROVIDERS", "upstream")],
+    )
+    .await;
     assert_eq!(lines[0]["provider"], "upstream", "{lines:?}");
     assert!(
         lines[0]["linked_accounts"].as_i64().unwrap() >= 1,

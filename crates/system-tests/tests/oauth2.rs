@@ -11,7 +11,9 @@ use std::path::Path;
 use events::testing::TestTopic;
 use serde_json::{Value, json};
 use service_runtime::testing::{ServiceProcess, free_local_addr};
-use system_tests::{WaitlistStack, call, oauth2_tools, run_oauth2_client, signed_in_user};
+use system_tests::{
+    WaitlistStack, call, oauth2_tools, platform_admin_json_lines, run_oauth2_client, signed_in_user,
+};
 
 const PASSWORD: &str = "correct horse battery";
 /// The PKCE code verifier of the flows run here.
@@ -589,23 +591,12 @@ async fn clients_and_consents_are_managed_by_their_users() {
     );
 
     // Platform operators read the audit log with platform-admin.
-    let output =
-        tokio::process::Command::new(service_runtime::testing::workspace_binary("platform-admin"))
-            .args(["oauth2-audit-log", "--limit", "500"])
-            .envs(service_runtime::testing::base_env())
-            .env("DATABASE_SCHEMA", provider.waitlist.db.schema())
-            .output()
-            .await
-            .expect("platform-admin runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let entries: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
-        .collect();
+    let entries = platform_admin_json_lines(
+        provider.waitlist.db.schema(),
+        &["oauth2-audit-log", "--limit", "500"],
+        &[],
+    )
+    .await;
     for event in [
         "consent_granted",
         "consent_revoked",
