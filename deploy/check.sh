@@ -57,6 +57,17 @@ if grep -rniE 'change-?me|development-only|PASSWORD: [a-z]|://[^:/@ ]+:[a-z]+@' 
     die "a placeholder secret is in the manifests above: ship none (deploy/README.md)"
 fi
 
+say "only the gateway is published beyond the host, and only it is reachable in the cluster"
+# docker-compose: every published port but the gateway's API is bound to 127.0.0.1.
+if grep -nE '^\s+- "[0-9]+:[0-9]+"' docker-compose.yml | grep -v '"8080:8080"'; then
+    die "docker-compose.yml publishes the ports above on every interface: bind them to 127.0.0.1"
+fi
+for overlay in "$rendered"/*.yaml; do
+    for policy in default-deny-ingress gateway-api operations-port; do
+        grep -q "^  name: $policy\$" "$overlay" || die "$(basename "$overlay" .yaml) renders no NetworkPolicy $policy"
+    done
+done
+
 say "hadolint deploy/docker/Dockerfile"
 "$VENVS/hadolint/bin/hadolint" deploy/docker/Dockerfile
 
