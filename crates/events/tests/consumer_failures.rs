@@ -111,6 +111,13 @@ async fn a_failing_batch_is_narrowed_to_the_messages_that_cause_it() {
         || statement.stored.lock().unwrap().len() == 8 && message_count(&dlq) == 2,
     )
     .await;
+    // A dead letter is on the topic a moment before its delivery is acknowledged and the
+    // message counted finished: stopping in between leaves it uncommitted, by design (the next
+    // member dead-letters it again). Wait for the periodic commit of all ten.
+    until("all ten committed", || {
+        committed_0(&group, &topic.name) == 10
+    })
+    .await;
     shutdown.cancel();
     joined("run_batches", task).await;
 
