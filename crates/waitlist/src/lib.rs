@@ -15,4 +15,4 @@ pub use mailer::{MailError, Mailer, MailerConfig, OutgoingEmail};
 pub use relay::{OutboxRelay, RelayConfig};
 pub use templates::{Rendered, TemplateError, Templates};
 pub use texts::{FileTextSender, TextMessage, TextSender};
-pub use tokens::VerificationTokens;
+pub use tokens::{ParticipantTokens, VerificationTokens};

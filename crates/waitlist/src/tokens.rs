@@ -1,5 +1,8 @@
-//! Email verification tokens: `<participant id>.<MAC>`, the MAC being HMAC-SHA256 over the
-//! campaign and participant under `VERIFICATION_SECRET`, truncated to 128 bits.
+//! A participant's tokens: `<participant id>.<MAC>`, the MAC being HMAC-SHA256 over the token's
+//! purpose, the campaign and the participant under `VERIFICATION_SECRET`, truncated to 128 bits.
+//! Two purposes: the email verification token ([`VerificationTokens`]), and the participant
+//! token ([`ParticipantTokens`]) with which a participant reads their own position, referral
+//! link and rewards. One never passes for the other.
 //!
 //! Stateless on purpose: the email worker mints the token it mails from the `user.signed_up`
 //! event alone, a replayed event mints the same token, and nothing secret is stored. The gateway
@@ -13,26 +16,70 @@ use uuid::Uuid;
 
 const MAC_BYTES: usize = 16;
 
+/// Email verification tokens.
 #[derive(Debug, Clone)]
-pub struct VerificationTokens {
-    secret: SecretString,
-}
+pub struct VerificationTokens(CampaignTokens);
 
 impl VerificationTokens {
     pub fn new(secret: SecretString) -> Self {
-        Self { secret }
+        Self(CampaignTokens {
+            secret,
+            purpose: b"waitlist-verify:",
+        })
     }
 
+    /// The token of `participant_id` in `campaign_id`.
+    pub fn issue(&self, campaign_id: Uuid, participant_id: Uuid) -> String {
+        self.0.issue(campaign_id, participant_id)
+    }
+
+    /// The participant a token was issued to, if it is genuine for this campaign.
+    pub fn check(&self, campaign_id: Uuid, token: &str) -> Option<Uuid> {
+        self.0.check(campaign_id, token)
+    }
+}
+
+/// Participant tokens: given at signup and in the verification email, sent back as
+/// `Authorization: Bearer <token>` to read the participant's own standing.
+#[derive(Debug, Clone)]
+pub struct ParticipantTokens(CampaignTokens);
+
+impl ParticipantTokens {
+    pub fn new(secret: SecretString) -> Self {
+        Self(CampaignTokens {
+            secret,
+            purpose: b"waitlist-participant:",
+        })
+    }
+
+    /// The token of `participant_id` in `campaign_id`.
+    pub fn issue(&self, campaign_id: Uuid, participant_id: Uuid) -> String {
+        self.0.issue(campaign_id, participant_id)
+    }
+
+    /// The participant a token was issued to, if it is genuine for this campaign.
+    pub fn check(&self, campaign_id: Uuid, token: &str) -> Option<Uuid> {
+        self.0.check(campaign_id, token)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CampaignTokens {
+    secret: SecretString,
+    purpose: &'static [u8],
+}
+
+impl CampaignTokens {
     fn mac(&self, campaign_id: Uuid, participant_id: Uuid) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.secret.expose_secret().as_bytes())
             .expect("HMAC takes keys of any length");
-        mac.update(b"waitlist-verify:");
+        mac.update(self.purpose);
         mac.update(campaign_id.as_bytes());
         mac.update(participant_id.as_bytes());
         mac
     }
 
-    pub fn issue(&self, campaign_id: Uuid, participant_id: Uuid) -> String {
+    fn issue(&self, campaign_id: Uuid, participant_id: Uuid) -> String {
         let tag = self
             .mac(campaign_id, participant_id)
             .finalize()
@@ -44,8 +91,7 @@ impl VerificationTokens {
         )
     }
 
-    /// The participant a token was issued to, if it is genuine for this campaign.
-    pub fn check(&self, campaign_id: Uuid, token: &str) -> Option<Uuid> {
+    fn check(&self, campaign_id: Uuid, token: &str) -> Option<Uuid> {
         let (id, tag) = token.trim().split_once('.')?;
         let participant_id = Uuid::try_parse(id).ok()?;
         let tag = hex::decode(tag).ok()?;
@@ -82,5 +128,18 @@ mod tests {
             tokens("s3cret").check(campaign, &token[..token.len() - 2]),
             None
         );
+    }
+
+    #[test]
+    fn a_verification_token_is_no_participant_token_and_back() {
+        let secret = || SecretString::from("s3cret".to_owned());
+        let (campaign, participant) = (Uuid::new_v4(), Uuid::new_v4());
+        let verification = VerificationTokens::new(secret());
+        let participants = ParticipantTokens::new(secret());
+        let token = participants.issue(campaign, participant);
+        assert_eq!(participants.check(campaign, &token), Some(participant));
+        assert_eq!(verification.check(campaign, &token), None);
+        let verify = verification.issue(campaign, participant);
+        assert_eq!(participants.check(campaign, &verify), None);
     }
 }

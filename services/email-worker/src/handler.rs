@@ -8,7 +8,9 @@ use repo::waitlist::{EmailClaim, Participant};
 use uuid::Uuid;
 use waitlist::links::referral_link;
 use waitlist::worker::{earned_reward, event_id, parse_event, repo_failure};
-use waitlist::{MailError, Mailer, OutgoingEmail, Templates, VerificationTokens};
+use waitlist::{
+    MailError, Mailer, OutgoingEmail, ParticipantTokens, Templates, VerificationTokens,
+};
 
 #[derive(Debug)]
 pub(crate) struct EmailHandler {
@@ -17,6 +19,7 @@ pub(crate) struct EmailHandler {
     pub(crate) mailer: Mailer,
     pub(crate) templates: Templates,
     pub(crate) tokens: VerificationTokens,
+    pub(crate) participant_tokens: ParticipantTokens,
     pub(crate) public_url: String,
 }
 
@@ -41,6 +44,11 @@ impl Handler for EmailHandler {
                     ),
                 ));
                 values.push(("verification_token", token));
+                values.push((
+                    "participant_token",
+                    self.participant_tokens
+                        .issue(participant.campaign_id, participant.id),
+                ));
                 self.send(event.id, "welcome", &participant.email, &values)
                     .await?;
                 self.send(event.id, "verification", &participant.email, &values)

@@ -55,6 +55,9 @@ fn main() -> ExitCode {
             templates: Templates::load(config.mailer.templates_dir.as_deref())
                 .context("loading the email templates")?,
             tokens: VerificationTokens::new(config.verification_secret.clone()),
+            participant_tokens: waitlist::ParticipantTokens::new(
+                config.verification_secret.clone(),
+            ),
             public_url: config.mailer.public_url.clone(),
         };
         let retry = RetryPolicy {
