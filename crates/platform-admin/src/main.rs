@@ -13,7 +13,8 @@ const USAGE: &str = "usage: platform-admin migrate\n       \
                      platform-admin create-topics [--spec PATH] [--max-replication-factor N]\n       \
                      platform-admin purge-accounts [--grace-period-days N] [--batch-size N]\n       \
                      platform-admin oauth2-audit-log [--limit N] [--offset N]\n       \
-                     platform-admin oauth-accounts [--recent N]";
+                     platform-admin oauth-accounts [--recent N]\n       \
+                     platform-admin create-client --name NAME --scope SCOPE [--scope SCOPE ...]";
 
 #[derive(Debug)]
 enum Command {
@@ -35,6 +36,12 @@ enum Command {
     /// Prints how many accounts each provider has linked, and the most recent links.
     OAuthAccounts {
         recent: i64,
+    },
+    /// Registers a confidential client for the client credentials grant, with any scopes
+    /// (the service scopes and `admin` included), and prints its secret once.
+    CreateClient {
+        name: String,
+        scopes: Vec<String>,
     },
 }
 
@@ -115,6 +122,27 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Command>
                 }
             }
             Ok(Command::OAuthAccounts { recent })
+        }
+        "create-client" => {
+            let (mut name, mut scopes) = (None, Vec::new());
+            while let Some(flag) = args.next() {
+                let value = args
+                    .next()
+                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+                match flag.as_str() {
+                    "--name" => name = Some(value),
+                    "--scope" => scopes.push(value),
+                    _ => bail!("unknown option {flag:?}\n{USAGE}"),
+                }
+            }
+            let name = name
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty() && n.chars().count() <= 200)
+                .with_context(|| format!("--name of 1 to 200 characters is required\n{USAGE}"))?;
+            if scopes.is_empty() {
+                bail!("at least one --scope is required\n{USAGE}");
+            }
+            Ok(Command::CreateClient { name, scopes })
         }
         "create-topics" => {
             let mut spec = PathBuf::from("deploy/topics.toml");
@@ -212,6 +240,7 @@ async fn run(command: Command, env: &Env) -> anyhow::Result<()> {
             }
         }
         Command::OAuthAccounts { recent } => oauth_accounts(env, recent).await?,
+        Command::CreateClient { name, scopes } => create_client(env, name, scopes).await?,
         Command::CreateTopics {
             spec,
             max_replication_factor,
@@ -309,6 +338,79 @@ async fn oauth_accounts(env: &Env, recent: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Registers a client-credentials client with `scopes` (each a scope of the provider) and
+/// prints `{"client_id", "client_secret", "scopes"}` as one JSON line: the secret is stored only
+/// as its SHA-256 hash and shown this once. The registration is in the OAuth2 audit log.
+async fn create_client(env: &Env, name: String, scopes: Vec<String>) -> anyhow::Result<()> {
+    use domain::OAuth2Client;
+    use domain::accounts::SecretToken;
+    use repo::UserRepository as _;
+    use std::io::Write as _;
+
+    let database = repo::Database::connect(&database_config(env, "platform-admin")?)?;
+    let users = repo::PgUserRepository::new(database);
+    let known = users
+        .get_all_scopes()
+        .await
+        .context("reading the provider's scopes")?;
+    if let Some(unknown) = scopes.iter().find(|s| !known.iter().any(|k| &k.name == *s)) {
+        bail!(
+            "{unknown:?} is not a scope of the provider; it has {}",
+            known
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut scopes = scopes;
+    scopes.sort();
+    scopes.dedup();
+    let secret = SecretToken::generate();
+    let now = chrono::Utc::now();
+    let client = users
+        .create_oauth2_client(&OAuth2Client {
+            id: uuid::Uuid::now_v7(),
+            client_id: SecretToken::generate().expose()[..32].to_owned(),
+            client_secret_hash: Some(secret.hash()),
+            name,
+            redirect_uris: Vec::new(),
+            grant_types: vec!["client_credentials".to_owned()],
+            scopes,
+            owner_user_id: None,
+            is_confidential: true,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .context("registering the client")?;
+    users
+        .create_oauth2_audit_log(&domain::OAuth2AuditLog {
+            id: 0,
+            event_type: "client_created".to_owned(),
+            client_id: Some(client.client_id.clone()),
+            user_id: None,
+            ip_address: None,
+            user_agent: Some("platform-admin".to_owned()),
+            success: true,
+            details: serde_json::json!({"grant_types": client.grant_types, "scopes": client.scopes, "by": "platform-admin"}),
+            created_at: now,
+        })
+        .await
+        .context("recording the registration in the audit log")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{}",
+        serde_json::json!({
+            "client_id": client.client_id,
+            "client_secret": secret.expose(),
+            "scopes": client.scopes,
+        })
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +440,35 @@ mod tests {
             &["oauth2-audit-log", "--limit", "10001"],
             &["oauth2-audit-log", "--offset", "-1"],
             &["oauth2-audit-log", "--since", "1"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn create_client_arguments() {
+        let Command::CreateClient { name, scopes } = parse(&[
+            "create-client",
+            "--name",
+            " ops ",
+            "--scope",
+            "admin",
+            "--scope",
+            "activity:read",
+        ])
+        .unwrap() else {
+            panic!("expected create-client");
+        };
+        assert_eq!(
+            (name.as_str(), scopes),
+            ("ops", vec!["admin".to_owned(), "activity:read".to_owned()])
+        );
+        for bad in [
+            &["create-client", "--name", "ops"][..],
+            &["create-client", "--scope", "admin"],
+            &["create-client", "--name", " ", "--scope", "admin"],
+            &["create-client", "--name", "ops", "--scope"],
+            &["create-client", "--name", "ops", "--secret", "x"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

@@ -78,6 +78,7 @@ diesel::table! {
         webhook_secret -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        owner_user_id -> Nullable<Int8>,
     }
 }
 
@@ -342,6 +343,7 @@ diesel::joinable!(account_tokens -> users (user_id));
 diesel::joinable!(campaign_milestones -> campaigns (campaign_id));
 diesel::joinable!(campaign_rankings -> campaigns (campaign_id));
 diesel::joinable!(campaign_reward_tiers -> campaigns (campaign_id));
+diesel::joinable!(campaigns -> users (owner_user_id));
 diesel::joinable!(credential_history -> users (user_id));
 diesel::joinable!(oauth2_access_tokens -> user_sessions (session_id));
 diesel::joinable!(oauth2_access_tokens -> users (user_id));

@@ -89,7 +89,9 @@ EXPECTED_LISTS = {
     "code_challenge_methods_supported": {"S256"},
     "token_endpoint_auth_methods_supported": {"client_secret_basic", "client_secret_post", "none"},
     "id_token_signing_alg_values_supported": {"RS256"},
-    "scopes_supported": {"openid", "profile", "email", "phone", "offline_access"},
+    "scopes_supported": {
+        "openid", "profile", "email", "phone", "offline_access", "campaigns:read", "campaigns:write"
+    },
     "subject_types_supported": {"public"},
 }
 PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
@@ -271,8 +273,8 @@ def expect_token_error(
     return body
 
 
-def expect_active(token: str, what: str, client_id: str) -> dict:
-    resp = introspect(token)
+def expect_active(token: str, what: str, client_id: str, as_client: Client = CONFIDENTIAL) -> dict:
+    resp = introspect(token, as_client)
     body = json_body(resp, 200, what)
     if body.get("active") is not True:
         fail(f"{what}: introspection active true", show(resp))
@@ -891,9 +893,10 @@ def client_credentials():
 
 @check
 def client_credentials_introspection():
-    body = expect_active(
-        service_token()["access_token"], "the service client's access token", SERVICE.client_id
-    )
+    token = service_token()["access_token"]
+    # A client learns about its own tokens only.
+    body = expect_active(token, "the service client's access token", SERVICE.client_id, SERVICE)
+    expect_inactive(token, "another client's access token, asked by the confidential client")
     if "token_type" in body and str(body["token_type"]).lower() != "bearer":
         fail("introspection token_type Bearer", json.dumps(body))
 

@@ -286,7 +286,13 @@ fn producer(kafka: &KafkaConfig) -> FutureProducer {
 
 /// Starts the gateway with `env` on a free port (or the `HTTP_ADDR` of `env`) and waits until
 /// its API answers; returns it and the API's base URL.
+///
+/// Rate limits are off (`RATE_LIMITS=off`) unless `env` sets a `RATE_LIMIT*` variable: tests
+/// make many requests from one address.
 pub async fn start_gateway(mut env: Vec<(String, String)>) -> (ServiceProcess, String) {
+    if !env.iter().any(|(k, _)| k.starts_with("RATE_LIMIT")) {
+        env.push(("RATE_LIMITS".into(), "off".into()));
+    }
     let http_addr = match env.iter().find(|(k, _)| k == "HTTP_ADDR") {
         Some((_, addr)) => addr.parse().expect("HTTP_ADDR is an address"),
         None => free_local_addr(),
@@ -365,6 +371,65 @@ pub async fn signed_in_user(api: &str, email: &str, password: &str) -> String {
         .as_str()
         .expect("an access token")
         .to_owned()
+}
+
+/// Registers a client with `scopes` through `platform-admin create-client` on the database
+/// schema `schema` and gets a client credentials token for it from the gateway at `api`;
+/// the client's ID and the token.
+pub async fn client_token(api: &str, schema: &str, scopes: &[&str]) -> (String, String) {
+    let mut args = vec!["create-client", "--name", "system test"];
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    let created = platform_admin_json_lines(schema, &args, &[]).await;
+    let client_id = created[0]["client_id"].as_str().expect("a client_id");
+    let secret = created[0]["client_secret"]
+        .as_str()
+        .expect("a client_secret");
+    let (status, body) = call(
+        reqwest::Client::new()
+            .post(format!("{api}/oauth2/token"))
+            .basic_auth(client_id, Some(secret))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", &scopes.join(" ")),
+            ]),
+    )
+    .await;
+    assert_eq!(status, 200, "client credentials for {scopes:?}: {body}");
+    let token = body["access_token"].as_str().expect("an access token");
+    (client_id.to_owned(), token.to_owned())
+}
+
+/// An HTTP client that sends `Authorization: Bearer <token>` with every request that does not
+/// set its own.
+pub fn bearer_http(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("a header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// The HTTP client of an operator: a platform admin client holding every service scope, for
+/// tests of other things than access control (it may call every route).
+pub async fn operator_http(api: &str, schema: &str) -> reqwest::Client {
+    let (_, token) = client_token(
+        api,
+        schema,
+        &[
+            "admin",
+            "activity:write",
+            "activity:read",
+            "registrations:bulk",
+        ],
+    )
+    .await;
+    bearer_http(&token)
 }
 
 /// The tools of the OAuth2 tests, as `deploy/local/oauth2-tools.sh` prints them (`PYTHON`,

@@ -105,7 +105,7 @@ async fn events_posted_over_http_read_back_newest_first_page_by_page() {
         ("ACTIVITY_BATCH_MAX", "10"),
     ]))
     .await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
 
     // One at a time, then a batch, all for user-a, with increasing timestamps.
     let base = Utc::now() - chrono::Duration::minutes(30);

@@ -54,7 +54,7 @@ async fn bad_input_of_every_kind_gets_its_4xx_and_one_error_shape() {
     let (_gateway, api) = stack
         .start_gateway(&[("MAX_BODY_BYTES", "4096"), ("BULK_MAX_USERS", "3")])
         .await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
     let single = format!("{api}/api/v1/auth/register-async");
     let bulk = format!("{api}/api/v1/auth/register-async-bulk");
     let ok = json!({"email": "ok@example.com", "password": "password123", "consent": true});
@@ -141,7 +141,7 @@ async fn bad_input_of_every_kind_gets_its_4xx_and_one_error_shape() {
     );
     let answer = send(http.delete(&single)).await;
     assert_error(&answer, 405, "method_not_allowed", None);
-    let answer = send(http.get(format!("{api}/api/v1/campaigns/{}/signups", Uuid::now_v7()))).await;
+    let answer = send(http.put(format!("{api}/api/v1/campaigns/{}/signups", Uuid::now_v7()))).await;
     assert_error(&answer, 405, "method_not_allowed", None);
 
     // A HEAD is its GET without the body.
@@ -316,6 +316,7 @@ async fn the_openapi_document_covers_every_endpoint() {
                 "get" => http.get(&url),
                 "post" => http.post(&url).json(&json!({})),
                 "put" => http.put(&url).json(&json!({})),
+                "patch" => http.patch(&url).json(&json!({})),
                 "delete" => http.delete(&url),
                 other => panic!("undocumented method {other}"),
             };
@@ -341,6 +342,9 @@ async fn the_openapi_document_covers_every_endpoint() {
         "/api/v1/campaigns/{campaign_id}/signups/{participant_id}",
         "/api/v1/campaigns/{campaign_id}/verify",
         "/api/v1/campaigns/{campaign_id}/leaderboard",
+        "/api/v1/campaigns/{campaign_id}/public",
+        "/api/v1/campaigns/{campaign_id}/me",
+        "/api/v1/admin/oauth2/audit-log",
         "/api/v1/auth/sign-in",
         "/api/v1/auth/refresh",
         "/api/v1/auth/sign-out",

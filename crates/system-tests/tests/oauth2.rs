@@ -553,11 +553,15 @@ async fn clients_and_consents_are_managed_by_their_users() {
     assert_eq!(status, 200);
     assert_eq!(consents[0]["client_name"], "Ada's app", "{consents}");
     assert_eq!(consents[0]["scopes"], json!(["email", "openid"]));
-    // A third-party access token does not act as the user on the first-party API.
-    let (status, _) = provider
+    // A third-party access token does not act as the user on the first-party API: a valid
+    // token of the wrong kind.
+    let (status, refused) = provider
         .as_user(access, http.get(provider.url("/api/v1/me")))
         .await;
-    assert_eq!(status, 401);
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (403, &json!("forbidden"))
+    );
     let consent_path = format!("/api/v1/me/consents/{}", app["client_id"].as_str().unwrap());
     let (status, _) = provider
         .as_user(&bob, http.delete(provider.url(&consent_path)))

@@ -20,7 +20,7 @@ async fn a_thousand_async_and_a_bulk_of_a_thousand_all_complete_once() {
     let stack = RegistrationStack::new().await;
     let batcher = stack.start_batcher(&[]).await;
     let (gateway, api) = stack.start_gateway(&[]).await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
 
     let singles = futures::stream::iter(0..1000)
         .map(|i| {

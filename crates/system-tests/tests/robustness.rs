@@ -44,7 +44,7 @@ async fn nul_text_is_refused_with_its_field_on_every_route() {
         ("ARGON2_ITERATIONS", "1"),
     ]))
     .await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, db.schema()).await;
     let post = |path: &str, body: Value| {
         let request = http.post(format!("{api}{path}")).json(&body);
         async move { call(request).await }
@@ -250,7 +250,7 @@ async fn a_client_retry_of_an_event_id_is_stored_once() {
         ("ACTIVITY_TOPIC", &stack.topic.name),
     ]))
     .await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
     let post = |body: Value| {
         let request = http.post(format!("{api}/api/v1/activity-logs")).json(&body);
         async move { call(request).await }
@@ -464,7 +464,7 @@ async fn events_of_a_newer_producer_are_read_or_skipped_never_dead_lettered() {
             rewarder.logs()
         )
     };
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
     let (status, campaign) = call(
         http.post(format!("{api}/api/v1/campaigns"))
             .json(&json!({"name": "Newer", "points_per_referral": 1})),
@@ -647,7 +647,7 @@ async fn addresses_the_mailer_cannot_send_to_are_refused_on_every_route() {
             ("ARGON2_ITERATIONS", "1"),
         ])
         .await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
     let post = |path: String, body: Value| {
         let request = http.post(format!("{api}{path}")).json(&body);
         async move { call(request).await }

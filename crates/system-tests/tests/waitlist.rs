@@ -204,7 +204,7 @@ async fn a_scripted_campaign_ranks_rewards_announces_and_mails_exactly_once() {
             rewarder.logs()
         )
     };
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
 
     let points = 2;
     let campaign = create_campaign(
@@ -237,6 +237,7 @@ async fn a_scripted_campaign_ranks_rewards_announces_and_mails_exactly_once() {
     let referrer_of: Vec<usize> = vec![0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 4, 5, 0, 1, 2, 6, 7, 8, 9, 0];
     let mut participants: Vec<(String, String, String)> = Vec::new(); // (id, email, code)
     let mut referred_by: Vec<Option<usize>> = Vec::new();
+    let mut standing_tokens = Vec::new();
     for i in 0..50 {
         let email = format!("p{i}@example.com");
         let referrer = (10..30).contains(&i).then(|| referrer_of[i - 10]);
@@ -254,8 +255,10 @@ async fn a_scripted_campaign_ranks_rewards_announces_and_mails_exactly_once() {
         assert_eq!(body["original_position"], i + 1);
         assert_eq!(body["position"], i + 1);
         if referrer.is_some() {
-            assert_eq!(body["referral"]["status"], "pending", "{body}");
+            assert_eq!(body["referral"], json!({"counted": true}), "{body}");
         }
+        assert!(body.get("email").is_none(), "{body}");
+        standing_tokens.push(body["participant_token"].as_str().unwrap().to_owned());
         participants.push((
             body["participant_id"].as_str().unwrap().to_owned(),
             email,
@@ -309,6 +312,17 @@ async fn a_scripted_campaign_ranks_rewards_announces_and_mails_exactly_once() {
         assert_eq!(status, 200);
         assert_eq!(body["position"], expected[i], "{body}");
         assert_eq!(body["verified_referral_count"], verified_referrals[i]);
+        // The participant reads the same with their participant token, and nobody else's.
+        let (status, own) = call(
+            reqwest::Client::new()
+                .get(format!("{api}/api/v1/campaigns/{campaign_id}/me"))
+                .bearer_auth(&standing_tokens[i]),
+        )
+        .await;
+        assert_eq!(status, 200, "{own}");
+        assert_eq!(own["position"], expected[i], "{own}");
+        assert_eq!(own["referral_code"], participants[i].2.as_str());
+        assert!(own.get("email").is_none() && own.get("participant_id").is_none());
     }
     let (_, board) = call(http.get(format!(
         "{api}/api/v1/campaigns/{campaign_id}/leaderboard?limit=5"
@@ -316,8 +330,10 @@ async fn a_scripted_campaign_ranks_rewards_announces_and_mails_exactly_once() {
     .await;
     let leader = expected.iter().position(|&p| p == 1).unwrap();
     assert_eq!(
-        board["entries"][0]["participant_id"],
-        participants[leader].0.as_str()
+        board["entries"][0],
+        json!({"position": 1, "email": "p***@example.com",
+               "verified_referral_count": verified_referrals[leader]}),
+        "masked, without participant IDs"
     );
     assert_eq!(board["entries"].as_array().unwrap().len(), 5);
 
@@ -495,7 +511,7 @@ async fn flagged_referrals_are_kept_and_move_nobody() {
     let positioner = stack
         .start_worker("position-worker", "position-workers", &[])
         .await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
     let campaign = create_campaign(
         &http,
         (&gateway, &api),
@@ -537,12 +553,20 @@ async fn flagged_referrals_are_kept_and_move_nobody() {
     ] {
         let (status, body) = sign_up(&http, &api, campaign_id, email, Some(code), ip).await;
         assert_eq!(status, 201, "{body}");
-        if reason.is_empty() {
-            assert_eq!(body["referral"]["status"], "pending", "{body}");
-        } else {
-            assert_eq!(body["referral"]["status"], "flagged", "{body}");
-            assert_eq!(body["referral"]["fraud_reason"], reason, "{body}");
-            flagged.push(body["participant_id"].as_str().unwrap().to_owned());
+        // The answer says only whether the referral counts; the reason stays with the owner.
+        assert_eq!(
+            body["referral"],
+            json!({"counted": reason.is_empty()}),
+            "{body}"
+        );
+        if !reason.is_empty() {
+            let id = body["participant_id"].as_str().unwrap().to_owned();
+            let query = format!(
+                "SELECT count(*) AS n FROM referrals
+                 WHERE referred_id = '{id}' AND status = 'flagged' AND fraud_reason = '{reason}'"
+            );
+            assert_eq!(stack.count(&query).await, 1, "{email}: {reason}");
+            flagged.push(id);
         }
     }
     // The flagged ones verify (tokens minted with the test secret the services share).
@@ -598,7 +622,7 @@ async fn flagged_referrals_are_kept_and_move_nobody() {
 async fn one_inbox_gets_one_place_in_a_campaign() {
     let stack = WaitlistStack::new().await;
     let (gateway, api) = stack.start_gateway(&[]).await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
     let campaign = create_campaign(
         &http,
         (&gateway, &api),
@@ -655,7 +679,7 @@ async fn one_inbox_gets_one_place_in_a_campaign() {
 async fn bad_requests_get_clear_errors() {
     let stack = WaitlistStack::new().await;
     let (gateway, api) = stack.start_gateway(&[]).await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
     let campaigns = format!("{api}/api/v1/campaigns");
     for (body, status, code, field) in [
         (json!({"name": ""}), 422, "validation_failed", "name"),
@@ -841,7 +865,7 @@ async fn bad_requests_get_clear_errors() {
 async fn two_position_workers_keep_positions_right_under_a_burst() {
     let stack = WaitlistStack::new().await;
     let (gateway, api) = stack.start_gateway(&[]).await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
     // Three campaigns, so that their events spread over the topic's partitions.
     let mut campaigns = Vec::new();
     for c in 0..3 {
@@ -931,7 +955,7 @@ async fn events_committed_before_a_gateway_dies_are_published_by_the_next_one() 
     // No relay may publish until the first gateway is dead.
     let hold = stack.db.hold_outbox_relay().await;
     let (gateway, api) = stack.start_gateway(&[]).await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
     let campaign = create_campaign(&http, (&gateway, &api), json!({"name": "Crash"})).await;
     let campaign_id = campaign["id"].as_str().unwrap();
     let (status, first) = sign_up(
@@ -1012,7 +1036,7 @@ async fn webhooks_to_internal_addresses_are_refused_and_recorded() {
     let rewarder = stack
         .start_worker("reward-worker", "reward-workers", &[])
         .await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
     let by_name = receiver.url.replace("127.0.0.1", "localhost");
     let campaign = create_campaign(
         &http,
@@ -1084,7 +1108,7 @@ async fn a_burst_of_campaign_creations_is_answered_not_stuck_on_the_pool() {
     let (_gateway, api) = stack
         .start_gateway(&[("DATABASE_POOL_SIZE", "3"), ("DATABASE_POOL_TIMEOUT", "3s")])
         .await;
-    let http = reqwest::Client::new();
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
     let creations = (0..20).map(|i| {
         let request = http
             .post(format!("{api}/api/v1/campaigns"))

@@ -1,18 +1,24 @@
 //! `/api/v1/campaigns…`: waitlist campaigns, signups, verification, leaderboard.
 //!
+//! Campaigns belong to the user who created them; who may call each route is in
+//! `access::ROUTES`. Anyone sees a campaign's public view and its masked leaderboard, and signs
+//! up; the owner (or a platform admin) reads it in full, changes it and lists its participants
+//! with their emails; a participant reads their own standing with their participant token. No
+//! public answer carries another participant's ID or email.
+//!
 //! Writes go through `repo::Waitlist`, which stores each change with the domain events it
 //! causes in one transaction (the outbox); the relay task started in `main` publishes them to
 //! `domain-events`. Handlers wake the relay after a commit so events go out at once.
 
 use std::sync::Arc;
 
-use actix_web::{HttpRequest, get, post, web};
+use actix_web::{HttpRequest, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use domain::Email;
 use domain::waitlist::{CampaignStatus, DeliveryMethod, FraudRules, NewCampaign, NewRewardTier};
 use repo::RepoError;
 use repo::waitlist::{
-    Campaign, CreatedReferral, EarnedReward, NewSignup, Participant, SignupError, Verification,
+    Campaign, CampaignChange, EarnedReward, NewSignup, Participant, SignupError, Verification,
     Waitlist,
 };
 use serde::{Deserialize, Serialize};
@@ -22,7 +28,9 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 use waitlist::links::referral_link;
-use waitlist::{DomainEventEncoder, VerificationTokens};
+use waitlist::{DomainEventEncoder, ParticipantTokens, VerificationTokens};
+
+use crate::access::{CampaignActor, Principal};
 
 use crate::client_ip::TrustedProxies;
 use crate::errors::{ApiError, ErrorBody, ErrorCode};
@@ -38,6 +46,8 @@ pub(crate) struct WaitlistApi {
     pub(crate) encoder: DomainEventEncoder,
     pub(crate) relay: Arc<Notify>,
     pub(crate) tokens: VerificationTokens,
+    /// The participant tokens of signups: a participant reads their own standing with theirs.
+    pub(crate) participant_tokens: ParticipantTokens,
     pub(crate) fraud: FraudRules,
     /// The reverse proxies whose `X-Forwarded-For` entries are believed.
     pub(crate) trusted_proxies: TrustedProxies,
@@ -51,8 +61,12 @@ pub(crate) fn routes(config: &mut ServiceConfig<'_>) {
         .service(create_campaign)
         .service(list_campaigns)
         .service(get_campaign)
+        .service(change_campaign)
+        .service(public_campaign)
         .service(sign_up)
+        .service(list_signups)
         .service(get_participant)
+        .service(my_standing)
         .service(verify)
         .service(leaderboard);
 }
@@ -113,6 +127,32 @@ fn one() -> i32 {
     1
 }
 
+/// Changes to a campaign; fields left out stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"status": "paused"}))]
+pub(crate) struct CampaignChangeRequest {
+    /// 1 to 200 characters, no control characters.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
+    name: Option<String>,
+    /// `paused` stops signups until `active` again; an `ended` campaign stays ended.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(draft|active|paused|ended)$")]
+    status: Option<CampaignStatus>,
+    /// Where milestone announcements go; `null` stops them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = Email)]
+    notify_email: Option<Option<String>>,
+}
+
+/// A field that is present, `null` included (`Some(None)`), as opposed to left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
 /// A reward earned at `referral_threshold` verified referrals.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +189,19 @@ pub(crate) struct SignupRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct VerifyRequest {
     token: String,
+}
+
+/// A page of a campaign's participants.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageParams {
+    /// 1 to 100 (20 by default).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+    /// Participants to skip, by position (0 by default).
+    #[param(minimum = 0)]
+    offset: Option<i64>,
 }
 
 /// How many items to show.
@@ -232,6 +285,48 @@ impl From<&Campaign> for CampaignResponse {
     }
 }
 
+/// A reward tier as anyone may see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PublicRewardTierResponse {
+    name: String,
+    referral_threshold: i32,
+}
+
+/// What anyone may see of a campaign: no owner, address or webhook.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PublicCampaignResponse {
+    id: Uuid,
+    name: String,
+    #[schema(schema_with = campaign_status_schema)]
+    status: CampaignStatus,
+    points_per_referral: i32,
+    participant_count: i64,
+    reward_tiers: Vec<PublicRewardTierResponse>,
+    milestones: Vec<MilestoneResponse>,
+}
+
+impl From<&Campaign> for PublicCampaignResponse {
+    fn from(campaign: &Campaign) -> Self {
+        let full = CampaignResponse::from(campaign);
+        Self {
+            id: full.id,
+            name: full.name,
+            status: full.status,
+            points_per_referral: full.points_per_referral,
+            participant_count: full.participant_count,
+            reward_tiers: full
+                .reward_tiers
+                .into_iter()
+                .map(|t| PublicRewardTierResponse {
+                    name: t.name,
+                    referral_threshold: t.referral_threshold,
+                })
+                .collect(),
+            milestones: full.milestones,
+        }
+    }
+}
+
 /// A campaign just created, with the secret its reward webhooks are signed with.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CreatedCampaign {
@@ -272,7 +367,25 @@ impl From<&EarnedReward> for EarnedRewardResponse {
     }
 }
 
-/// A participant of a campaign.
+/// A participant's own standing, as their participant token shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StandingResponse {
+    campaign_id: Uuid,
+    /// The place in the queue now: signup order, moved up by verified referrals.
+    position: i64,
+    /// The place at signup.
+    original_position: i64,
+    verified_referral_count: i32,
+    verified: bool,
+    referral_code: String,
+    /// The page to share; a signup through it counts as this participant's referral.
+    #[schema(format = "uri")]
+    referral_link: String,
+    rewards: Vec<EarnedRewardResponse>,
+    created_at: DateTime<Utc>,
+}
+
+/// A participant of a campaign, as its owner sees them.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ParticipantResponse {
     participant_id: Uuid,
@@ -293,33 +406,42 @@ pub(crate) struct ParticipantResponse {
     created_at: DateTime<Utc>,
 }
 
-/// The referral a signup made, when it came with a referral code.
+/// What became of the referral code a signup came with: nothing about the referrer.
 #[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct ReferralResponse {
-    referral_id: Uuid,
-    referrer_id: Uuid,
-    /// `pending` until the new participant verifies, `flagged` when a fraud rule matched.
-    status: String,
-    fraud_reason: Option<String>,
+pub(crate) struct ReferralOutcome {
+    /// `true`: it counts for the referrer once this participant verifies; `false`: a fraud
+    /// rule set it aside.
+    counted: bool,
 }
 
-impl From<&CreatedReferral> for ReferralResponse {
-    fn from(referral: &CreatedReferral) -> Self {
-        Self {
-            referral_id: referral.id,
-            referrer_id: referral.referrer_id,
-            status: referral.status.clone(),
-            fraud_reason: referral.fraud_reason.clone(),
-        }
-    }
-}
-
-/// A new participant.
+/// A new participant: their standing and the token to read it again.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SignupResponse {
+    participant_id: Uuid,
+    /// Shown here and in the verification email: `GET …/me` with
+    /// `Authorization: Bearer <participant_token>` shows this participant's standing.
+    participant_token: String,
     #[serde(flatten)]
-    participant: ParticipantResponse,
-    referral: Option<ReferralResponse>,
+    standing: StandingResponse,
+    /// Present when the signup came with a referral code.
+    referral: Option<ReferralOutcome>,
+}
+
+/// A participant in the owner's list.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SignupEntryResponse {
+    participant_id: Uuid,
+    email: String,
+    position: i64,
+    verified_referral_count: i32,
+}
+
+/// A page of a campaign's participants, by position.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SignupListResponse {
+    campaign_id: Uuid,
+    participant_count: i64,
+    signups: Vec<SignupEntryResponse>,
 }
 
 /// The outcome of a verification.
@@ -336,7 +458,6 @@ pub(crate) struct VerificationResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct LeaderboardEntryResponse {
     position: i64,
-    participant_id: Uuid,
     /// Masked: `a***@example.com`.
     email: String,
     verified_referral_count: i32,
@@ -351,6 +472,24 @@ pub(crate) struct LeaderboardResponse {
 }
 
 impl WaitlistApi {
+    fn standing(&self, participant: &Participant) -> StandingResponse {
+        StandingResponse {
+            campaign_id: participant.campaign_id,
+            position: participant.position,
+            original_position: participant.original_position,
+            verified_referral_count: participant.verified_referral_count,
+            verified: participant.verified_at.is_some(),
+            referral_code: participant.referral_code.clone(),
+            referral_link: referral_link(
+                &self.public_url,
+                participant.campaign_id,
+                &participant.referral_code,
+            ),
+            rewards: participant.rewards.iter().map(Into::into).collect(),
+            created_at: participant.created_at,
+        }
+    }
+
     fn participant(&self, participant: &Participant) -> ParticipantResponse {
         ParticipantResponse {
             participant_id: participant.id,
@@ -388,6 +527,54 @@ fn campaign_id(text: &str) -> Result<Uuid, ApiError> {
 
 fn campaign_not_found(id: Uuid) -> ApiError {
     ApiError::new(ErrorCode::CampaignNotFound, format!("no campaign {id}"))
+}
+
+impl PageParams {
+    fn limit(&self) -> Result<i64, ApiError> {
+        LimitParams { limit: self.limit }.limit()
+    }
+
+    fn offset(&self) -> Result<i64, ApiError> {
+        match self.offset.unwrap_or(0) {
+            offset if offset >= 0 => Ok(offset),
+            _ => Err(ApiError::invalid("offset", "offset must be 0 or more")),
+        }
+    }
+}
+
+impl CampaignChangeRequest {
+    /// The change to make, or 422 naming the field.
+    fn validate(self) -> Result<CampaignChange, ApiError> {
+        if let Some(name) = &self.name {
+            let trimmed = name.trim();
+            if trimmed.is_empty() || trimmed.chars().count() > 200 {
+                return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
+            }
+            if trimmed.chars().any(char::is_control) {
+                return Err(ApiError::invalid(
+                    "name",
+                    "must not hold control characters",
+                ));
+            }
+        }
+        let notify_email = self
+            .notify_email
+            .map(|email| {
+                email
+                    .map(|e| {
+                        Email::parse(&e)
+                            .map(|e| e.as_str().to_owned())
+                            .map_err(|e| ApiError::invalid("notify_email", e.reason))
+                    })
+                    .transpose()
+            })
+            .transpose()?;
+        Ok(CampaignChange {
+            name: self.name,
+            status: self.status,
+            notify_email,
+        })
+    }
 }
 
 impl LimitParams {
@@ -486,7 +673,7 @@ impl CampaignRequest {
     }
 }
 
-/// Create a campaign.
+/// Create a campaign, owned by the caller (a platform admin's has no owner).
 #[utoipa::path(
     tag = "waitlist",
     operation_id = "createCampaign",
@@ -501,6 +688,7 @@ impl CampaignRequest {
 #[post("/api/v1/campaigns")]
 async fn create_campaign(
     api: web::Data<WaitlistApi>,
+    actor: CampaignActor,
     body: Json<CampaignRequest>,
 ) -> Result<Reply<CreatedCampaign>, ApiError> {
     let campaign = body.into_inner().validate()?;
@@ -510,7 +698,7 @@ async fn create_campaign(
     let secret = format!("whsec_{}", hex::encode(Uuid::new_v4().as_bytes()));
     let created = api
         .waitlist
-        .create_campaign(Uuid::now_v7(), &campaign, &secret)
+        .create_campaign(Uuid::now_v7(), &campaign, &secret, actor.owner())
         .await?;
     Ok(Reply::created(CreatedCampaign {
         campaign: (&created).into(),
@@ -519,7 +707,7 @@ async fn create_campaign(
     .at(format!("/api/v1/campaigns/{}", created.id)))
 }
 
-/// Campaigns, newest first.
+/// The caller's campaigns, newest first (every campaign, for a platform admin).
 #[utoipa::path(
     tag = "waitlist",
     operation_id = "listCampaigns",
@@ -533,15 +721,19 @@ async fn create_campaign(
 #[get("/api/v1/campaigns")]
 async fn list_campaigns(
     api: web::Data<WaitlistApi>,
+    actor: CampaignActor,
     params: QueryParams<LimitParams>,
 ) -> Result<Reply<CampaignList>, ApiError> {
-    let campaigns = api.waitlist.campaigns(params.limit()?).await?;
+    let campaigns = api
+        .waitlist
+        .campaigns(actor.owner(), params.limit()?)
+        .await?;
     Ok(Reply::ok(CampaignList {
         campaigns: campaigns.iter().map(Into::into).collect(),
     }))
 }
 
-/// One campaign.
+/// One campaign in full, for its owner.
 #[utoipa::path(
     tag = "waitlist",
     operation_id = "getCampaign",
@@ -565,6 +757,68 @@ async fn get_campaign(
     Ok(Reply::ok((&campaign).into()))
 }
 
+/// Change a campaign's name, status (pause, resume, end) or announcement address.
+#[utoipa::path(
+    tag = "waitlist",
+    operation_id = "changeCampaign",
+    params(("campaign_id" = Uuid, Path)),
+    request_body = CampaignChangeRequest,
+    responses(
+        (status = 200, description = "The campaign as it is now", body = CampaignResponse),
+        (status = 404, description = "No such campaign (`campaign_not_found`)", body = ErrorBody),
+        (status = 422, description = "A field is wrong or unknown", body = ErrorBody),
+    )
+)]
+#[patch("/api/v1/campaigns/{campaign_id}")]
+async fn change_campaign(
+    api: web::Data<WaitlistApi>,
+    path: web::Path<String>,
+    body: Json<CampaignChangeRequest>,
+) -> Result<Reply<CampaignResponse>, ApiError> {
+    let id = campaign_id(&path)?;
+    let change = body.into_inner().validate()?;
+    let current = api
+        .waitlist
+        .campaign(id)
+        .await?
+        .ok_or_else(|| campaign_not_found(id))?;
+    if current.status == CampaignStatus::Ended
+        && change.status.is_some_and(|s| s != CampaignStatus::Ended)
+    {
+        return Err(ApiError::invalid("status", "an ended campaign stays ended"));
+    }
+    let changed = api
+        .waitlist
+        .change_campaign(id, &change)
+        .await?
+        .ok_or_else(|| campaign_not_found(id))?;
+    Ok(Reply::ok((&changed).into()))
+}
+
+/// What anyone may see of a campaign: name, status, counts, reward tiers and milestones.
+#[utoipa::path(
+    tag = "waitlist",
+    operation_id = "getPublicCampaign",
+    params(("campaign_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The campaign's public view", body = PublicCampaignResponse),
+        (status = 404, description = "No such campaign (`campaign_not_found`)", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/campaigns/{campaign_id}/public")]
+async fn public_campaign(
+    api: web::Data<WaitlistApi>,
+    path: web::Path<String>,
+) -> Result<Reply<PublicCampaignResponse>, ApiError> {
+    let id = campaign_id(&path)?;
+    let campaign = api
+        .waitlist
+        .campaign(id)
+        .await?
+        .ok_or_else(|| campaign_not_found(id))?;
+    Ok(Reply::ok((&campaign).into()))
+}
+
 /// Join a campaign's waitlist, possibly through a referral code.
 #[utoipa::path(
     tag = "waitlist",
@@ -573,7 +827,7 @@ async fn get_campaign(
     request_body = SignupRequest,
     responses(
         (status = 201, description = "Signed up; a verification email is on its way", body = SignupResponse,
-            headers(("Location" = String, description = "The participant's path"))),
+            headers(("Location" = String, description = "Where the participant reads their standing, with their participant token"))),
         (status = 404, description = "No such campaign", body = ErrorBody),
         (status = 409, description = "Already on this waitlist (`already_signed_up`) or the campaign takes no signups (`campaign_not_active`)", body = ErrorBody),
         (status = 422, description = "A field is missing, wrong or unknown", body = ErrorBody),
@@ -590,6 +844,7 @@ async fn sign_up(
     let campaign_id = campaign_id(&path)?;
     let input = body.into_inner();
     let email = Email::parse(&input.email).map_err(|e| ApiError::invalid("email", e.reason))?;
+    crate::access::count_identifier(&request, crate::access::Limit::Signup, email.as_str()).await?;
     let referral_code = input
         .referral_code
         .map(|code| code.trim().to_owned())
@@ -611,13 +866,14 @@ async fn sign_up(
     api.relay.notify_one();
     let participant = &signed_up.participant;
     Ok(Reply::created(SignupResponse {
-        participant: api.participant(participant),
-        referral: signed_up.referral.as_ref().map(Into::into),
+        participant_id: participant.id,
+        participant_token: api.participant_tokens.issue(campaign_id, participant.id),
+        standing: api.standing(participant),
+        referral: signed_up.referral.as_ref().map(|r| ReferralOutcome {
+            counted: r.status != "flagged",
+        }),
     })
-    .at(format!(
-        "/api/v1/campaigns/{campaign_id}/signups/{}",
-        participant.id
-    )))
+    .at(format!("/api/v1/campaigns/{campaign_id}/me")))
 }
 
 /// Verify a participant with the token of their verification email.
@@ -666,7 +922,85 @@ async fn verify(
     }))
 }
 
-/// One participant: position, referrals, rewards.
+/// A campaign's participants with their emails, by position.
+#[utoipa::path(
+    tag = "waitlist",
+    operation_id = "listSignups",
+    params(("campaign_id" = Uuid, Path), PageParams),
+    responses(
+        (status = 200, description = "A page of participants", body = SignupListResponse),
+        (status = 400, description = "A query parameter is unknown or does not parse (`invalid_query`)", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 422, description = "`limit` or `offset` is out of range", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/campaigns/{campaign_id}/signups")]
+async fn list_signups(
+    api: web::Data<WaitlistApi>,
+    path: web::Path<String>,
+    params: QueryParams<PageParams>,
+) -> Result<Reply<SignupListResponse>, ApiError> {
+    let campaign_id = campaign_id(&path)?;
+    let (limit, offset) = (params.limit()?, params.offset()?);
+    let participant_count = api
+        .waitlist
+        .participant_count(campaign_id)
+        .await?
+        .ok_or_else(|| campaign_not_found(campaign_id))?;
+    let entries = api.waitlist.leaderboard(campaign_id, limit, offset).await?;
+    Ok(Reply::ok(SignupListResponse {
+        campaign_id,
+        participant_count,
+        signups: entries
+            .into_iter()
+            .map(|e| SignupEntryResponse {
+                participant_id: e.participant_id,
+                email: e.email,
+                position: e.position,
+                verified_referral_count: e.verified_referral_count,
+            })
+            .collect(),
+    }))
+}
+
+/// The participant's own standing: position, referral link, rewards.
+#[utoipa::path(
+    tag = "waitlist",
+    operation_id = "getMyStanding",
+    params(("campaign_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The standing of the token's participant", body = StandingResponse),
+        (status = 404, description = "The participant is gone (`participant_not_found`)", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/campaigns/{campaign_id}/me")]
+async fn my_standing(
+    api: web::Data<WaitlistApi>,
+    caller: Principal,
+) -> Result<Reply<StandingResponse>, ApiError> {
+    let Principal::Participant {
+        campaign_id,
+        participant_id,
+    } = caller
+    else {
+        return Err(ApiError::internal(
+            "a participant route without a participant",
+        ));
+    };
+    let participant = api
+        .waitlist
+        .participant(campaign_id, participant_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ParticipantNotFound,
+                "the token's participant is not in this campaign",
+            )
+        })?;
+    Ok(Reply::ok(api.standing(&participant)))
+}
+
+/// One participant, with their email, for the campaign's owner.
 #[utoipa::path(
     tag = "waitlist",
     operation_id = "getParticipant",
@@ -696,7 +1030,7 @@ async fn get_participant(
     Ok(Reply::ok(api.participant(&participant)))
 }
 
-/// The first places of a campaign, emails masked.
+/// The first places of a campaign: emails masked, no participant IDs.
 #[utoipa::path(
     tag = "waitlist",
     operation_id = "leaderboard",
@@ -721,7 +1055,7 @@ async fn leaderboard(
         .participant_count(campaign_id)
         .await?
         .ok_or_else(|| campaign_not_found(campaign_id))?;
-    let entries = api.waitlist.leaderboard(campaign_id, limit).await?;
+    let entries = api.waitlist.leaderboard(campaign_id, limit, 0).await?;
     Ok(Reply::ok(LeaderboardResponse {
         campaign_id,
         participant_count,
@@ -729,7 +1063,6 @@ async fn leaderboard(
             .iter()
             .map(|e| LeaderboardEntryResponse {
                 position: e.position,
-                participant_id: e.participant_id,
                 email: masked(&e.email),
                 verified_referral_count: e.verified_referral_count,
             })

@@ -13,6 +13,7 @@
 //! | `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM` | `19456`, `2`, `1` | Argon2id cost (OWASP) |
 //! | `HASH_WORKERS` | the CPUs the container may use, fewer if a quarter of its memory limit cannot hold that many Argon2 buffers | hashes computed at once |
 //! | `HASH_QUEUE_CAPACITY` | `2000` | hashes waiting or running before requests get 503 |
+//! | `HASH_BULK_SHARE` | `50` | percent (1 to 100) of the queue places and of the workers bulk registrations may take; `BULK_MAX_USERS` must fit in its share of the queue |
 //! | `ACTIVITY_TOPIC` | `user-activity-logs` | where activity events are published |
 //! | `ACTIVITY_BATCH_MAX` | `100` | most events per batch request |
 //! | `ACTIVITY_RETENTION` | `30d` | events older than this are refused (the processor's retention) |
@@ -32,7 +33,8 @@
 //! | `SNOWFLAKE_NODE_ID` | leased | user IDs of `register-sync` (see `service_runtime::snowflake_ids`) |
 //!
 //! Accounts (sign-in, sessions, throttling, deletion) have theirs in `accounts::AccountsConfig`,
-//! the OAuth2 provider in `oauth2::OAuth2Config`.
+//! the OAuth2 provider in `oauth2::OAuth2Config`, the rate limits (`RATE_LIMIT_*`) in
+//! `access::RateLimits`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -64,6 +66,8 @@ pub(crate) struct GatewayConfig {
     pub(crate) hash_params: HashParams,
     pub(crate) hash_workers: usize,
     pub(crate) hash_queue_capacity: usize,
+    pub(crate) hash_bulk_share: u8,
+    pub(crate) rate_limits: crate::access::RateLimits,
     pub(crate) activity_topic: String,
     pub(crate) activity_batch_max: usize,
     pub(crate) activity_retention: Duration,
@@ -112,6 +116,8 @@ impl GatewayConfig {
             hash_params: hash,
             hash_workers: env.parse("HASH_WORKERS", hash_workers)?.max(1),
             hash_queue_capacity: env.parse("HASH_QUEUE_CAPACITY", 2000)?.max(1),
+            hash_bulk_share: env.parse("HASH_BULK_SHARE", 50u8)?.clamp(1, 100),
+            rate_limits: crate::access::RateLimits::from_env(env)?,
             activity_topic: env.string("ACTIVITY_TOPIC", "user-activity-logs"),
             activity_batch_max: env.parse("ACTIVITY_BATCH_MAX", 100)?.max(1),
             activity_retention: env
@@ -168,11 +174,13 @@ impl GatewayConfig {
                 reason: "is larger than PASSWORD_MAX_LENGTH".into(),
             });
         }
-        if config.bulk_max_users > config.hash_queue_capacity {
+        if config.bulk_max_users
+            > (config.hash_queue_capacity * usize::from(config.hash_bulk_share) / 100).max(1)
+        {
             return Err(ConfigError::Invalid {
                 name: "BULK_MAX_USERS".into(),
                 value: config.bulk_max_users.to_string(),
-                reason: "is larger than HASH_QUEUE_CAPACITY, so a full bulk request could never be hashed".into(),
+                reason: "is larger than the bulk lane (HASH_BULK_SHARE percent of HASH_QUEUE_CAPACITY), so a full bulk request could never be hashed".into(),
             });
         }
         Ok(config)

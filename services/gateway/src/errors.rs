@@ -6,7 +6,7 @@
 //! handlers use `?`.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use repo::RepoError;
 use serde::Serialize;
@@ -56,6 +56,10 @@ pub(crate) enum ErrorCode {
     Unauthenticated,
     /// 401: the access token is unknown, expired or revoked (RFC 6750 `invalid_token`).
     InvalidToken,
+    /// 403: the token is valid but not of the kind, the user or the owner the route admits.
+    Forbidden,
+    /// 403: the token does not carry the scope the route needs (RFC 6750 `insufficient_scope`).
+    InsufficientScope,
     /// 401: the identifier or the password is wrong (which of the two is not said).
     InvalidCredentials,
     /// 400: the refresh token is unknown, expired, revoked or already used (RFC 6749
@@ -134,6 +138,8 @@ impl ErrorCode {
             Self::CampaignNotActive => "the campaign does not take signups",
             Self::Unauthenticated => "the request needs a bearer access token",
             Self::InvalidToken => "the access token is unknown, expired or revoked",
+            Self::Forbidden => "the caller may not do this",
+            Self::InsufficientScope => "the access token does not carry the scope this needs",
             Self::InvalidCredentials => "the identifier or the password is wrong",
             Self::InvalidGrant => "the refresh token is unknown, expired, revoked or used",
             Self::InvalidOrExpiredToken => "the token or code is unknown, used or expired",
@@ -188,7 +194,9 @@ impl ErrorCode {
             | Self::IdentifierNotVerified
             | Self::PasswordResetRequired
             | Self::WrongPassword
-            | Self::RecentSignInRequired => StatusCode::FORBIDDEN,
+            | Self::RecentSignInRequired
+            | Self::Forbidden
+            | Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::ValidationFailed
             | Self::UnknownField
@@ -249,6 +257,8 @@ pub(crate) struct ApiError {
     pub(crate) field: Option<String>,
     /// Seconds, for `Retry-After` on 503s.
     pub(crate) retry_after: Option<u32>,
+    /// More header fields of the answer (a 429's `RateLimit` fields).
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -261,7 +271,14 @@ impl ApiError {
                 .status()
                 .eq(&StatusCode::SERVICE_UNAVAILABLE)
                 .then_some(5),
+            headers: Vec::new(),
         }
+    }
+
+    /// The answer carries these header fields too.
+    pub(crate) fn with_rate_limit(mut self, headers: Vec<(HeaderName, HeaderValue)>) -> Self {
+        self.headers = headers;
+        self
     }
 
     /// 422 `validation_failed`: `field` (`email`, `users[3].phone`) is missing or wrong.
@@ -311,15 +328,11 @@ impl ResponseError for ApiError {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
         }
         // RFC 6750 section 3: a 401 names the scheme, and why a token was refused.
-        match self.code {
-            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => {
-                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-            }
-            ErrorCode::InvalidToken => {
-                response
-                    .insert_header((header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
-            }
-            _ => {}
+        if let Some(challenge) = crate::access::www_authenticate(self.code) {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge));
+        }
+        for (name, value) in &self.headers {
+            response.insert_header((name.clone(), value.clone()));
         }
         let mut response = response.json(ErrorBody {
             error: ErrorDetail {

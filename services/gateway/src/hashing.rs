@@ -8,6 +8,12 @@
 //! bounded too: a request that would take the queue past `HASH_QUEUE_CAPACITY` is refused at
 //! once (503 with `Retry-After`) instead of piling up.
 //!
+//! Bulk registrations hash in a lane of their own: at most `HASH_BULK_SHARE` percent of the
+//! queue places and of the workers (at least one), so a caller sending bulk requests as fast as
+//! it can fills its share and gets 503s while single registrations, sign-ins and password
+//! changes keep the rest. (The worker semaphore is fair: a single hash waits behind at most the
+//! bulk lane's workers, not behind the thousand hashes of a bulk request.)
+//!
 //! The Argon2 memory (`memory_kib` KiB per hash) is allocated once per worker and reused: a
 //! fresh 19 MiB buffer per hash, freed on whichever blocking thread ran it, made the C
 //! library's per-thread memory pools keep gigabytes the process never gave back.
@@ -53,6 +59,9 @@ pub(crate) struct PasswordHasher {
     argon2: Arc<Argon2<'static>>,
     queue: Arc<Semaphore>,
     workers: Arc<Semaphore>,
+    /// The bulk lane's share of the queue and of the workers.
+    bulk_queue: Arc<Semaphore>,
+    bulk_workers: Arc<Semaphore>,
     /// Argon2 memory of the workers not hashing right now: at most one buffer per worker.
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
     /// Hashes running now (`gateway_password_hashes_running`), and the most seen at once.
@@ -92,7 +101,9 @@ impl PasswordHasher {
         params: HashParams,
         workers: usize,
         queue_capacity: usize,
+        bulk_share_percent: u8,
     ) -> Result<Self, String> {
+        let share = |total: usize| (total * usize::from(bulk_share_percent.min(100)) / 100).max(1);
         let params = Params::new(
             params.memory_kib,
             params.iterations,
@@ -104,6 +115,8 @@ impl PasswordHasher {
             argon2: Arc::new(Argon2::new(Algorithm::Argon2id, Version::V0x13, params)),
             queue: Arc::new(Semaphore::new(queue_capacity.max(1))),
             workers: Arc::new(Semaphore::new(workers.max(1))),
+            bulk_queue: Arc::new(Semaphore::new(share(queue_capacity.max(1)))),
+            bulk_workers: Arc::new(Semaphore::new(share(workers.max(1)))),
             memory: Arc::new(Mutex::new(Vec::new())),
             running: Arc::default(),
         })
@@ -113,17 +126,22 @@ impl PasswordHasher {
     /// queue has no room for that many.
     pub(crate) async fn hash_all(&self, passwords: Vec<String>) -> Result<Vec<String>, HashError> {
         let count = u32::try_from(passwords.len()).map_err(|_| HashError::Busy)?;
-        let _queued = self
-            .queue
-            .clone()
-            .try_acquire_many_owned(count)
-            .map_err(|_| {
-                metrics::counter!("gateway_password_hash_refused_total").increment(1);
-                HashError::Busy
-            })?;
+        let _queued = refused_when_full(self.queue.clone().try_acquire_many_owned(count))?;
         let hashes = passwords
             .into_iter()
-            .map(|password| self.hash_one(password));
+            .map(|password| self.hash_one(password, None));
+        futures::future::try_join_all(hashes).await
+    }
+
+    /// [`Self::hash_all`] in the bulk lane: refused when the lane's share of the queue has no
+    /// room for that many, and hashed on the lane's share of the workers.
+    pub(crate) async fn hash_bulk(&self, passwords: Vec<String>) -> Result<Vec<String>, HashError> {
+        let count = u32::try_from(passwords.len()).map_err(|_| HashError::Busy)?;
+        let _lane = refused_when_full(self.bulk_queue.clone().try_acquire_many_owned(count))?;
+        let _queued = refused_when_full(self.queue.clone().try_acquire_many_owned(count))?;
+        let hashes = passwords
+            .into_iter()
+            .map(|password| self.hash_one(password, Some(&self.bulk_workers)));
         futures::future::try_join_all(hashes).await
     }
 
@@ -136,10 +154,7 @@ impl PasswordHasher {
         password: String,
         hashes: Vec<String>,
     ) -> Result<bool, HashError> {
-        let _queued = self.queue.clone().try_acquire_owned().map_err(|_| {
-            metrics::counter!("gateway_password_hash_refused_total").increment(1);
-            HashError::Busy
-        })?;
+        let _queued = refused_when_full(self.queue.clone().try_acquire_owned())?;
         let password = Arc::new(password);
         for hash in hashes {
             if self.verify_one(password.clone(), hash).await? {
@@ -191,9 +206,24 @@ impl PasswordHasher {
         .await
     }
 
-    async fn hash_one(&self, password: String) -> Result<String, HashError> {
+    /// Hashes on a worker; in a lane, once a worker permit of the lane is free too (held until
+    /// the hash ends).
+    async fn hash_one(
+        &self,
+        password: String,
+        lane: Option<&Arc<Semaphore>>,
+    ) -> Result<String, HashError> {
         let started = std::time::Instant::now();
         let span = tracing::info_span!("password.hash", otel.kind = "internal");
+        let _lane = match lane {
+            Some(lane) => Some(
+                lane.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| HashError::Failed(e.to_string()))?,
+            ),
+            None => None,
+        };
         let hash = self
             .on_worker(span, true, move |argon2, blocks| {
                 let salt = SaltString::generate(&mut OsRng);
@@ -250,6 +280,14 @@ impl PasswordHasher {
     }
 }
 
+/// A queue permit, or `Busy` (counted in `gateway_password_hash_refused_total`).
+fn refused_when_full<T>(permit: Result<T, tokio::sync::TryAcquireError>) -> Result<T, HashError> {
+    permit.map_err(|_| {
+        metrics::counter!("gateway_password_hash_refused_total").increment(1);
+        HashError::Busy
+    })
+}
+
 /// The PHC string of `password` under `salt`, exactly as `argon2`'s `PasswordHasher` writes
 /// it, computed in `blocks` (at least `params().block_count()` of them).
 fn hash_with_memory(
@@ -292,7 +330,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_phc_strings_that_verify() {
-        let hasher = PasswordHasher::new(cheap(), 2, 10).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 2, 10, 50).unwrap();
         let hashes = hasher
             .hash_all(vec!["correct horse".into(), "battery staple".into()])
             .await
@@ -318,7 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn verification_matches_only_the_right_password_in_any_hash() {
-        let hasher = PasswordHasher::new(cheap(), 2, 10).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 2, 10, 50).unwrap();
         let hashes = hasher
             .hash_all(vec!["correct horse".into(), "battery staple".into()])
             .await
@@ -369,7 +407,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_is_one_buffer_per_worker_at_most() {
-        let hasher = PasswordHasher::new(cheap(), 2, 100).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 2, 100, 50).unwrap();
         for _ in 0..5 {
             hasher.hash_all(vec!["password1".into(); 20]).await.unwrap();
         }
@@ -382,7 +420,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_refuses_at_once() {
-        let hasher = PasswordHasher::new(cheap(), 1, 3).unwrap();
+        let hasher = PasswordHasher::new(cheap(), 1, 3, 50).unwrap();
         let too_many = vec!["password1".to_owned(); 4];
         assert!(matches!(
             hasher.hash_all(too_many).await,
@@ -407,7 +445,7 @@ mod tests {
             iterations: 8,
             parallelism: 1,
         };
-        let hasher = PasswordHasher::new(slow, 1, 100).unwrap();
+        let hasher = PasswordHasher::new(slow, 1, 100, 50).unwrap();
         for _ in 0..4 {
             let begun = hasher.running.begun.load(Ordering::SeqCst);
             let request = tokio::spawn({
@@ -429,6 +467,37 @@ mod tests {
             "one worker: never two hashes at once"
         );
         assert_eq!(hasher.running.now.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bulk_requests_keep_to_their_lane_and_single_ones_pass_them() {
+        let slow = HashParams {
+            memory_kib: 8 * 1024,
+            iterations: 8,
+            parallelism: 1,
+        };
+        // Two workers and 20 places: the bulk lane has 10 places and one worker.
+        let hasher = PasswordHasher::new(slow, 2, 20, 50).unwrap();
+        let bulk = tokio::spawn({
+            let hasher = hasher.clone();
+            async move { hasher.hash_bulk(vec!["password1".into(); 10]).await }
+        });
+        while hasher.running.begun.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The lane is full: another bulk request is refused at once, though the queue has room.
+        assert!(matches!(
+            hasher.hash_bulk(vec!["password1".into()]).await,
+            Err(HashError::Busy)
+        ));
+        // A single registration takes the worker the lane leaves free: it is not queued behind
+        // the bulk request's ten hashes.
+        hasher.hash_all(vec!["password1".into()]).await.unwrap();
+        assert!(
+            !bulk.is_finished(),
+            "the single hash ran beside the bulk, not after it"
+        );
+        assert_eq!(bulk.await.unwrap().unwrap().len(), 10);
     }
 
     #[test]

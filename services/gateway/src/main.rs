@@ -3,8 +3,10 @@
 //! (`errors`). The OpenAPI document, generated from those types (`openapi`), is served at
 //! `/api/v1/openapi.json`.
 
+mod access;
 mod accounts;
 mod activity;
+mod admin;
 mod campaigns;
 mod client_ip;
 mod config;
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
             config.hash_params,
             config.hash_workers,
             config.hash_queue_capacity,
+            config.hash_bulk_share,
         )
         .map_err(anyhow::Error::msg)?;
         let registrations = web::Data::new(RegistrationApi {
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
             activity: activity.get_ref().clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             config: config.accounts.clone(),
+            rate_limits: config.rate_limits.clone(),
         });
         let keys = oauth2::keys::KeyRing::start(
             repo::SigningKeys::new(ctx.database.clone()),
@@ -133,6 +137,9 @@ fn main() -> ExitCode {
             encoder: waitlist::DomainEventEncoder::new(&config.domain_events_topic, ctx.name),
             relay: relay.notifier(),
             tokens: waitlist::VerificationTokens::new(config.verification_secret.clone()),
+            participant_tokens: waitlist::ParticipantTokens::new(
+                config.verification_secret.clone(),
+            ),
             fraud: config.fraud,
             trusted_proxies: config.trusted_proxies.clone(),
             allow_private_webhooks: config.allow_private_webhooks,
@@ -163,6 +170,8 @@ fn main() -> ExitCode {
                 .into_app()
                 .configure(oauth2::pages::routes)
                 .configure(|config| document.method_not_allowed_routes(config))
+                // Who may call each route, and how often (the route table).
+                .wrap(actix_web::middleware::from_fn(access::enforce))
                 .wrap(actix_web::middleware::from_fn(reply::head_as_get))
                 .wrap(actix_web::middleware::from_fn(json::refuse_nul_in_url))
                 // Outermost: every answer, refusals of the inner middleware too, is observed.

@@ -40,7 +40,8 @@ use crate::errors::{ApiError, ErrorCode};
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The user a request was about, when a handler knows it: put in the response's extensions,
-/// it becomes the `user_id` of the request's `api.request` event.
+/// it becomes the `user_id` of the request's `api.request` event (else the user the request
+/// was authenticated as, if any).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct KnownUser(pub(crate) String);
 
@@ -334,11 +335,18 @@ pub(crate) async fn observe(
                 BodySize::Sized(bytes) => bytes,
                 BodySize::None | BodySize::Stream => 0,
             };
+            // The user a handler named, else the user the request was authenticated as.
             let user_id = response
                 .response()
                 .extensions()
                 .get::<KnownUser>()
-                .map(|user| user.0.clone());
+                .map(|user| user.0.clone())
+                .or_else(|| {
+                    actix_web::HttpMessage::extensions(response.request())
+                        .get::<crate::access::Principal>()
+                        .and_then(crate::access::Principal::user_id)
+                        .map(|user| user.to_string())
+                });
             observer.emit(
                 observer.builder_for(&request_id).build(ApiRequest {
                     request_id: request_id.clone(),

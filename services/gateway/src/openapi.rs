@@ -27,38 +27,17 @@ use crate::errors::{ErrorBody, ErrorCode, method_not_allowed};
             `Retry-After`."
     ),
     components(schemas(ErrorBody, ErrorCode, crate::oauth2::OAuthErrorBody)),
-    modifiers(&BearerScheme),
     tags(
         (name = "accounts", description = "Sign-in, sessions, verification, recovery and deletion"),
         (name = "oauth2", description = "The OAuth2 authorization server and OpenID Connect provider: clients, tokens, consents"),
         (name = "registration", description = "Users registered through the queue or at once"),
         (name = "activity", description = "User activity events, published and read back"),
         (name = "waitlist", description = "Campaigns, signups, referrals and rewards"),
+        (name = "admin", description = "Platform administration (the `admin` scope)"),
         (name = "meta", description = "This document"),
     )
 )]
 struct ApiDoc;
-
-/// The `bearer` security scheme: the access tokens of `/api/v1/auth/sign-in` (RFC 6750).
-struct BearerScheme;
-
-impl utoipa::Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                Http::builder()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "The `access_token` of a sign-in or refresh, as `Authorization: Bearer <token>`",
-                    ))
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// Every route of the API, documented.
 pub(crate) fn routes(config: &mut ServiceConfig<'_>) {
@@ -71,6 +50,7 @@ pub(crate) fn routes(config: &mut ServiceConfig<'_>) {
         .configure(crate::oauth2::discovery::routes)
         .configure(crate::activity::routes)
         .configure(crate::campaigns::routes)
+        .configure(crate::admin::routes)
         .service(openapi_document);
 }
 
@@ -157,6 +137,9 @@ pub(crate) fn document() -> Value {
         .split_for_parts();
     let mut value = serde_json::to_value(&openapi).expect("the document serializes");
     add_common_answers(&mut value);
+    // Who may call each operation, from the route table.
+    value["components"]["securitySchemes"] = crate::access::security_schemes();
+    crate::access::document_security(&mut value);
     value
 }
 

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::{OptionalExtension as _, QueryableByName, sql_query};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use domain::UserId;
 use domain::waitlist::{CampaignStatus, NewCampaign};
 use uuid::Uuid;
 
@@ -24,6 +25,8 @@ struct CampaignRow {
     participant_count: i64,
     #[diesel(sql_type = Nullable<Text>)]
     notify_email: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    owner_user_id: Option<i64>,
     #[diesel(sql_type = Timestamptz)]
     created_at: DateTime<Utc>,
 }
@@ -54,24 +57,35 @@ struct MilestoneRow {
     reached_at: Option<DateTime<Utc>>,
 }
 
-const CAMPAIGN_COLUMNS: &str =
-    "id, name, status, points_per_referral, participant_count, notify_email, created_at";
+const CAMPAIGN_COLUMNS: &str = "id, name, status, points_per_referral, participant_count, \
+     notify_email, owner_user_id, created_at";
+
+/// What a campaign's owner may change; `None` keeps the value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CampaignChange {
+    pub name: Option<String>,
+    pub status: Option<CampaignStatus>,
+    /// `Some(None)` removes the address.
+    pub notify_email: Option<Option<String>>,
+}
 
 impl Waitlist {
-    /// Stores a validated campaign with its tiers and milestones. `webhook_secret` signs the
-    /// campaign's reward webhooks.
+    /// Stores a validated campaign of `owner` with its tiers and milestones. `webhook_secret`
+    /// signs the campaign's reward webhooks.
     #[tracing::instrument(name = "db.create_campaign", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn create_campaign(
         &self,
         id: Uuid,
         campaign: &NewCampaign,
         webhook_secret: &str,
+        owner: Option<UserId>,
     ) -> RepoResult<Campaign> {
         let mut conn = self.database.connection().await?;
         conn.transaction::<_, RepoError, _>(async |conn| {
             sql_query(
-                "INSERT INTO campaigns (id, name, status, points_per_referral, notify_email, webhook_secret)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO campaigns
+                     (id, name, status, points_per_referral, notify_email, webhook_secret, owner_user_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind::<SqlUuid, _>(id)
             .bind::<Text, _>(campaign.name.trim())
@@ -79,6 +93,7 @@ impl Waitlist {
             .bind::<Integer, _>(campaign.points_per_referral)
             .bind::<Nullable<Text>, _>(campaign.notify_email.as_ref().map(|e| e.as_str().to_owned()))
             .bind::<Text, _>(webhook_secret)
+            .bind::<Nullable<BigInt>, _>(owner.map(UserId::as_i64))
             .execute(conn)
             .await?;
             let tiers = &campaign.reward_tiers;
@@ -142,17 +157,66 @@ impl Waitlist {
         Ok(count.map(|c| c.participant_count))
     }
 
-    /// The newest campaigns first, `limit` of them.
+    /// The newest campaigns of `owner` first (of everyone's when `None`), `limit` of them.
     #[tracing::instrument(name = "db.campaigns", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-    pub async fn campaigns(&self, limit: i64) -> RepoResult<Vec<Campaign>> {
+    pub async fn campaigns(&self, owner: Option<UserId>, limit: i64) -> RepoResult<Vec<Campaign>> {
         let mut conn = self.database.connection().await?;
         let rows: Vec<CampaignRow> = sql_query(format!(
-            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY created_at DESC, id DESC LIMIT $1"
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns
+             WHERE $1::int8 IS NULL OR owner_user_id = $1
+             ORDER BY created_at DESC, id DESC LIMIT $2"
         ))
+        .bind::<Nullable<BigInt>, _>(owner.map(UserId::as_i64))
         .bind::<BigInt, _>(limit)
         .load(&mut *conn)
         .await?;
         with_details(&mut conn, rows).await
+    }
+
+    /// Who owns campaign `id`: `None` when there is no such campaign, `Some(None)` when it has
+    /// no owner.
+    #[tracing::instrument(name = "db.campaign_owner", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    pub async fn campaign_owner(&self, id: Uuid) -> RepoResult<Option<Option<UserId>>> {
+        #[derive(QueryableByName)]
+        struct Owner {
+            #[diesel(sql_type = Nullable<BigInt>)]
+            owner_user_id: Option<i64>,
+        }
+        let mut conn = self.database.connection().await?;
+        let owner: Option<Owner> = sql_query("SELECT owner_user_id FROM campaigns WHERE id = $1")
+            .bind::<SqlUuid, _>(id)
+            .get_result(&mut *conn)
+            .await
+            .optional()?;
+        Ok(owner.map(|o| o.owner_user_id.map(UserId::from_i64)))
+    }
+
+    /// Applies `change` to campaign `id` and returns it; `None` when there is no such campaign.
+    #[tracing::instrument(name = "db.change_campaign", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    pub async fn change_campaign(
+        &self,
+        id: Uuid,
+        change: &CampaignChange,
+    ) -> RepoResult<Option<Campaign>> {
+        let mut conn = self.database.connection().await?;
+        let changed = sql_query(
+            "UPDATE campaigns SET
+                 name = COALESCE($2, name),
+                 status = COALESCE($3, status),
+                 notify_email = CASE WHEN $4 THEN $5 ELSE notify_email END
+             WHERE id = $1",
+        )
+        .bind::<SqlUuid, _>(id)
+        .bind::<Nullable<Text>, _>(change.name.as_deref().map(str::trim))
+        .bind::<Nullable<Text>, _>(change.status.map(CampaignStatus::as_str))
+        .bind::<diesel::sql_types::Bool, _>(change.notify_email.is_some())
+        .bind::<Nullable<Text>, _>(change.notify_email.clone().flatten())
+        .execute(&mut *conn)
+        .await?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        load_campaign(&mut conn, id).await
     }
 }
 
@@ -206,6 +270,7 @@ async fn with_details(
                 points_per_referral: row.points_per_referral,
                 participant_count: row.participant_count,
                 notify_email: row.notify_email,
+                owner_user_id: row.owner_user_id.map(UserId::from_i64),
                 created_at: row.created_at,
             })
         })

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::{Database, RepoError};
 
+pub use campaigns::CampaignChange;
 pub use notifications::{EmailClaim, RewardDelivery};
 #[cfg(feature = "testing")]
 pub(crate) use outbox::RELAY_LOCK_KEYS;
@@ -67,6 +68,8 @@ pub struct Campaign {
     pub points_per_referral: i32,
     pub participant_count: i64,
     pub notify_email: Option<String>,
+    /// The user who created it; `None` for campaigns only platform admins manage.
+    pub owner_user_id: Option<domain::UserId>,
     pub reward_tiers: Vec<RewardTier>,
     pub milestones: Vec<Milestone>,
     pub created_at: DateTime<Utc>,

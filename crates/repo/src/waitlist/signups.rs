@@ -214,20 +214,22 @@ impl Waitlist {
         Ok(Some(participant))
     }
 
-    /// The first `limit` participants by position.
+    /// `limit` participants by position, after the first `offset`.
     #[tracing::instrument(name = "db.leaderboard", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn leaderboard(
         &self,
         campaign_id: Uuid,
         limit: i64,
+        offset: i64,
     ) -> RepoResult<Vec<LeaderboardEntry>> {
         let mut conn = self.database.connection().await?;
         let rows: Vec<LeaderRow> = sql_query(
             "SELECT position, id, email, verified_referral_count FROM participants
-             WHERE campaign_id = $1 ORDER BY position, original_position LIMIT $2",
+             WHERE campaign_id = $1 ORDER BY position, original_position LIMIT $2 OFFSET $3",
         )
         .bind::<SqlUuid, _>(campaign_id)
         .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(offset)
         .load(&mut *conn)
         .await?;
         Ok(rows

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, dev::Payload, web};
 use domain::UserId;
 use domain::accounts::SecretToken;
 use repo::accounts::FIRST_PARTY_CLIENT_ID;
@@ -59,6 +59,13 @@ impl FromRequest for SignedIn {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Routes of the signed-in user were authenticated by `access::enforce` already.
+        if let Some(crate::access::Principal::User(signed_in)) =
+            request.extensions().get::<crate::access::Principal>()
+        {
+            let signed_in = *signed_in;
+            return Box::pin(async move { Ok(signed_in) });
+        }
         let api = request.app_data::<web::Data<AccountsApi>>().cloned();
         let token = bearer_token(request);
         Box::pin(async move {

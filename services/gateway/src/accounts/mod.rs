@@ -153,6 +153,8 @@ pub(crate) struct AccountsApi {
     pub(crate) activity: ActivityApi,
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) config: AccountsConfig,
+    /// The routes' rate limits (`access`), counted in the same table as the throttles here.
+    pub(crate) rate_limits: crate::access::RateLimits,
 }
 
 /// Who is asking, for events and sessions.
@@ -238,7 +240,7 @@ fn identifier_key(kind: &str, identifier: &Identifier) -> String {
     format!("{kind}:{}", TokenHash::of(&text).as_str())
 }
 
-fn seconds_until(at: DateTime<Utc>) -> u32 {
+pub(crate) fn seconds_until(at: DateTime<Utc>) -> u32 {
     u32::try_from((at - Utc::now()).num_seconds().max(1)).unwrap_or(u32::MAX)
 }
 
@@ -1025,7 +1027,7 @@ fn gone() -> ApiError {
 
 /// The throttle key of a client IP: an IPv6 client by its /64 (one subscriber's prefix), so
 /// rotating addresses within it does not reset the count.
-fn ip_key(kind: &str, ip: &str) -> String {
+pub(crate) fn ip_key(kind: &str, ip: &str) -> String {
     match ip.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
             let segments = v6.segments();

@@ -230,6 +230,12 @@ impl Provider {
                     "not a scope of this provider (see scopes_supported)",
                 ));
             }
+            if crate::access::scopes::PRIVILEGED.contains(&scope.as_str()) {
+                return Err(ApiError::invalid(
+                    format!("scopes[{i}]"),
+                    "a service scope: only a platform admin gives it, with `platform-admin create-client`",
+                ));
+            }
             granted.insert(scope.clone());
         }
         Ok(Settings {

@@ -55,7 +55,13 @@ impl Provider {
             introspection_endpoint: url("/oauth2/introspect"),
             userinfo_endpoint: url("/oauth2/userinfo"),
             jwks_uri: url("/oauth2/jwks"),
-            scopes_supported: scopes.into_iter().map(|s| s.name).collect(),
+            // The scopes a client may ask for (RFC 8414 lets a server leave some out): not the
+            // service scopes and `admin`, which only platform-admin gives.
+            scopes_supported: scopes
+                .into_iter()
+                .map(|s| s.name)
+                .filter(|s| !crate::access::scopes::PRIVILEGED.contains(&s.as_str()))
+                .collect(),
             response_types_supported: vec!["code"],
             response_modes_supported: vec!["query"],
             grant_types_supported: GRANT_TYPES.to_vec(),

@@ -40,6 +40,14 @@ use super::{Provider, allows, is_pkce_value, parse_scope, scope_string};
 use crate::accounts::Caller;
 use crate::errors::ErrorCode;
 
+/// The pages' routes (HTML, outside the OpenAPI document), checked against the route table.
+#[cfg(test)]
+pub(crate) const PAGES: [(&str, &str); 3] = [
+    ("GET", "/oauth2/authorize"),
+    ("POST", "/oauth2/authorize"),
+    ("POST", "/oauth2/consent"),
+];
+
 pub(crate) fn routes(config: &mut web::ServiceConfig) {
     config
         .service(authorize_page)

@@ -935,9 +935,10 @@ async fn introspect(
 }
 
 impl Provider {
-    /// What `asker` may learn of a token: an access token of any OAuth2 client (resource
-    /// servers check tokens issued to others), a refresh token only its own client's; a
-    /// first-party session token never (it is no OAuth2 client's).
+    /// What `asker` may learn of a token: only its own client's tokens, unless the asker is
+    /// registered with the `admin` scope (a platform admin's client may check any client's
+    /// access tokens); a first-party session token never (it is no OAuth2 client's). Anything
+    /// else is `active: false`, as for a token that does not exist.
     async fn introspection(
         &self,
         hash: &domain::TokenHash,
@@ -946,7 +947,14 @@ impl Provider {
         let users = &self.accounts.users;
         let issuer = Some(self.config.issuer.clone());
         match users.get_access_token_by_hash(hash).await {
-            Ok(token) if token.client_id == FIRST_PARTY_CLIENT_ID => {
+            Ok(token)
+                if token.client_id == FIRST_PARTY_CLIENT_ID
+                    || (token.client_id != asker.client_id
+                        && !asker
+                            .scopes
+                            .iter()
+                            .any(|s| s == crate::access::scopes::ADMIN)) =>
+            {
                 return Ok(Introspection::default());
             }
             Ok(token) => {

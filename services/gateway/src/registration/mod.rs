@@ -10,7 +10,7 @@ pub(crate) mod validation;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{get, post, web};
+use actix_web::{HttpRequest, get, post, web};
 use chrono::Utc;
 use domain::{NewUser, RegistrationMessage, RegistrationStatus};
 use events::rdkafka::message::OwnedHeaders;
@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
+use crate::access::{Limit, count_identifier};
 use crate::errors::{ApiError, ErrorBody, ErrorCode};
 use crate::hashing::{HashError, PasswordHasher};
 use crate::json::Json;
@@ -144,10 +145,12 @@ pub(crate) struct RegistrationStatusResponse {
 #[post("/api/v1/auth/register-async")]
 async fn register_async(
     api: web::Data<RegistrationApi>,
+    request: HttpRequest,
     body: Json<RegistrationRequest>,
 ) -> Result<Reply<RegistrationAccepted>, ApiError> {
     let input = body.into_inner().validate(api.password_rules, "")?;
-    let request_ids = api.accept(vec![input]).await?;
+    count_identifier(&request, Limit::Registration, &input.identifier()).await?;
+    let request_ids = api.accept(vec![input], Lane::Single).await?;
     Ok(Reply::accepted(RegistrationAccepted {
         message: "registration request accepted",
         request_id: request_ids[0],
@@ -174,7 +177,7 @@ async fn register_async_bulk(
     let inputs = body
         .into_inner()
         .validate(api.password_rules, api.bulk_max_users)?;
-    let request_ids = api.accept(inputs).await?;
+    let request_ids = api.accept(inputs, Lane::Bulk).await?;
     Ok(Reply::accepted(BulkRegistrationAccepted {
         message: "registration requests accepted",
         count: request_ids.len(),
@@ -197,10 +200,15 @@ async fn register_async_bulk(
 #[post("/api/v1/auth/register-sync")]
 async fn register_sync(
     api: web::Data<RegistrationApi>,
+    request: HttpRequest,
     body: Json<RegistrationRequest>,
 ) -> Result<Reply<RegisteredUser>, ApiError> {
     let input = body.into_inner().validate(api.password_rules, "")?;
-    let hash = api.hash(vec![input.password.clone()]).await?.remove(0);
+    count_identifier(&request, Limit::Registration, &input.identifier()).await?;
+    let hash = api
+        .hash(vec![input.password.clone()], Lane::Single)
+        .await?
+        .remove(0);
     let id = api.ids.generate().ok_or_else(|| {
         ApiError::new(
             ErrorCode::DatabaseUnavailable,
@@ -278,11 +286,22 @@ async fn registration_status(
     }))
 }
 
+/// Where a registration's passwords are hashed: bulk requests in their own share of the pool.
+#[derive(Debug, Clone, Copy)]
+enum Lane {
+    Single,
+    Bulk,
+}
+
 impl RegistrationApi {
-    /// Hashes the passwords and queues the requests; their request IDs, in order.
-    async fn accept(&self, inputs: Vec<RegistrationInput>) -> Result<Vec<Uuid>, ApiError> {
+    /// Hashes the passwords (in `lane`) and queues the requests; their request IDs, in order.
+    async fn accept(
+        &self,
+        inputs: Vec<RegistrationInput>,
+        lane: Lane,
+    ) -> Result<Vec<Uuid>, ApiError> {
         let hashes = self
-            .hash(inputs.iter().map(|i| i.password.clone()).collect())
+            .hash(inputs.iter().map(|i| i.password.clone()).collect(), lane)
             .await?;
         let messages: Vec<RegistrationMessage> = inputs
             .into_iter()
@@ -352,18 +371,19 @@ impl RegistrationApi {
         }
     }
 
-    async fn hash(&self, passwords: Vec<String>) -> Result<Vec<String>, ApiError> {
-        self.hasher
-            .hash_all(passwords)
-            .await
-            .map_err(|error| match error {
-                HashError::Busy => ApiError::new(
-                    ErrorCode::Busy,
-                    "too many registrations in progress; try again shortly",
-                )
-                .retry_after(1),
-                HashError::Failed(reason) => ApiError::internal(reason),
-            })
+    async fn hash(&self, passwords: Vec<String>, lane: Lane) -> Result<Vec<String>, ApiError> {
+        match lane {
+            Lane::Single => self.hasher.hash_all(passwords).await,
+            Lane::Bulk => self.hasher.hash_bulk(passwords).await,
+        }
+        .map_err(|error| match error {
+            HashError::Busy => ApiError::new(
+                ErrorCode::Busy,
+                "too many registrations in progress; try again shortly",
+            )
+            .retry_after(1),
+            HashError::Failed(reason) => ApiError::internal(reason),
+        })
     }
 
     /// Whether a request ID without a stored outcome may still be on its way: a UUIDv7 (the

@@ -50,6 +50,18 @@ pub(crate) struct RegistrationInput {
     pub(crate) consent: bool,
 }
 
+impl RegistrationInput {
+    /// What the registration is counted by, per identifier: the email address, else the phone
+    /// number, in canonical form.
+    pub(crate) fn identifier(&self) -> String {
+        match (&self.email, &self.phone) {
+            (Some(email), _) => email.as_str().to_owned(),
+            (None, Some(phone)) => phone.as_str().to_owned(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
 impl std::fmt::Debug for RegistrationInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistrationInput")
