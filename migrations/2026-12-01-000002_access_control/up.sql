@@ -13,5 +13,6 @@ INSERT INTO oauth2_scopes (name, description, is_default) VALUES
     ('activity:write', 'Publish user activity events (services only)', FALSE),
     ('activity:read', 'Read the activity log of any user (services only)', FALSE),
     ('registrations:bulk', 'Register users in bulk (services only)', FALSE),
+    ('tokens:introspect', 'Introspect the access tokens of every client (resource servers only)', FALSE),
     ('admin', 'Administer the platform: audit logs, every campaign (platform admins only)', FALSE)
 ON CONFLICT (name) DO NOTHING;

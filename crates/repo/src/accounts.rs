@@ -259,7 +259,8 @@ impl Accounts {
     }
 
     /// Ends every live session of the user (but `except`), first-party sign-ins and grants to
-    /// OAuth2 clients alike, revoking their tokens; returns how many sessions ended.
+    /// OAuth2 clients alike, revoking their tokens, and the client credentials tokens of the
+    /// user's own clients; returns how many sessions ended.
     #[tracing::instrument(name = "db.revoke_sessions_of", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn revoke_sessions_of(
         &self,
@@ -663,5 +664,15 @@ async fn revoke_all(
         .execute(conn)
         .await?;
     }
+    // The client credentials tokens of the user's own clients act for the user on campaigns:
+    // they end with the user's sessions (the clients get new ones with their secrets).
+    sql_query(
+        "UPDATE oauth2_access_tokens SET revoked_at = now()
+         WHERE user_id IS NULL AND revoked_at IS NULL
+           AND client_id IN (SELECT client_id FROM oauth2_clients WHERE owner_user_id = $1)",
+    )
+    .bind::<BigInt, _>(user_id.as_i64())
+    .execute(conn)
+    .await?;
     Ok(ended as u64)
 }

@@ -1,8 +1,8 @@
 //! Who may call what, on the gateway as a process with PostgreSQL and the broker: every route
 //! of the OpenAPI document (whose `x-access` and `security` come from the gateway's route
-//! table) refuses the callers its class does not admit; public answers carry nobody else's
-//! personal data; rate limits answer 429 with their fields, hold across two gateways and
-//! recover.
+//! table) refuses the callers its class does not admit, also when its path is percent-encoded;
+//! public answers carry nobody else's personal data; every rate-limited route answers 429 with
+//! its fields; limits hold across two gateways and recover.
 
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ struct World {
     ada: String,
     ada_id: String,
     bob: String,
+    bob_id: String,
     campaign_id: String,
     participant_id: String,
     participant_token: String,
@@ -27,8 +28,12 @@ impl World {
     async fn new(api: &str) -> Self {
         let ada = signed_in_user(api, "ada@example.com", PASSWORD).await;
         let bob = signed_in_user(api, "bob@example.com", PASSWORD).await;
-        let (_, me) = call(bearer_http(&ada).get(format!("{api}/api/v1/me"))).await;
-        let ada_id = me["user_id"].as_str().expect("a user_id").to_owned();
+        let user_id = |token: String| async move {
+            let (_, me) = call(bearer_http(&token).get(format!("{api}/api/v1/me"))).await;
+            me["user_id"].as_str().expect("a user_id").to_owned()
+        };
+        let ada_id = user_id(ada.clone()).await;
+        let bob_id = user_id(bob.clone()).await;
         let (status, campaign) = call(
             bearer_http(&ada)
                 .post(format!("{api}/api/v1/campaigns"))
@@ -63,6 +68,7 @@ impl World {
             ada,
             ada_id,
             bob,
+            bob_id,
             participant_id: signup["participant_id"].as_str().unwrap().to_owned(),
             participant_token: signup["participant_token"].as_str().unwrap().to_owned(),
             campaign_id,
@@ -72,10 +78,42 @@ impl World {
 
     /// `path` of the document with its parameters filled in with Ada's things.
     fn url(&self, path: &str) -> String {
+        self.url_with(path, &self.campaign_id, &self.ada_id)
+    }
+
+    /// The same, with the first character of the last literal segment and of Ada's campaign
+    /// and user IDs percent-encoded: the same route and the same IDs to the router.
+    fn encoded_url(&self, path: &str) -> String {
+        let encode_first = |text: &str| format!("%{:02X}{}", text.as_bytes()[0], &text[1..]);
+        let segments: Vec<&str> = path.split('/').collect();
+        let last_literal = segments
+            .iter()
+            .rposition(|s| !s.is_empty() && !s.starts_with('{'))
+            .expect("a literal segment");
+        let path = segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if i == last_literal {
+                    encode_first(s)
+                } else {
+                    (*s).to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        self.url_with(
+            &path,
+            &encode_first(&self.campaign_id),
+            &encode_first(&self.ada_id),
+        )
+    }
+
+    fn url_with(&self, path: &str, campaign_id: &str, user_id: &str) -> String {
         let path = path
-            .replace("{campaign_id}", &self.campaign_id)
+            .replace("{campaign_id}", campaign_id)
             .replace("{participant_id}", &self.participant_id)
-            .replace("{userId}", &self.ada_id)
+            .replace("{userId}", user_id)
             .replace("{client_id}", &self.client_id)
             .replace("{provider}", "nowhere")
             .replace("{request_id}", &uuid::Uuid::now_v7().to_string());
@@ -125,6 +163,57 @@ async fn every_route_refuses_the_callers_its_class_does_not_admit() {
     let (_, admin) = client_token(&api, schema, &["admin"]).await;
     let (_, ownerless) = client_token(&api, schema, &["campaigns:read", "campaigns:write"]).await;
     let garbage = "ab".repeat(32);
+    // Bob's own back end: a client of his with client credentials and the campaign scopes.
+    let (status, bobs_client) = call(
+        bearer_http(&world.bob)
+            .post(format!("{api}/api/v1/oauth2/clients"))
+            .json(
+                &json!({"name": "Bob's back end", "client_type": "confidential",
+                          "grant_types": ["client_credentials"],
+                          "scopes": ["campaigns:read", "campaigns:write"]}),
+            ),
+    )
+    .await;
+    assert_eq!(status, 201, "{bobs_client}");
+    let (status, body) = call(
+        reqwest::Client::new()
+            .post(format!("{api}/oauth2/token"))
+            .basic_auth(
+                bobs_client["client_id"].as_str().unwrap(),
+                bobs_client["client_secret"].as_str(),
+            )
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "campaigns:read campaigns:write"),
+            ]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let bobs_back_end = body["access_token"].as_str().unwrap().to_owned();
+    // Bob's grants to Ada's app: one without the campaign scopes, one with them (stored as the
+    // token endpoint stores them; the code flow itself is tested in tests/oauth2.rs).
+    let grant = |scopes: &[&str]| {
+        let token = domain::accounts::SecretToken::generate();
+        let now = chrono::Utc::now();
+        let record = domain::OAuth2AccessToken {
+            token_hash: token.hash(),
+            client_id: world.client_id.clone(),
+            user_id: Some(world.bob_id.parse().unwrap()),
+            session_id: None,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            expires_at: now + chrono::Duration::hours(1),
+            revoked_at: None,
+            created_at: now,
+        };
+        let users = repo::PgUserRepository::new(stack.db.database().clone());
+        async move {
+            use repo::UserRepository as _;
+            users.create_access_token(&record).await.unwrap();
+            token.expose().to_owned()
+        }
+    };
+    let bobs_openid_grant = grant(&["openid"]).await;
+    let bobs_campaigns_grant = grant(&["campaigns:read", "campaigns:write"]).await;
 
     let (_, document) =
         call(reqwest::Client::new().get(format!("{api}/api/v1/openapi.json"))).await;
@@ -163,27 +252,58 @@ async fn every_route_refuses_the_callers_its_class_does_not_admit() {
                 "{what}"
             );
 
+            // The same route with its path percent-encoded: refused the same.
+            let (status, _, body) = send(&method, &world.encoded_url(path), None).await;
+            assert_eq!(status, 401, "{what}, encoded: {body}");
+
             // The callers the class does not admit: (token, expected code).
             let refused: Vec<(&str, &str, &str)> = match access {
                 "user" => vec![
                     ("a service", &admin, "forbidden"),
+                    (
+                        "a user's grant to an app",
+                        &bobs_campaigns_grant,
+                        "forbidden",
+                    ),
                     ("a participant", &world.participant_token, "invalid_token"),
                 ],
                 "self-or-service" => vec![
                     ("another user", &world.bob, "forbidden"),
+                    ("a user's grant to an app", &bobs_openid_grant, "forbidden"),
                     ("a client without the scope", &writer, "insufficient_scope"),
                 ],
                 "owner" if path.contains("{campaign_id}") => vec![
                     ("another owner", &world.bob, "forbidden"),
+                    (
+                        "another owner's grant to an app",
+                        &bobs_campaigns_grant,
+                        "forbidden",
+                    ),
+                    ("another owner's own client", &bobs_back_end, "forbidden"),
+                    (
+                        "a grant without the scope",
+                        &bobs_openid_grant,
+                        "insufficient_scope",
+                    ),
                     ("a client without the scope", &writer, "insufficient_scope"),
                     ("a client acting for nobody", &ownerless, "forbidden"),
                 ],
                 "owner" => vec![
+                    (
+                        "a grant without the scope",
+                        &bobs_openid_grant,
+                        "insufficient_scope",
+                    ),
                     ("a client without the scope", &writer, "insufficient_scope"),
                     ("a client acting for nobody", &ownerless, "forbidden"),
                 ],
                 "service" => vec![
                     ("a user", &world.ada, "forbidden"),
+                    (
+                        "a user's grant to an app",
+                        &bobs_campaigns_grant,
+                        "forbidden",
+                    ),
                     (
                         "a client without the scope",
                         &ownerless,
@@ -192,6 +312,11 @@ async fn every_route_refuses_the_callers_its_class_does_not_admit() {
                 ],
                 "admin" => vec![
                     ("a user", &world.ada, "forbidden"),
+                    (
+                        "a user's grant to an app",
+                        &bobs_campaigns_grant,
+                        "forbidden",
+                    ),
                     ("a service", &reader, "insufficient_scope"),
                 ],
                 "participant" => vec![
@@ -201,6 +326,16 @@ async fn every_route_refuses_the_callers_its_class_does_not_admit() {
                 other => panic!("{what}: unknown class {other}"),
             };
             for (who, token, code) in refused {
+                // Another user's or owner's refusal holds for the encoded path too.
+                if ["another user", "another owner"].contains(&who) {
+                    let (status, _, body) =
+                        send(&method, &world.encoded_url(path), Some(token)).await;
+                    assert_eq!(
+                        (status, body["error"]["code"].as_str()),
+                        (403, Some(code)),
+                        "{what} by {who}, encoded: {body}"
+                    );
+                }
                 let (status, challenge, body) = send(&method, &url, Some(token)).await;
                 let expected = if code == "invalid_token" { 401 } else { 403 };
                 assert_eq!(
@@ -517,7 +652,7 @@ async fn rate_limits_answer_429_hold_across_replicas_and_recover() {
     assert_eq!(
         statuses,
         [201, 409, 429],
-        "the third try of one address is refused"
+        "one identifier tried from three addresses: the third try is refused"
     );
     // Routes without a limit carry no RateLimit fields; public writes with one do.
     let answer = http
@@ -526,4 +661,79 @@ async fn rate_limits_answer_429_hold_across_replicas_and_recover() {
         .await
         .unwrap();
     assert!(answer.headers().get("ratelimit").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_rate_limited_route_answers_429_with_its_fields() {
+    let stack = WaitlistStack::new().await;
+    let one_per_minute: Vec<(String, &str)> = [
+        "REGISTRATION",
+        "SIGNUP",
+        "VERIFICATION",
+        "SIGN_IN",
+        "RECOVERY",
+        "TOKEN",
+    ]
+    .iter()
+    .map(|policy| (format!("RATE_LIMIT_{policy}"), "1/1m"))
+    .collect();
+    let env: Vec<(&str, &str)> = one_per_minute
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    let (gateway, api) = stack.start_gateway(&env).await;
+    // IDs nobody has: the first request is refused by its handler (404, 422), and counted.
+    let url = |path: &str| {
+        let id = uuid::Uuid::now_v7().to_string();
+        format!(
+            "{api}{}",
+            path.replace("{campaign_id}", &id)
+                .replace("{provider}", "nowhere")
+        )
+    };
+    let (_, document) =
+        call(reqwest::Client::new().get(format!("{api}/api/v1/openapi.json"))).await;
+    let http = reqwest::Client::new();
+    let mut limited = Vec::new();
+    for (n, (path, item)) in document["paths"].as_object().unwrap().iter().enumerate() {
+        for (method, operation) in item.as_object().unwrap() {
+            if !operation["responses"]["429"]["headers"]["RateLimit-Policy"].is_object() {
+                continue;
+            }
+            let method = method.to_ascii_uppercase();
+            // An address of its own for each route: the routes of one policy share a quota.
+            let ip = format!("198.51.100.{}", n % 250 + 1);
+            let send = || {
+                let mut request = http
+                    .request(method.parse().unwrap(), url(path))
+                    .header("X-Forwarded-For", &ip);
+                if method == "POST" {
+                    request = request.json(&json!({}));
+                }
+                request.send()
+            };
+            let first = send().await.unwrap();
+            assert_ne!(first.status(), 429, "{method} {path}: the first request");
+            assert!(
+                first.headers().get("ratelimit").is_some(),
+                "{method} {path}: no RateLimit field\n{}",
+                gateway.logs()
+            );
+            let second = send().await.unwrap();
+            assert_eq!(second.status(), 429, "{method} {path}: the second request");
+            assert!(
+                second.headers().get("retry-after").is_some(),
+                "{method} {path}"
+            );
+            assert!(
+                second.headers()["ratelimit-policy"]
+                    .to_str()
+                    .unwrap()
+                    .ends_with(";q=1;w=60"),
+                "{method} {path}"
+            );
+            limited.push(format!("{method} {path}"));
+        }
+    }
+    assert!(limited.len() >= 12, "{limited:?}");
 }

@@ -2,8 +2,11 @@
 //! that enforces it ([`enforce`]) before any handler runs.
 //!
 //! Every route the gateway serves has one line in the table: its class of caller ([`Access`])
-//! and, for public writes, its rate limit ([`Limit`]). A route missing from the table is
-//! refused (500) rather than served unguarded, and a unit test fails first. The OpenAPI
+//! and, for public writes, its rate limit ([`Limit`]). The middleware finds a request's route
+//! as the router does, on the percent-decoded path, so an encoded twin of a path is the same
+//! route; a route missing from the table is refused (500) rather than served unguarded, and a
+//! unit test compares the table with the OpenAPI document and the HTML pages; a method the
+//! table does not list for a path is answered 405 by the middleware itself. The OpenAPI
 //! document takes each operation's `security` and its `x-access` class from the same table
 //! ([`document_security`]), and the system tests generate their 401/403 checks from the
 //! document, so a new route cannot be forgotten.
@@ -32,7 +35,7 @@
 //! quota); failed sign-ins per identifier and messages per address are counted by the accounts
 //! module in the same table.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -63,12 +66,20 @@ pub(crate) mod scopes {
     pub(crate) const ACTIVITY_READ: &str = "activity:read";
     /// Register users in bulk.
     pub(crate) const REGISTRATIONS_BULK: &str = "registrations:bulk";
-    /// The platform admin role: audit logs, every campaign.
+    /// A resource server's: introspect the access tokens of every client (a client learns about
+    /// its own tokens only without it).
+    pub(crate) const TOKENS_INTROSPECT: &str = "tokens:introspect";
+    /// The platform admin role: audit logs, every campaign, every token's introspection.
     pub(crate) const ADMIN: &str = "admin";
     /// Scopes only `platform-admin create-client` gives a client: a user registering a client
     /// cannot ask for them, and they never pass in a user's grant.
-    pub(crate) const PRIVILEGED: [&str; 4] =
-        [ACTIVITY_WRITE, ACTIVITY_READ, REGISTRATIONS_BULK, ADMIN];
+    pub(crate) const PRIVILEGED: [&str; 5] = [
+        ACTIVITY_WRITE,
+        ACTIVITY_READ,
+        REGISTRATIONS_BULK,
+        TOKENS_INTROSPECT,
+        ADMIN,
+    ];
 }
 
 /// The class of caller a route admits.
@@ -89,8 +100,10 @@ pub(crate) enum Access {
         scope: &'static str,
     },
     /// A campaign owner: a signed-in user, a user's grant to a client with `scope`, a client of
-    /// the user's own with `scope` (acting for its owner), or a platform admin. With a
-    /// `{campaign_id}` in the path, only that campaign's owner or an admin.
+    /// the user's own with `scope` (acting for its owner, while the owner's account is live),
+    /// or a platform admin. The middleware establishes the [`CampaignActor`]; with a
+    /// `{campaign_id}` in the path the handler admits only that campaign's owner or an admin
+    /// (403 `forbidden`), checking the ID it parsed itself.
     Owner { scope: &'static str },
     /// A client (client credentials) with `scope`.
     Service { scope: &'static str },
@@ -130,7 +143,7 @@ pub(crate) enum Limit {
     SignIn,
     /// Asking for a message: password reset, verification resend.
     Recovery,
-    /// The token endpoints: `/oauth2/token`, `/revoke`, `/introspect`, `/api/v1/auth/refresh`.
+    /// Token requests: `/oauth2/token` and `/api/v1/auth/refresh`.
     Token,
 }
 
@@ -243,8 +256,10 @@ pub(crate) const ROUTES: &[Route] = &[
     route("POST", "/oauth2/authorize", Public, Some(Limit::SignIn)),
     route("POST", "/oauth2/consent", Public, Some(Limit::SignIn)),
     route("POST", "/oauth2/token", Endpoint, Some(Limit::Token)),
-    route("POST", "/oauth2/revoke", Endpoint, Some(Limit::Token)),
-    route("POST", "/oauth2/introspect", Endpoint, Some(Limit::Token)),
+    // Client-authenticated (a secret of 256 random bits): not limited per address, so a
+    // resource server may introspect on every request it serves.
+    route("POST", "/oauth2/revoke", Endpoint, None),
+    route("POST", "/oauth2/introspect", Endpoint, None),
     route("GET", "/oauth2/userinfo", Endpoint, None),
     route("POST", "/oauth2/userinfo", Endpoint, None),
     route("GET", "/oauth2/jwks", Public, None),
@@ -394,7 +409,7 @@ fn invalid_token() -> ApiError {
     )
 }
 
-fn forbidden(message: impl Into<String>) -> ApiError {
+pub(crate) fn forbidden(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::Forbidden, message)
 }
 
@@ -406,7 +421,10 @@ fn insufficient_scope(scope: &str) -> ApiError {
 }
 
 /// The caller of a bearer token (the API's own tokens: sessions and OAuth2 grants).
-async fn principal(request: &HttpRequest, accounts: &AccountsApi) -> Result<Principal, ApiError> {
+pub(crate) async fn principal(
+    request: &HttpRequest,
+    accounts: &AccountsApi,
+) -> Result<Principal, ApiError> {
     let token = bearer_token(request)?.ok_or_else(unauthenticated)?;
     let found = match accounts.users.get_access_token_by_hash(&token.hash()).await {
         Ok(found) => found,
@@ -435,8 +453,9 @@ async fn principal(request: &HttpRequest, accounts: &AccountsApi) -> Result<Prin
     }
 }
 
-/// The value of path parameter `name` of `pattern` in `path`, as sent (not decoded: a value
-/// compared with it must match byte for byte, so an encoded twin is refused, never admitted).
+/// The value of path parameter `name` of `pattern` in `path`, the path as the router matched it
+/// (percent-decoded but for `%`, `/` and `+`, which the handler's extractor decodes too: a value
+/// holding them never equals an ID, so it is refused, never admitted).
 fn path_parameter<'p>(pattern: &str, path: &'p str, name: &str) -> Option<&'p str> {
     let wanted = format!("{{{name}}}");
     pattern
@@ -452,8 +471,8 @@ struct Admitted {
     actor: Option<CampaignActor>,
 }
 
-/// Checks the caller against the route's class.
-async fn authorize(request: &HttpRequest, route: &Route) -> Result<Admitted, ApiError> {
+/// Checks the caller against the route's class; `path` is the path as the router matched it.
+async fn authorize(request: &HttpRequest, route: &Route, path: &str) -> Result<Admitted, ApiError> {
     let admitted = |principal, actor| Admitted { principal, actor };
     let accounts = || -> Result<web::Data<AccountsApi>, ApiError> {
         request
@@ -471,7 +490,7 @@ async fn authorize(request: &HttpRequest, route: &Route) -> Result<Admitted, Api
         },
         SelfOrService { param, scope } => {
             let caller = principal(request, accounts()?.get_ref()).await?;
-            let named = path_parameter(route.path, request.path(), param);
+            let named = path_parameter(route.path, path, param);
             let allowed = match &caller {
                 Principal::User(user) => named == Some(user.user_id.to_string().as_str()),
                 Principal::Client { .. } if caller.has_scope(scope) || caller.is_admin() => true,
@@ -489,22 +508,6 @@ async fn authorize(request: &HttpRequest, route: &Route) -> Result<Admitted, Api
             let accounts = accounts()?;
             let caller = principal(request, &accounts).await?;
             let actor = campaign_actor(&caller, scope, &accounts).await?;
-            if let (CampaignActor::Owner(user), Some(id)) = (
-                actor,
-                path_parameter(route.path, request.path(), "campaign_id"),
-            ) {
-                // A malformed or unknown ID is left to the handler: 404, the same for everyone.
-                if let Ok(id) = Uuid::try_parse(id) {
-                    let waitlist = request
-                        .app_data::<web::Data<WaitlistApi>>()
-                        .ok_or_else(|| ApiError::internal("the waitlist is not configured"))?;
-                    if let Some(owner) = waitlist.waitlist.campaign_owner(id).await?
-                        && owner != Some(user)
-                    {
-                        return Err(forbidden("the campaign is not yours"));
-                    }
-                }
-            }
             Ok(admitted(Some(caller), Some(actor)))
         }
         Service { scope } => match principal(request, accounts()?.get_ref()).await? {
@@ -522,7 +525,7 @@ async fn authorize(request: &HttpRequest, route: &Route) -> Result<Admitted, Api
             _ => Err(forbidden("this route is for platform admins")),
         },
         Participant => {
-            let participant = participant(request, route)?;
+            let participant = participant(request, route, path)?;
             Ok(admitted(Some(participant), None))
         }
     }
@@ -551,9 +554,16 @@ async fn campaign_actor(
                     RepoError::NotFound { .. } => invalid_token(),
                     other => other.into(),
                 })?;
-            client.owner_user_id.map(CampaignActor::Owner).ok_or_else(|| {
-                forbidden("a client acts on campaigns for the user who registered it; this one has none")
-            })
+            let owner = client.owner_user_id.ok_or_else(|| {
+                forbidden(
+                    "a client acts on campaigns for the user who registered it; this one has none",
+                )
+            })?;
+            // A deleted account's clients act for nobody.
+            if !accounts.users.user_exists_by_id(owner).await? {
+                return Err(forbidden("the client's owner has no account any more"));
+            }
+            Ok(CampaignActor::Owner(owner))
         }
         Principal::Delegated { .. } | Principal::Client { .. } => Err(insufficient_scope(scope)),
         Principal::Participant { .. } => Err(forbidden("participants cannot manage campaigns")),
@@ -561,7 +571,7 @@ async fn campaign_actor(
 }
 
 /// The participant of a participant token for the campaign in the path.
-fn participant(request: &HttpRequest, route: &Route) -> Result<Principal, ApiError> {
+fn participant(request: &HttpRequest, route: &Route, path: &str) -> Result<Principal, ApiError> {
     let mut values = request.headers().get_all(header::AUTHORIZATION);
     let value = values.next().ok_or_else(|| {
         ApiError::new(
@@ -592,7 +602,7 @@ fn participant(request: &HttpRequest, route: &Route) -> Result<Principal, ApiErr
     let waitlist = request
         .app_data::<web::Data<WaitlistApi>>()
         .ok_or_else(|| ApiError::internal("the waitlist is not configured"))?;
-    let campaign_id = path_parameter(route.path, request.path(), "campaign_id")
+    let campaign_id = path_parameter(route.path, path, "campaign_id")
         .and_then(|id| Uuid::try_parse(id).ok())
         .ok_or_else(invalid)?;
     let participant_id = waitlist
@@ -622,12 +632,45 @@ pub(crate) struct Quota {
 /// | `RATE_LIMIT_VERIFICATION` | `30/1m` | email, phone and campaign verification, reset confirmation, restore, per client IP |
 /// | `RATE_LIMIT_SIGN_IN` | `20/1m` | sign-in, provider sign-in, the OAuth2 sign-in and consent forms, per client IP |
 /// | `RATE_LIMIT_RECOVERY` | `10/1m` | password reset and verification resend requests, per client IP |
-/// | `RATE_LIMIT_TOKEN` | `120/1m` | `/oauth2/token`, `/oauth2/revoke`, `/oauth2/introspect`, `/api/v1/auth/refresh`, per client IP |
+/// | `RATE_LIMIT_TOKEN` | `120/1m` | `/oauth2/token` and `/api/v1/auth/refresh`, per client IP |
 ///
 /// Each is `<requests>/<window>` (`30/1m`, `5/10s`), or `off`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct RateLimits {
     quotas: Vec<(Limit, Option<Quota>)>,
+    /// The counts of this replica, for when PostgreSQL cannot be asked.
+    local: std::sync::Arc<LocalWindows>,
+}
+
+/// Fixed windows counted in this process: the fallback when PostgreSQL cannot be asked (a
+/// limit then holds per replica rather than across them). At most [`Self::MAX_KEYS`] keys;
+/// past that, windows that have ended are dropped, and if none has, all are.
+#[derive(Debug, Default)]
+struct LocalWindows(std::sync::Mutex<std::collections::HashMap<String, (Instant, u32)>>);
+
+impl LocalWindows {
+    const MAX_KEYS: usize = 100_000;
+
+    /// Counts a hit on `key`: the hits of its window so far, and the time left in it.
+    fn hit(&self, key: &str, window: Duration) -> (u32, Duration) {
+        let now = Instant::now();
+        let mut windows = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if windows.len() >= Self::MAX_KEYS && !windows.contains_key(key) {
+            windows.retain(|_, (started, _)| now.duration_since(*started) < window);
+            if windows.len() >= Self::MAX_KEYS {
+                windows.clear();
+            }
+        }
+        let (started, hits) = windows.entry(key.to_owned()).or_insert((now, 0));
+        if now.duration_since(*started) >= window {
+            (*started, *hits) = (now, 0);
+        }
+        *hits = hits.saturating_add(1);
+        (*hits, window.saturating_sub(now.duration_since(*started)))
+    }
 }
 
 impl RateLimits {
@@ -658,7 +701,10 @@ impl RateLimits {
                 Ok((limit, quota.filter(|_| !all_off)))
             })
             .collect::<Result<_, ConfigError>>()?;
-        Ok(Self { quotas })
+        Ok(Self {
+            quotas,
+            local: std::sync::Arc::default(),
+        })
     }
 
     fn quota(&self, limit: Limit) -> Option<Quota> {
@@ -767,22 +813,28 @@ async fn count_key(
     let Some(quota) = accounts.rate_limits.quota(limit) else {
         return Ok(None);
     };
-    let count = match accounts.accounts.throttle_hit(key, quota.window).await {
-        Ok(count) => count,
+    let (hits, reset_seconds) = match accounts.accounts.throttle_hit(key, quota.window).await {
+        Ok(count) => (
+            u32::try_from(count.hits.max(0)).unwrap_or(u32::MAX),
+            seconds_until(count.window_ends_at),
+        ),
         Err(error) => {
-            // The limit is a guard, not the service: without the database the request goes on
-            // (and fails on its own if it needs the database too).
-            metrics::counter!("gateway_rate_limit_unchecked_total").increment(1);
-            tracing::warn!(%error, policy = limit.name(), "rate limit not checked");
-            return Ok(None);
+            // Without the database, this replica counts on its own: the limit still holds, per
+            // replica (and the request fails on its own if it needs the database too).
+            metrics::counter!("gateway_rate_limit_local_total").increment(1);
+            tracing::warn!(%error, policy = limit.name(), "rate limit counted in this replica only");
+            let (hits, left) = accounts.rate_limits.local.hit(key, quota.window);
+            (
+                hits,
+                u32::try_from(left.as_secs().max(1)).unwrap_or(u32::MAX),
+            )
         }
     };
-    let hits = u32::try_from(count.hits.max(0)).unwrap_or(u32::MAX);
     let state = RateState {
         policy: limit,
         quota,
         remaining: quota.limit.saturating_sub(hits),
-        reset_seconds: seconds_until(count.window_ends_at),
+        reset_seconds,
     };
     if hits > quota.limit {
         metrics::counter!("gateway_rate_limited_total", "policy" => limit.name()).increment(1);
@@ -813,15 +865,26 @@ pub(crate) async fn enforce(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let Some(pattern) = request.match_pattern() else {
+    // The path as the router matches it: percent-decoded (but `%`, `/`, `+`), so that
+    // `/api/v1/campaign%73` is the route `/api/v1/campaigns` here as it is there.
+    let path = request.match_info().as_str().to_owned();
+    let Some(pattern) = request.resource_map().match_pattern(&path) else {
         // No route: the 404 handler answers.
         return Ok(next.call(request).await?.map_into_left_body());
     };
     let route = match route_of(request.method(), &pattern) {
         Some(route) => route,
-        // A known path asked with a method it does not take: the 405 routes answer.
-        None if ROUTES.iter().any(|r| r.path == pattern) => {
+        // The HTML pages answer other methods with a page of their own.
+        None if crate::oauth2::pages::PAGES
+            .iter()
+            .any(|(_, page)| *page == pattern) =>
+        {
             return Ok(next.call(request).await?.map_into_left_body());
+        }
+        // A known path asked with a method the table does not list for it.
+        None if ROUTES.iter().any(|r| r.path == pattern) => {
+            let answer = method_not_allowed(request.request(), &pattern);
+            return Ok(request.into_response(answer).map_into_right_body());
         }
         None => {
             let error = ApiError::internal(format!("the route {pattern} is not in access::ROUTES"));
@@ -839,7 +902,7 @@ pub(crate) async fn enforce(
         },
         None => None,
     };
-    match authorize(request.request(), route).await {
+    match authorize(request.request(), route, &path).await {
         Ok(admitted) => {
             if let Some(principal) = admitted.principal {
                 request.extensions_mut().insert(principal);
@@ -857,10 +920,31 @@ pub(crate) async fn enforce(
         }
     }
     let mut response = next.call(request).await?;
-    if let Some(state) = &state {
+    // A handler's own 429 (a per-identifier count) keeps the fields of its own count.
+    if let Some(state) = &state
+        && !response.headers().contains_key("ratelimit")
+    {
         state.write(response.headers_mut());
     }
     Ok(response.map_into_left_body())
+}
+
+/// 405 `method_not_allowed` with `Allow`: the methods the table lists for `pattern` (a `GET`
+/// is also a `HEAD`).
+fn method_not_allowed(request: &HttpRequest, pattern: &str) -> actix_web::HttpResponse {
+    let mut methods: Vec<&str> = ROUTES
+        .iter()
+        .filter(|r| r.path == pattern)
+        .map(|r| r.method)
+        .collect();
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    let mut answer = crate::errors::method_not_allowed(request).error_response();
+    if let Ok(allow) = HeaderValue::try_from(methods.join(", ")) {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    answer
 }
 
 /// Sets each documented operation's `security` and `x-access` from the table, adds its 401
@@ -992,7 +1076,9 @@ pub(crate) fn security_schemes() -> Value {
     })
 }
 
-/// Sets the status of a 403 `insufficient_scope` answer's `WWW-Authenticate` (RFC 6750 3.1).
+/// The `WWW-Authenticate` challenge of an error code (RFC 6750 section 3): `Bearer` for a
+/// missing token, with `error="invalid_token"` for a refused one and
+/// `error="insufficient_scope"` for a 403 of a token without the route's scope.
 pub(crate) fn www_authenticate(code: ErrorCode) -> Option<&'static str> {
     match code {
         ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => Some("Bearer"),
@@ -1093,6 +1179,17 @@ mod tests {
         );
         let off = RateLimits::from_env(&Env::from_pairs([("RATE_LIMITS", "off")])).unwrap();
         assert!(Limit::ALL.iter().all(|l| off.quota(*l).is_none()));
+    }
+
+    #[test]
+    fn local_windows_count_and_start_over() {
+        let windows = LocalWindows::default();
+        let window = Duration::from_millis(50);
+        assert_eq!(windows.hit("a", window).0, 1);
+        assert_eq!(windows.hit("a", window).0, 2);
+        assert_eq!(windows.hit("b", window).0, 1, "keys are counted apart");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(windows.hit("a", window).0, 1, "a new window starts over");
     }
 
     #[test]

@@ -208,6 +208,8 @@ impl ActivityApi {
 #[post("/api/v1/activity-logs")]
 async fn post_one(
     api: web::Data<ActivityApi>,
+    // Fails closed (500) unless `access::enforce` admitted a caller for this route.
+    _caller: crate::access::Principal,
     body: Json<ActivityEventRequest>,
 ) -> Result<Reply<ActivityAccepted>, ApiError> {
     let event = api.event(body.into_inner(), "")?;
@@ -232,6 +234,7 @@ async fn post_one(
 #[post("/api/v1/activity-logs/batch")]
 async fn post_batch(
     api: web::Data<ActivityApi>,
+    _caller: crate::access::Principal,
     body: Json<ActivityBatchRequest>,
 ) -> Result<Reply<ActivityBatchAccepted>, ApiError> {
     let inputs = body.into_inner().events;
@@ -301,6 +304,7 @@ const MAX_LIMIT: usize = 500;
 #[get("/api/v1/users/{userId}/activity-logs")]
 async fn list(
     api: web::Data<ActivityApi>,
+    _caller: crate::access::Principal,
     user_id: web::Path<String>,
     params: QueryParams<ListParams>,
 ) -> Result<Reply<ActivityPageResponse>, ApiError> {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use crate::access::Principal;
 use crate::accounts::AccountsApi;
 use crate::errors::{ApiError, ErrorBody};
 use crate::json::QueryParams;
@@ -85,8 +86,15 @@ pub(crate) struct AuditLogResponse {
 #[get("/api/v1/admin/oauth2/audit-log")]
 async fn audit_log(
     api: web::Data<AccountsApi>,
+    caller: Principal,
     params: QueryParams<AuditLogParams>,
 ) -> Result<Reply<AuditLogResponse>, ApiError> {
+    // Established by `access::enforce` for this route's class; checked here too.
+    if !caller.is_admin() {
+        return Err(crate::access::forbidden(
+            "this route is for platform admins",
+        ));
+    }
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "limit must be 1 to 1000"));

@@ -18,8 +18,8 @@ use domain::Email;
 use domain::waitlist::{CampaignStatus, DeliveryMethod, FraudRules, NewCampaign, NewRewardTier};
 use repo::RepoError;
 use repo::waitlist::{
-    Campaign, CampaignChange, EarnedReward, NewSignup, Participant, SignupError, Verification,
-    Waitlist,
+    Campaign, CampaignChange, ChangeOutcome, EarnedReward, NewSignup, Participant, SignupError,
+    Verification, Waitlist,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -472,6 +472,50 @@ pub(crate) struct LeaderboardResponse {
 }
 
 impl WaitlistApi {
+    /// The campaign of a path's `{campaign_id}`; 404 `campaign_not_found` when there is none.
+    async fn campaign(&self, text: &str) -> Result<Campaign, ApiError> {
+        let id = campaign_id(text)?;
+        self.waitlist
+            .campaign(id)
+            .await?
+            .ok_or_else(|| campaign_not_found(id))
+    }
+
+    /// The ID of a path's `{campaign_id}` when `actor` may manage that campaign: its owner or a
+    /// platform admin. 404 when there is no such campaign, 403 `forbidden` when it is
+    /// another's. Checked on the ID as this handler parsed it.
+    async fn managed(&self, text: &str, actor: CampaignActor) -> Result<Uuid, ApiError> {
+        let id = campaign_id(text)?;
+        match (actor, self.waitlist.campaign_owner(id).await?) {
+            (_, None) => Err(campaign_not_found(id)),
+            (CampaignActor::Admin, Some(_)) => Ok(id),
+            (CampaignActor::Owner(user), Some(owner)) if owner == Some(user) => Ok(id),
+            (CampaignActor::Owner(_), Some(_)) => {
+                Err(crate::access::forbidden("the campaign is not yours"))
+            }
+        }
+    }
+
+    /// A campaign's participant count and `limit` participants by position after `offset`;
+    /// 404 when there is no such campaign.
+    async fn ranking(
+        &self,
+        campaign_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(i64, Vec<repo::waitlist::LeaderboardEntry>), ApiError> {
+        let participant_count = self
+            .waitlist
+            .participant_count(campaign_id)
+            .await?
+            .ok_or_else(|| campaign_not_found(campaign_id))?;
+        let entries = self
+            .waitlist
+            .leaderboard(campaign_id, limit, offset)
+            .await?;
+        Ok((participant_count, entries))
+    }
+
     fn standing(&self, participant: &Participant) -> StandingResponse {
         StandingResponse {
             campaign_id: participant.campaign_id,
@@ -746,14 +790,11 @@ async fn list_campaigns(
 #[get("/api/v1/campaigns/{campaign_id}")]
 async fn get_campaign(
     api: web::Data<WaitlistApi>,
+    actor: CampaignActor,
     path: web::Path<String>,
 ) -> Result<Reply<CampaignResponse>, ApiError> {
-    let id = campaign_id(&path)?;
-    let campaign = api
-        .waitlist
-        .campaign(id)
-        .await?
-        .ok_or_else(|| campaign_not_found(id))?;
+    api.managed(&path, actor).await?;
+    let campaign = api.campaign(&path).await?;
     Ok(Reply::ok((&campaign).into()))
 }
 
@@ -772,27 +813,17 @@ async fn get_campaign(
 #[patch("/api/v1/campaigns/{campaign_id}")]
 async fn change_campaign(
     api: web::Data<WaitlistApi>,
+    actor: CampaignActor,
     path: web::Path<String>,
     body: Json<CampaignChangeRequest>,
 ) -> Result<Reply<CampaignResponse>, ApiError> {
-    let id = campaign_id(&path)?;
+    let id = api.managed(&path, actor).await?;
     let change = body.into_inner().validate()?;
-    let current = api
-        .waitlist
-        .campaign(id)
-        .await?
-        .ok_or_else(|| campaign_not_found(id))?;
-    if current.status == CampaignStatus::Ended
-        && change.status.is_some_and(|s| s != CampaignStatus::Ended)
-    {
-        return Err(ApiError::invalid("status", "an ended campaign stays ended"));
+    match api.waitlist.change_campaign(id, &change).await? {
+        ChangeOutcome::Changed(changed) => Ok(Reply::ok((&changed).into())),
+        ChangeOutcome::Ended => Err(ApiError::invalid("status", "an ended campaign stays ended")),
+        ChangeOutcome::NotFound => Err(campaign_not_found(id)),
     }
-    let changed = api
-        .waitlist
-        .change_campaign(id, &change)
-        .await?
-        .ok_or_else(|| campaign_not_found(id))?;
-    Ok(Reply::ok((&changed).into()))
 }
 
 /// What anyone may see of a campaign: name, status, counts, reward tiers and milestones.
@@ -810,12 +841,7 @@ async fn public_campaign(
     api: web::Data<WaitlistApi>,
     path: web::Path<String>,
 ) -> Result<Reply<PublicCampaignResponse>, ApiError> {
-    let id = campaign_id(&path)?;
-    let campaign = api
-        .waitlist
-        .campaign(id)
-        .await?
-        .ok_or_else(|| campaign_not_found(id))?;
+    let campaign = api.campaign(&path).await?;
     Ok(Reply::ok((&campaign).into()))
 }
 
@@ -937,17 +963,13 @@ async fn verify(
 #[get("/api/v1/campaigns/{campaign_id}/signups")]
 async fn list_signups(
     api: web::Data<WaitlistApi>,
+    actor: CampaignActor,
     path: web::Path<String>,
     params: QueryParams<PageParams>,
 ) -> Result<Reply<SignupListResponse>, ApiError> {
-    let campaign_id = campaign_id(&path)?;
+    let campaign_id = api.managed(&path, actor).await?;
     let (limit, offset) = (params.limit()?, params.offset()?);
-    let participant_count = api
-        .waitlist
-        .participant_count(campaign_id)
-        .await?
-        .ok_or_else(|| campaign_not_found(campaign_id))?;
-    let entries = api.waitlist.leaderboard(campaign_id, limit, offset).await?;
+    let (participant_count, entries) = api.ranking(campaign_id, limit, offset).await?;
     Ok(Reply::ok(SignupListResponse {
         campaign_id,
         participant_count,
@@ -1013,9 +1035,10 @@ async fn my_standing(
 #[get("/api/v1/campaigns/{campaign_id}/signups/{participant_id}")]
 async fn get_participant(
     api: web::Data<WaitlistApi>,
+    actor: CampaignActor,
     path: web::Path<(String, String)>,
 ) -> Result<Reply<ParticipantResponse>, ApiError> {
-    let campaign_id = campaign_id(&path.0)?;
+    let campaign_id = api.managed(&path.0, actor).await?;
     let participant_id = parse_id(&path.1, ErrorCode::ParticipantNotFound, "participant")?;
     let participant = api
         .waitlist
@@ -1050,12 +1073,7 @@ async fn leaderboard(
 ) -> Result<Reply<LeaderboardResponse>, ApiError> {
     let campaign_id = campaign_id(&path)?;
     let limit = params.limit()?;
-    let participant_count = api
-        .waitlist
-        .participant_count(campaign_id)
-        .await?
-        .ok_or_else(|| campaign_not_found(campaign_id))?;
-    let entries = api.waitlist.leaderboard(campaign_id, limit, 0).await?;
+    let (participant_count, entries) = api.ranking(campaign_id, limit, 0).await?;
     Ok(Reply::ok(LeaderboardResponse {
         campaign_id,
         participant_count,

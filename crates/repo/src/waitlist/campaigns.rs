@@ -60,6 +60,16 @@ struct MilestoneRow {
 const CAMPAIGN_COLUMNS: &str = "id, name, status, points_per_referral, participant_count, \
      notify_email, owner_user_id, created_at";
 
+/// What became of a [`CampaignChange`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// The campaign as it is now.
+    Changed(Campaign),
+    /// Refused: the campaign has ended, and the change would have taken it out of `ended`.
+    Ended,
+    NotFound,
+}
+
 /// What a campaign's owner may change; `None` keeps the value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CampaignChange {
@@ -191,20 +201,21 @@ impl Waitlist {
         Ok(owner.map(|o| o.owner_user_id.map(UserId::from_i64)))
     }
 
-    /// Applies `change` to campaign `id` and returns it; `None` when there is no such campaign.
+    /// Applies `change` to campaign `id` in one statement, unless it would take an ended
+    /// campaign out of `ended` (an ended campaign stays ended).
     #[tracing::instrument(name = "db.change_campaign", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn change_campaign(
         &self,
         id: Uuid,
         change: &CampaignChange,
-    ) -> RepoResult<Option<Campaign>> {
+    ) -> RepoResult<ChangeOutcome> {
         let mut conn = self.database.connection().await?;
         let changed = sql_query(
             "UPDATE campaigns SET
                  name = COALESCE($2, name),
                  status = COALESCE($3, status),
                  notify_email = CASE WHEN $4 THEN $5 ELSE notify_email END
-             WHERE id = $1",
+             WHERE id = $1 AND NOT (status = 'ended' AND COALESCE($3, 'ended') <> 'ended')",
         )
         .bind::<SqlUuid, _>(id)
         .bind::<Nullable<Text>, _>(change.name.as_deref().map(str::trim))
@@ -214,9 +225,14 @@ impl Waitlist {
         .execute(&mut *conn)
         .await?;
         if changed == 0 {
-            return Ok(None);
+            return Ok(match self.participant_count(id).await? {
+                Some(_) => ChangeOutcome::Ended,
+                None => ChangeOutcome::NotFound,
+            });
         }
-        load_campaign(&mut conn, id).await
+        Ok(load_campaign(&mut conn, id)
+            .await?
+            .map_or(ChangeOutcome::NotFound, ChangeOutcome::Changed))
     }
 }
 

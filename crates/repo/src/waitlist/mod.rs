@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{Database, RepoError};
 
-pub use campaigns::CampaignChange;
+pub use campaigns::{CampaignChange, ChangeOutcome};
 pub use notifications::{EmailClaim, RewardDelivery};
 #[cfg(feature = "testing")]
 pub(crate) use outbox::RELAY_LOCK_KEYS;

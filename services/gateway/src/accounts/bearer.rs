@@ -8,8 +8,6 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, dev::Payload, web};
 use domain::UserId;
 use domain::accounts::SecretToken;
-use repo::accounts::FIRST_PARTY_CLIENT_ID;
-use repo::{RepoError, UserRepository as _};
 use uuid::Uuid;
 
 use super::AccountsApi;
@@ -67,36 +65,15 @@ impl FromRequest for SignedIn {
             return Box::pin(async move { Ok(signed_in) });
         }
         let api = request.app_data::<web::Data<AccountsApi>>().cloned();
-        let token = bearer_token(request);
+        let request = request.clone();
         Box::pin(async move {
             let api = api.ok_or_else(|| ApiError::internal("accounts are not configured"))?;
-            let token = token?.ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "sign in and send the access token as `Authorization: Bearer <token>`",
-                )
-            })?;
-            let invalid = || {
-                ApiError::new(
+            match crate::access::principal(&request, &api).await? {
+                crate::access::Principal::User(signed_in) => Ok(signed_in),
+                _ => Err(ApiError::new(
                     ErrorCode::InvalidToken,
                     "the access token is unknown, expired or revoked",
-                )
-            };
-            let found = match api.users.get_access_token_by_hash(&token.hash()).await {
-                Ok(found) => found,
-                Err(RepoError::NotFound { .. }) => return Err(invalid()),
-                Err(other) => return Err(other.into()),
-            };
-            match (
-                found.client_id == FIRST_PARTY_CLIENT_ID,
-                found.user_id,
-                found.session_id,
-            ) {
-                (true, Some(user_id), Some(session_id)) => Ok(Self {
-                    user_id,
-                    session_id,
-                }),
-                _ => Err(invalid()),
+                )),
             }
         })
     }

@@ -40,8 +40,8 @@ use super::{Provider, allows, is_pkce_value, parse_scope, scope_string};
 use crate::accounts::Caller;
 use crate::errors::ErrorCode;
 
-/// The pages' routes (HTML, outside the OpenAPI document), checked against the route table.
-#[cfg(test)]
+/// The pages' routes (HTML, outside the OpenAPI document): in the route table too; other
+/// methods on their paths get the pages' own 405 page.
 pub(crate) const PAGES: [(&str, &str); 3] = [
     ("GET", "/oauth2/authorize"),
     ("POST", "/oauth2/authorize"),

@@ -885,10 +885,10 @@ pub(crate) struct Introspection {
 
 /// Says whether a token is live, and what it grants (RFC 7662).
 ///
-/// For resource servers: only a confidential client may ask. It learns about access tokens
-/// of any client (resource servers check tokens issued to others), about refresh tokens only
-/// of its own, and never about first-party session tokens. A revoked, expired or unknown token
-/// is `{"active": false}`.
+/// Only a confidential client may ask. It learns about its own tokens; a client registered with
+/// `tokens:introspect` (a resource server) or `admin` about the access tokens of every client
+/// too; never about first-party session tokens. A revoked, expired or unknown token, or one it
+/// may not learn about, is `{"active": false}`.
 #[utoipa::path(
     tag = "oauth2",
     operation_id = "introspectToken",
@@ -936,9 +936,9 @@ async fn introspect(
 
 impl Provider {
     /// What `asker` may learn of a token: only its own client's tokens, unless the asker is
-    /// registered with the `admin` scope (a platform admin's client may check any client's
-    /// access tokens); a first-party session token never (it is no OAuth2 client's). Anything
-    /// else is `active: false`, as for a token that does not exist.
+    /// registered with `tokens:introspect` (a resource server) or `admin`, which may check any
+    /// client's access tokens; a first-party session token never (it is no OAuth2 client's).
+    /// Anything else is `active: false`, as for a token that does not exist.
     async fn introspection(
         &self,
         hash: &domain::TokenHash,
@@ -950,10 +950,13 @@ impl Provider {
             Ok(token)
                 if token.client_id == FIRST_PARTY_CLIENT_ID
                     || (token.client_id != asker.client_id
-                        && !asker
-                            .scopes
-                            .iter()
-                            .any(|s| s == crate::access::scopes::ADMIN)) =>
+                        && !asker.scopes.iter().any(|s| {
+                            [
+                                crate::access::scopes::TOKENS_INTROSPECT,
+                                crate::access::scopes::ADMIN,
+                            ]
+                            .contains(&s.as_str())
+                        })) =>
             {
                 return Ok(Introspection::default());
             }

@@ -172,6 +172,8 @@ async fn register_async(
 #[post("/api/v1/auth/register-async-bulk")]
 async fn register_async_bulk(
     api: web::Data<RegistrationApi>,
+    // Fails closed (500) unless `access::enforce` admitted a caller for this route.
+    _caller: crate::access::Principal,
     body: Json<BulkRegistrationRequest>,
 ) -> Result<Reply<BulkRegistrationAccepted>, ApiError> {
     let inputs = body
