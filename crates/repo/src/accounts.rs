@@ -463,6 +463,23 @@ impl Accounts {
         Ok(row.map(|row| UserId::from_i64(row.user_id)))
     }
 
+    /// Voids the secrets of the user's own confidential clients (after an account recovery: a
+    /// client someone registered with a stolen password must not outlive the reset); each gets
+    /// the hash of a secret nobody has, until its owner rotates it. Returns how many.
+    #[tracing::instrument(name = "db.retire_client_secrets", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    pub async fn retire_client_secrets(&self, owner: UserId) -> RepoResult<u64> {
+        let mut conn = self.database.connection().await?;
+        let retired = sql_query(
+            "UPDATE oauth2_clients
+             SET client_secret_hash = encode(sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text, 'UTF8')), 'hex')
+             WHERE owner_user_id = $1 AND is_confidential",
+        )
+        .bind::<BigInt, _>(owner.as_i64())
+        .execute(&mut *conn)
+        .await?;
+        Ok(retired as u64)
+    }
+
     /// Spends every outstanding token of the user for `purpose` (after one was used, or when
     /// what they were for changed); returns how many.
     #[tracing::instrument(name = "db.retire_account_tokens", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", purpose = purpose.as_str()))]

@@ -673,6 +673,7 @@ async fn every_rate_limited_route_answers_429_with_its_fields() {
         "SIGN_IN",
         "RECOVERY",
         "TOKEN",
+        "INTROSPECTION",
     ]
     .iter()
     .map(|policy| (format!("RATE_LIMIT_{policy}"), "1/1m"))
@@ -703,23 +704,35 @@ async fn every_rate_limited_route_answers_429_with_its_fields() {
             let method = method.to_ascii_uppercase();
             // An address of its own for each route: the routes of one policy share a quota.
             let ip = format!("198.51.100.{}", n % 250 + 1);
-            let send = || {
+            // The second time with the last segment percent-encoded: the same route, counted the
+            // same.
+            let send = |encoded: bool| {
+                let mut url = url(path);
+                if encoded {
+                    let at = url.rfind('/').unwrap() + 1;
+                    url = format!(
+                        "{}%{:02X}{}",
+                        &url[..at],
+                        url.as_bytes()[at],
+                        &url[at + 1..]
+                    );
+                }
                 let mut request = http
-                    .request(method.parse().unwrap(), url(path))
+                    .request(method.parse().unwrap(), url)
                     .header("X-Forwarded-For", &ip);
                 if method == "POST" {
                     request = request.json(&json!({}));
                 }
                 request.send()
             };
-            let first = send().await.unwrap();
+            let first = send(false).await.unwrap();
             assert_ne!(first.status(), 429, "{method} {path}: the first request");
             assert!(
                 first.headers().get("ratelimit").is_some(),
                 "{method} {path}: no RateLimit field\n{}",
                 gateway.logs()
             );
-            let second = send().await.unwrap();
+            let second = send(true).await.unwrap();
             assert_eq!(second.status(), 429, "{method} {path}: the second request");
             assert!(
                 second.headers().get("retry-after").is_some(),

@@ -389,8 +389,45 @@ async fn an_account_lives_through_every_flow() {
         (401, Some("unauthenticated"))
     );
 
-    // Password reset from the email: every old token is refused afterwards.
+    // Password reset from the email: every old token is refused afterwards, and the user's own
+    // back-end client (one an intruder with the password could have made) needs a new secret.
     let (_, laptop) = stack.sign_in(email, PASSWORD).await;
+    let (status, back_end) = stack
+        .post_as(
+            &access(&laptop),
+            "/api/v1/oauth2/clients",
+            json!({"name": "Back end", "client_type": "confidential",
+                   "grant_types": ["client_credentials"], "scopes": ["campaigns:read"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{back_end}");
+    let client_token = || async {
+        call(
+            stack
+                .http
+                .post(stack.url("/oauth2/token"))
+                .basic_auth(
+                    back_end["client_id"].as_str().unwrap(),
+                    back_end["client_secret"].as_str(),
+                )
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "campaigns:read"),
+                ]),
+        )
+        .await
+    };
+    let (status, before) = client_token().await;
+    assert_eq!(status, 200, "{before}");
+    let back_end_token = before["access_token"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        stack
+            .http
+            .get(stack.url("/api/v1/campaigns"))
+            .bearer_auth(&back_end_token),
+    )
+    .await;
+    assert_eq!(status, 200, "the client acts for its owner");
     let (_, phone) = stack.sign_in(email, PASSWORD).await;
     let (status, _) = stack
         .post("/api/v1/auth/password-reset", json!({"email": email}))
@@ -436,6 +473,20 @@ async fn an_account_lives_through_every_flow() {
         assert_eq!(status, 400);
     }
     assert_eq!(stack.sign_in(email, PASSWORD).await.0, 401);
+    let (status, _) = call(
+        stack
+            .http
+            .get(stack.url("/api/v1/campaigns"))
+            .bearer_auth(&back_end_token),
+    )
+    .await;
+    assert_eq!(status, 401, "the client's token went with the reset");
+    let (status, refused) = client_token().await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (401, Some("invalid_client")),
+        "its secret too"
+    );
     let (status, current) = stack.sign_in(email, new_password).await;
     assert_eq!(status, 200);
     let notice = stack.mail(email, "Your password was changed", 1).await;

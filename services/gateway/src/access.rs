@@ -145,16 +145,20 @@ pub(crate) enum Limit {
     Recovery,
     /// Token requests: `/oauth2/token` and `/api/v1/auth/refresh`.
     Token,
+    /// Client-authenticated token checks: `/oauth2/introspect`, `/oauth2/revoke`; generous, as a
+    /// resource server introspects on every request it serves.
+    Introspection,
 }
 
 impl Limit {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Registration,
         Self::Signup,
         Self::Verification,
         Self::SignIn,
         Self::Recovery,
         Self::Token,
+        Self::Introspection,
     ];
 
     /// The policy's name: in `RateLimit-Policy`, and `RATE_LIMIT_<NAME>` upper-cased.
@@ -166,6 +170,7 @@ impl Limit {
             Self::SignIn => "sign_in",
             Self::Recovery => "recovery",
             Self::Token => "token",
+            Self::Introspection => "introspection",
         }
     }
 
@@ -181,6 +186,7 @@ impl Limit {
             Self::SignIn => per_minute(20),
             Self::Recovery => per_minute(10),
             Self::Token => per_minute(120),
+            Self::Introspection => per_minute(1200),
         }
     }
 }
@@ -256,10 +262,8 @@ pub(crate) const ROUTES: &[Route] = &[
     route("POST", "/oauth2/authorize", Public, Some(Limit::SignIn)),
     route("POST", "/oauth2/consent", Public, Some(Limit::SignIn)),
     route("POST", "/oauth2/token", Endpoint, Some(Limit::Token)),
-    // Client-authenticated (a secret of 256 random bits): not limited per address, so a
-    // resource server may introspect on every request it serves.
-    route("POST", "/oauth2/revoke", Endpoint, None),
-    route("POST", "/oauth2/introspect", Endpoint, None),
+    route("POST", "/oauth2/revoke", Endpoint, Some(Limit::Introspection)),
+    route("POST", "/oauth2/introspect", Endpoint, Some(Limit::Introspection)),
     route("GET", "/oauth2/userinfo", Endpoint, None),
     route("POST", "/oauth2/userinfo", Endpoint, None),
     route("GET", "/oauth2/jwks", Public, None),
@@ -633,6 +637,7 @@ pub(crate) struct Quota {
 /// | `RATE_LIMIT_SIGN_IN` | `20/1m` | sign-in, provider sign-in, the OAuth2 sign-in and consent forms, per client IP |
 /// | `RATE_LIMIT_RECOVERY` | `10/1m` | password reset and verification resend requests, per client IP |
 /// | `RATE_LIMIT_TOKEN` | `120/1m` | `/oauth2/token` and `/api/v1/auth/refresh`, per client IP |
+/// | `RATE_LIMIT_INTROSPECTION` | `1200/1m` | `/oauth2/introspect` and `/oauth2/revoke`, per client IP |
 ///
 /// Each is `<requests>/<window>` (`30/1m`, `5/10s`), or `off`.
 #[derive(Debug, Clone)]
@@ -643,13 +648,15 @@ pub(crate) struct RateLimits {
 }
 
 /// Fixed windows counted in this process: the fallback when PostgreSQL cannot be asked (a
-/// limit then holds per replica rather than across them). At most [`Self::MAX_KEYS`] keys;
-/// past that, windows that have ended are dropped, and if none has, all are.
+/// limit then holds per replica rather than across them). At most [`Self::MAX_KEYS`] keys:
+/// past that, windows that have ended are dropped, and while none has, new keys share one
+/// overflow count (never resetting the others).
 #[derive(Debug, Default)]
 struct LocalWindows(std::sync::Mutex<std::collections::HashMap<String, (Instant, u32)>>);
 
 impl LocalWindows {
     const MAX_KEYS: usize = 100_000;
+    const OVERFLOW: &str = "overflow";
 
     /// Counts a hit on `key`: the hits of its window so far, and the time left in it.
     fn hit(&self, key: &str, window: Duration) -> (u32, Duration) {
@@ -658,10 +665,11 @@ impl LocalWindows {
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut key = key;
         if windows.len() >= Self::MAX_KEYS && !windows.contains_key(key) {
             windows.retain(|_, (started, _)| now.duration_since(*started) < window);
             if windows.len() >= Self::MAX_KEYS {
-                windows.clear();
+                key = Self::OVERFLOW;
             }
         }
         let (started, hits) = windows.entry(key.to_owned()).or_insert((now, 0));
@@ -1193,20 +1201,69 @@ mod tests {
     }
 
     #[test]
-    fn path_parameters_are_taken_as_sent() {
+    fn path_parameters_are_read_as_the_router_reads_them() {
         let pattern = "/api/v1/users/{userId}/activity-logs";
+        let routed = |raw: &'static str| {
+            actix_web::dev::Url::new(actix_web::http::Uri::from_static(raw))
+                .path()
+                .to_owned()
+        };
+        for raw in [
+            "/api/v1/users/42/activity-logs",
+            "/api/v1/users/%34%32/activity-logs",
+        ] {
+            assert_eq!(
+                path_parameter(pattern, &routed(raw), "userId"),
+                Some("42"),
+                "{raw}: the ID the handler gets"
+            );
+        }
+        // What stays encoded for the router (`%`, `/`, `+`) never equals an ID.
         assert_eq!(
-            path_parameter(pattern, "/api/v1/users/42/activity-logs", "userId"),
-            Some("42")
-        );
-        assert_eq!(
-            path_parameter(pattern, "/api/v1/users/%34%32/activity-logs", "userId"),
-            Some("%34%32"),
-            "an encoded ID is not the user's ID: refused, not decoded into it"
+            path_parameter(
+                pattern,
+                &routed("/api/v1/users/4%2B2/activity-logs"),
+                "userId"
+            ),
+            Some("4%2B2")
         );
         assert_eq!(
             path_parameter(pattern, "/api/v1/users/42/activity-logs", "x"),
             None
+        );
+    }
+
+    #[test]
+    fn no_two_routes_of_the_table_overlap() {
+        // The middleware finds a route by its path alone (method guards aside); that it finds
+        // the router's holds as long as no path of one pattern matches another pattern.
+        let sample = |pattern: &str| pattern.replace(['{', '}'], "x");
+        for a in ROUTES {
+            for b in ROUTES.iter().filter(|b| b.path != a.path) {
+                let def = actix_web::dev::ResourceDef::new(b.path);
+                assert!(
+                    !def.is_match(&sample(a.path)),
+                    "{} is matched by {}",
+                    a.path,
+                    b.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn local_windows_never_reset_others_when_full() {
+        let windows = LocalWindows::default();
+        let window = Duration::from_secs(60);
+        for i in 0..LocalWindows::MAX_KEYS {
+            windows.hit(&i.to_string(), window);
+        }
+        assert_eq!(windows.hit("0", window).0, 2, "kept");
+        assert_eq!(windows.hit("new", window).0, 1);
+        assert_eq!(
+            windows.hit("newer", window).0,
+            2,
+            "new keys share the overflow count"
         );
     }
 

@@ -225,6 +225,9 @@ impl Waitlist {
         .execute(&mut *conn)
         .await?;
         if changed == 0 {
+            // One connection at a time: a second one taken while holding this one lets a burst
+            // of changes hold the whole pool.
+            drop(conn);
             return Ok(match self.participant_count(id).await? {
                 Some(_) => ChangeOutcome::Ended,
                 None => ChangeOutcome::NotFound,

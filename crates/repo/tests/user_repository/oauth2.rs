@@ -422,7 +422,20 @@ async fn consents_scopes_and_the_audit_log() {
     let names: Vec<_> = scopes.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
-        ["email", "offline_access", "openid", "phone", "profile"]
+        [
+            "activity:read",
+            "activity:write",
+            "admin",
+            "campaigns:read",
+            "campaigns:write",
+            "email",
+            "offline_access",
+            "openid",
+            "phone",
+            "profile",
+            "registrations:bulk",
+            "tokens:introspect"
+        ]
     );
     assert!(
         scopes

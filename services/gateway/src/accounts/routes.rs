@@ -641,6 +641,9 @@ async fn confirm_password_reset(
     // in between leaves the account locked to a new reset, never open to the old password.
     ignore_missing(api.users.invalidate_all_credentials(user.id).await)?;
     api.revoke_everything(user.id, "password_reset").await?;
+    // A client registered with a stolen password keeps no way in: its secret is void until the
+    // owner rotates it (POST /api/v1/oauth2/clients/{client_id}/secret).
+    api.accounts.retire_client_secrets(user.id).await?;
     api.users
         .update_password(user.id, &new_hash)
         .await
