@@ -495,6 +495,16 @@ async fn public_answers_carry_nobody_elses_personal_data() {
     );
     let (status, bobs) = call(bearer_http(&world.bob).get(format!("{api}/api/v1/campaigns"))).await;
     assert_eq!((status, &bobs["campaigns"]), (200, &json!([])), "{bobs}");
+    // The owner replaces the webhook secret (shown once, as at creation).
+    let (status, rotated) =
+        call(bearer_http(&world.ada).post(format!("{campaign}/webhook-secret"))).await;
+    assert_eq!(status, 200, "{rotated}");
+    assert!(
+        rotated["webhook_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_")
+    );
     // The owner pauses the campaign: signups stop.
     let (status, paused) = call(
         bearer_http(&world.ada)

@@ -278,6 +278,7 @@ pub(crate) const ROUTES: &[Route] = &[
     route("GET", "/api/v1/campaigns", Owner { scope: CAMPAIGNS_READ }, None),
     route("GET", "/api/v1/campaigns/{campaign_id}", Owner { scope: CAMPAIGNS_READ }, None),
     route("PATCH", "/api/v1/campaigns/{campaign_id}", Owner { scope: CAMPAIGNS_WRITE }, None),
+    route("POST", "/api/v1/campaigns/{campaign_id}/webhook-secret", Owner { scope: CAMPAIGNS_WRITE }, None),
     route("GET", "/api/v1/campaigns/{campaign_id}/signups", Owner { scope: CAMPAIGNS_READ }, None),
     route("GET", "/api/v1/campaigns/{campaign_id}/signups/{participant_id}", Owner { scope: CAMPAIGNS_READ }, None),
     route("GET", "/api/v1/campaigns/{campaign_id}/public", Public, None),

@@ -62,6 +62,7 @@ pub(crate) fn routes(config: &mut ServiceConfig<'_>) {
         .service(list_campaigns)
         .service(get_campaign)
         .service(change_campaign)
+        .service(rotate_webhook_secret)
         .service(public_campaign)
         .service(sign_up)
         .service(list_signups)
@@ -325,6 +326,14 @@ impl From<&Campaign> for PublicCampaignResponse {
             milestones: full.milestones,
         }
     }
+}
+
+/// A campaign's new webhook secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WebhookSecretResponse {
+    campaign_id: Uuid,
+    /// Shown once: reward webhooks are signed with it from now on (HMAC-SHA256).
+    webhook_secret: String,
 }
 
 /// A campaign just created, with the secret its reward webhooks are signed with.
@@ -739,7 +748,7 @@ async fn create_campaign(
     if !api.allow_private_webhooks {
         campaign.require_public_webhooks()?;
     }
-    let secret = format!("whsec_{}", hex::encode(Uuid::new_v4().as_bytes()));
+    let secret = new_webhook_secret();
     let created = api
         .waitlist
         .create_campaign(Uuid::now_v7(), &campaign, &secret, actor.owner())
@@ -824,6 +833,39 @@ async fn change_campaign(
         ChangeOutcome::Ended => Err(ApiError::invalid("status", "an ended campaign stays ended")),
         ChangeOutcome::NotFound => Err(campaign_not_found(id)),
     }
+}
+
+/// Replace the secret the campaign's reward webhooks are signed with (after a leak, or to
+/// read one again: it is shown only when made).
+#[utoipa::path(
+    tag = "waitlist",
+    operation_id = "rotateWebhookSecret",
+    params(("campaign_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The new secret, shown only here", body = WebhookSecretResponse),
+        (status = 404, description = "No such campaign (`campaign_not_found`)", body = ErrorBody),
+    )
+)]
+#[post("/api/v1/campaigns/{campaign_id}/webhook-secret")]
+async fn rotate_webhook_secret(
+    api: web::Data<WaitlistApi>,
+    actor: CampaignActor,
+    path: web::Path<String>,
+) -> Result<Reply<WebhookSecretResponse>, ApiError> {
+    let id = api.managed(&path, actor).await?;
+    let secret = new_webhook_secret();
+    if !api.waitlist.rotate_webhook_secret(id, &secret).await? {
+        return Err(campaign_not_found(id));
+    }
+    Ok(Reply::ok(WebhookSecretResponse {
+        campaign_id: id,
+        webhook_secret: secret,
+    }))
+}
+
+/// A webhook signing secret: `whsec_` and 128 random bits in hex.
+fn new_webhook_secret() -> String {
+    format!("whsec_{}", hex::encode(Uuid::new_v4().as_bytes()))
 }
 
 /// What anyone may see of a campaign: name, status, counts, reward tiers and milestones.

@@ -183,6 +183,19 @@ impl Waitlist {
         with_details(&mut conn, rows).await
     }
 
+    /// Replaces the secret campaign `id`'s reward webhooks are signed with; `false` when there is
+    /// no such campaign. Deliveries from then on are signed with the new one.
+    #[tracing::instrument(name = "db.rotate_webhook_secret", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    pub async fn rotate_webhook_secret(&self, id: Uuid, secret: &str) -> RepoResult<bool> {
+        let mut conn = self.database.connection().await?;
+        let changed = sql_query("UPDATE campaigns SET webhook_secret = $2 WHERE id = $1")
+            .bind::<SqlUuid, _>(id)
+            .bind::<Text, _>(secret)
+            .execute(&mut *conn)
+            .await?;
+        Ok(changed == 1)
+    }
+
     /// Who owns campaign `id`: `None` when there is no such campaign, `Some(None)` when it has
     /// no owner.
     #[tracing::instrument(name = "db.campaign_owner", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
