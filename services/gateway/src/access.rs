@@ -50,7 +50,9 @@ use serde_json::{Value, json};
 use service_runtime::{ConfigError, Env};
 use uuid::Uuid;
 
-use crate::accounts::{AccountsApi, SignedIn, bearer_token, ip_key, seconds_until};
+use crate::accounts::{
+    AccountsApi, SignedIn, bearer_credential, bearer_token, ip_key, seconds_until,
+};
 use crate::campaigns::WaitlistApi;
 use crate::errors::{ApiError, ErrorCode};
 
@@ -363,6 +365,14 @@ pub(crate) enum CampaignActor {
 }
 
 impl CampaignActor {
+    /// Whether the actor may manage a campaign of `owner`: its owner, or an admin any.
+    pub(crate) fn may_manage(self, owner: Option<UserId>) -> bool {
+        match self {
+            Self::Owner(user) => owner == Some(user),
+            Self::Admin => true,
+        }
+    }
+
     /// The owner to filter by (`None`: everyone's) and to record on a new campaign.
     pub(crate) fn owner(self) -> Option<UserId> {
         match self {
@@ -577,33 +587,18 @@ async fn campaign_actor(
 
 /// The participant of a participant token for the campaign in the path.
 fn participant(request: &HttpRequest, route: &Route, path: &str) -> Result<Principal, ApiError> {
-    let mut values = request.headers().get_all(header::AUTHORIZATION);
-    let value = values.next().ok_or_else(|| {
+    let token = bearer_credential(request)?.ok_or_else(|| {
         ApiError::new(
             ErrorCode::Unauthenticated,
             "send your participant token as `Authorization: Bearer <token>`",
         )
     })?;
-    if values.next().is_some() {
-        return Err(ApiError::new(
-            ErrorCode::Unauthenticated,
-            "send one Authorization header",
-        ));
-    }
     let invalid = || {
         ApiError::new(
             ErrorCode::InvalidToken,
             "not a participant token of this campaign",
         )
     };
-    let value = value.to_str().map_err(|_| invalid())?.trim();
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::new(
-            ErrorCode::Unauthenticated,
-            "the Authorization header must use the Bearer scheme",
-        ));
-    }
     let waitlist = request
         .app_data::<web::Data<WaitlistApi>>()
         .ok_or_else(|| ApiError::internal("the waitlist is not configured"))?;
@@ -612,7 +607,7 @@ fn participant(request: &HttpRequest, route: &Route, path: &str) -> Result<Princ
         .ok_or_else(invalid)?;
     let participant_id = waitlist
         .participant_tokens
-        .check(campaign_id, token.trim())
+        .check(campaign_id, &token)
         .ok_or_else(invalid)?;
     Ok(Principal::Participant {
         campaign_id,

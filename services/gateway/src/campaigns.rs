@@ -495,13 +495,10 @@ impl WaitlistApi {
     /// another's. Checked on the ID as this handler parsed it.
     async fn managed(&self, text: &str, actor: CampaignActor) -> Result<Uuid, ApiError> {
         let id = campaign_id(text)?;
-        match (actor, self.waitlist.campaign_owner(id).await?) {
-            (_, None) => Err(campaign_not_found(id)),
-            (CampaignActor::Admin, Some(_)) => Ok(id),
-            (CampaignActor::Owner(user), Some(owner)) if owner == Some(user) => Ok(id),
-            (CampaignActor::Owner(_), Some(_)) => {
-                Err(crate::access::forbidden("the campaign is not yours"))
-            }
+        match self.waitlist.campaign_owner(id).await? {
+            None => Err(campaign_not_found(id)),
+            Some(owner) if actor.may_manage(owner) => Ok(id),
+            Some(_) => Err(crate::access::forbidden("the campaign is not yours")),
         }
     }
 
@@ -802,8 +799,10 @@ async fn get_campaign(
     actor: CampaignActor,
     path: web::Path<String>,
 ) -> Result<Reply<CampaignResponse>, ApiError> {
-    api.managed(&path, actor).await?;
     let campaign = api.campaign(&path).await?;
+    if !actor.may_manage(campaign.owner_user_id) {
+        return Err(crate::access::forbidden("the campaign is not yours"));
+    }
     Ok(Reply::ok((&campaign).into()))
 }
 

@@ -163,13 +163,11 @@ fn main() -> ExitCode {
 
         let document = web::Data::new(openapi::Document::build());
         let server = HttpServer::new(move || {
-            let document = document.clone();
             App::new()
                 .into_utoipa_app()
                 .configure(openapi::routes)
                 .into_app()
                 .configure(oauth2::pages::routes)
-                .configure(|config| document.method_not_allowed_routes(config))
                 // Who may call each route, and how often (the route table).
                 .wrap(actix_web::middleware::from_fn(access::enforce))
                 .wrap(actix_web::middleware::from_fn(reply::head_as_get))
@@ -189,7 +187,7 @@ fn main() -> ExitCode {
                 .app_data(provider.clone())
                 .app_data(federation.clone())
                 .app_data(campaigns_api.clone())
-                .app_data(document)
+                .app_data(document.clone())
                 .app_data(observer.clone())
                 .default_service(web::to(errors::route_not_found))
         })

@@ -8,14 +8,13 @@
 //! in [`document`]. The document is served at `/api/v1/openapi.json`; a snapshot test keeps
 //! every change to it a visible diff (`src/snapshots/`).
 
-use actix_web::http::header;
 use actix_web::{App, HttpResponse, get, web};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt as _;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::errors::{ErrorBody, ErrorCode, method_not_allowed};
+use crate::errors::{ErrorBody, ErrorCode};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -58,59 +57,12 @@ pub(crate) fn routes(config: &mut ServiceConfig<'_>) {
 #[derive(Debug, Clone)]
 pub(crate) struct Document {
     json: String,
-    /// Each documented path (in actix-web's pattern syntax, which is OpenAPI's) with the
-    /// methods it takes, for the 405 answers.
-    paths: Vec<(String, String)>,
 }
 
 impl Document {
     pub(crate) fn build() -> Self {
-        let value = document();
-        let paths = value["paths"]
-            .as_object()
-            .map(|paths| {
-                paths
-                    .iter()
-                    .map(|(path, item)| {
-                        let mut methods: Vec<String> = item
-                            .as_object()
-                            .map(|item| item.keys().map(|m| m.to_ascii_uppercase()).collect())
-                            .unwrap_or_default();
-                        // Every GET is also a HEAD (`reply::head_as_get`).
-                        if methods.iter().any(|m| m == "GET") {
-                            methods.push("HEAD".to_owned());
-                        }
-                        let methods = methods.join(", ");
-                        (path.clone(), methods)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         Self {
-            json: serde_json::to_string(&value).expect("the document serializes"),
-            paths,
-        }
-    }
-
-    /// Answers 405 `method_not_allowed`, with `Allow`, to a documented path asked with another
-    /// method. Register after the routes: it matches only what they did not.
-    pub(crate) fn method_not_allowed_routes(&self, config: &mut web::ServiceConfig) {
-        for (path, methods) in &self.paths {
-            let allow = methods.clone();
-            config.route(
-                path,
-                web::route().to(move |request: actix_web::HttpRequest| {
-                    let allow = allow.clone();
-                    async move {
-                        let mut response =
-                            actix_web::ResponseError::error_response(&method_not_allowed(&request));
-                        if let Ok(value) = header::HeaderValue::from_str(&allow) {
-                            response.headers_mut().insert(header::ALLOW, value);
-                        }
-                        response
-                    }
-                }),
-            );
+            json: serde_json::to_string(&document()).expect("the document serializes"),
         }
     }
 }

@@ -25,18 +25,33 @@ pub(crate) struct SignedIn {
 /// The token of an `Authorization` value: the `Bearer` scheme (any case) and a token of the
 /// form this API issues (64 hexadecimal characters). `None` when there is no such header.
 pub(crate) fn bearer_token(request: &HttpRequest) -> Result<Option<SecretToken>, ApiError> {
+    let Some(token) = bearer_credential(request)? else {
+        return Ok(None);
+    };
+    SecretToken::parse(&token)
+        .map(Some)
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the access token is not valid"))
+}
+
+/// The credential of an `Authorization: Bearer <credential>` header (RFC 6750 section 2.1),
+/// trimmed, whatever its form; `None` when there is no such header or it is empty. One header
+/// only, of the `Bearer` scheme (any case): else 401 `unauthenticated`; not text: 401
+/// `invalid_token`.
+pub(crate) fn bearer_credential(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     let mut values = request.headers().get_all(header::AUTHORIZATION);
     let Some(value) = values.next() else {
         return Ok(None);
     };
-    let invalid = || ApiError::new(ErrorCode::InvalidToken, "the access token is not valid");
     if values.next().is_some() {
         return Err(ApiError::new(
             ErrorCode::Unauthenticated,
             "send one Authorization header",
         ));
     }
-    let value = value.to_str().map_err(|_| invalid())?.trim();
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::new(ErrorCode::InvalidToken, "the access token is not valid"))?
+        .trim();
     if value.is_empty() {
         return Ok(None);
     }
@@ -47,9 +62,7 @@ pub(crate) fn bearer_token(request: &HttpRequest) -> Result<Option<SecretToken>,
             "the Authorization header must use the Bearer scheme",
         ));
     }
-    SecretToken::parse(token.trim())
-        .map(Some)
-        .ok_or_else(invalid)
+    Ok(Some(token.trim().to_owned()))
 }
 
 impl FromRequest for SignedIn {

@@ -54,7 +54,7 @@ use service_runtime::{ConfigError, Env};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-pub(crate) use bearer::{SignedIn, bearer_token};
+pub(crate) use bearer::{SignedIn, bearer_credential, bearer_token};
 
 use crate::activity::ActivityApi;
 use crate::client_ip::TrustedProxies;
