@@ -505,6 +505,19 @@ async fn public_answers_carry_nobody_elses_personal_data() {
             .unwrap()
             .starts_with("whsec_")
     );
+    // Concurrent changes: each answer is the campaign as that change left it.
+    let names: Vec<String> = (0..20).map(|i| format!("Launch {i}")).collect();
+    let answers = futures::future::join_all(names.iter().map(|name| {
+        call(
+            bearer_http(&world.ada)
+                .patch(&campaign)
+                .json(&json!({ "name": name })),
+        )
+    }))
+    .await;
+    for (name, (status, answer)) in names.iter().zip(&answers) {
+        assert_eq!((status, &answer["name"]), (&200, &json!(name)), "{answer}");
+    }
     // The owner pauses the campaign: signups stop.
     let (status, paused) = call(
         bearer_http(&world.ada)
@@ -664,6 +677,27 @@ async fn rate_limits_answer_429_hold_across_replicas_and_recover() {
         [201, 409, 429],
         "one identifier tried from three addresses: the third try is refused"
     );
+    // A sign-in lockout (failures per identifier, from many addresses) is not this policy's
+    // count: its 429 carries Retry-After and no RateLimit fields of the address.
+    let mut last = None;
+    for i in 1..=6 {
+        last = Some(
+            http.post(format!("{api}/api/v1/auth/sign-in"))
+                .header("X-Forwarded-For", format!("192.0.2.{}", 100 + i))
+                .json(&json!({"email": "locked@example.com", "password": "wrong password"}))
+                .send()
+                .await
+                .unwrap(),
+        );
+    }
+    let locked = last.unwrap();
+    assert_eq!(locked.status(), 429);
+    assert!(locked.headers().get("retry-after").is_some());
+    assert!(
+        locked.headers().get("ratelimit").is_none(),
+        "{:?}",
+        locked.headers()
+    );
     // Routes without a limit carry no RateLimit fields; public writes with one do.
     let answer = http
         .get(format!("{api}/api/v1/openapi.json"))
@@ -755,6 +789,14 @@ async fn every_rate_limited_route_answers_429_with_its_fields() {
                     .ends_with(";q=1;w=60"),
                 "{method} {path}"
             );
+            // In the endpoint's own error shape: RFC 6749's for the OAuth2 endpoints.
+            let body: Value = second.json().await.unwrap();
+            if path.starts_with("/oauth2/") {
+                assert_eq!(body["error"], "temporarily_unavailable", "{path}: {body}");
+                assert!(body["error_description"].is_string(), "{path}: {body}");
+            } else {
+                assert_eq!(body["error"]["code"], "too_many_requests", "{path}: {body}");
+            }
             limited.push(format!("{method} {path}"));
         }
     }

@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, ResponseError as _, web};
 use domain::UserId;
@@ -899,6 +899,10 @@ pub(crate) async fn enforce(
     let state = match route.limit {
         Some(limit) => match count(request.request(), limit).await {
             Ok(state) => state,
+            Err(error) if route.access == Endpoint => {
+                let answer = oauth2_refusal(&error);
+                return Ok(request.into_response(answer).map_into_right_body());
+            }
             Err(error) => {
                 let answer = error.error_response();
                 return Ok(request.into_response(answer).map_into_right_body());
@@ -924,13 +928,32 @@ pub(crate) async fn enforce(
         }
     }
     let mut response = next.call(request).await?;
-    // A handler's own 429 (a per-identifier count) keeps the fields of its own count.
+    // A handler's own 429 (a per-identifier count, a sign-in lockout) is about another count
+    // than this policy's: it keeps its own fields, or none.
     if let Some(state) = &state
-        && !response.headers().contains_key("ratelimit")
+        && response.status() != StatusCode::TOO_MANY_REQUESTS
     {
         state.write(response.headers_mut());
     }
     Ok(response.map_into_left_body())
+}
+
+/// A 429 of an OAuth2 endpoint, in RFC 6749's error shape (`temporarily_unavailable`) with the
+/// API error's header fields (`Retry-After`, `RateLimit`).
+fn oauth2_refusal(error: &ApiError) -> actix_web::HttpResponse {
+    let mut answer = actix_web::HttpResponse::build(error.status())
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(crate::oauth2::OAuthErrorBody {
+            error: crate::oauth2::OAuthErrorCode::TemporarilyUnavailable,
+            error_description: error.message.clone(),
+        });
+    let api_answer = error.error_response();
+    for (name, value) in api_answer.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// 405 `method_not_allowed` with `Allow`: the methods the table lists for `pattern` (a `GET`
@@ -1025,8 +1048,13 @@ pub(crate) fn document_security(document: &mut Value) {
                 let mut throttled = fields.clone();
                 throttled["Retry-After"] = json!({"description": "Seconds until the window ends", "schema": {"type": "integer", "minimum": 0}});
                 let over = format!(
-                    "Over the `{}` rate limit of the caller's address (`too_many_requests`)",
-                    limit.name()
+                    "Over the `{}` rate limit of the caller's address (`{}`)",
+                    limit.name(),
+                    if access == Endpoint {
+                        "temporarily_unavailable"
+                    } else {
+                        "too_many_requests"
+                    }
                 );
                 let answer = &mut responses["429"];
                 answer["description"] = match answer["description"].as_str() {
@@ -1034,7 +1062,11 @@ pub(crate) fn document_security(document: &mut Value) {
                     None => json!(over),
                 };
                 answer["headers"] = throttled;
-                answer["content"] = error_body.clone();
+                answer["content"] = if access == Endpoint {
+                    json!({"application/json": {"schema": {"$ref": "#/components/schemas/OAuthErrorBody"}}})
+                } else {
+                    error_body.clone()
+                };
             }
         }
     }

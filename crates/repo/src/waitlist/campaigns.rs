@@ -223,32 +223,40 @@ impl Waitlist {
         change: &CampaignChange,
     ) -> RepoResult<ChangeOutcome> {
         let mut conn = self.database.connection().await?;
-        let changed = sql_query(
-            "UPDATE campaigns SET
+        // The change and the answer in one transaction: the row stays locked until the campaign
+        // is read back, so the answer is this change's, not a concurrent one's.
+        let changed = conn
+            .transaction::<_, RepoError, _>(async |conn| {
+                let changed = sql_query(
+                    "UPDATE campaigns SET
                  name = COALESCE($2, name),
                  status = COALESCE($3, status),
                  notify_email = CASE WHEN $4 THEN $5 ELSE notify_email END
              WHERE id = $1 AND NOT (status = 'ended' AND COALESCE($3, 'ended') <> 'ended')",
-        )
-        .bind::<SqlUuid, _>(id)
-        .bind::<Nullable<Text>, _>(change.name.as_deref().map(str::trim))
-        .bind::<Nullable<Text>, _>(change.status.map(CampaignStatus::as_str))
-        .bind::<diesel::sql_types::Bool, _>(change.notify_email.is_some())
-        .bind::<Nullable<Text>, _>(change.notify_email.clone().flatten())
-        .execute(&mut *conn)
-        .await?;
-        if changed == 0 {
-            // One connection at a time: a second one taken while holding this one lets a burst
-            // of changes hold the whole pool.
-            drop(conn);
-            return Ok(match self.participant_count(id).await? {
-                Some(_) => ChangeOutcome::Ended,
-                None => ChangeOutcome::NotFound,
-            });
+                )
+                .bind::<SqlUuid, _>(id)
+                .bind::<Nullable<Text>, _>(change.name.as_deref().map(str::trim))
+                .bind::<Nullable<Text>, _>(change.status.map(CampaignStatus::as_str))
+                .bind::<diesel::sql_types::Bool, _>(change.notify_email.is_some())
+                .bind::<Nullable<Text>, _>(change.notify_email.clone().flatten())
+                .execute(&mut *conn)
+                .await?;
+                if changed == 0 {
+                    return Ok(None);
+                }
+                load_campaign(conn, id).await
+            })
+            .await?;
+        if let Some(campaign) = changed {
+            return Ok(ChangeOutcome::Changed(campaign));
         }
-        Ok(load_campaign(&mut conn, id)
-            .await?
-            .map_or(ChangeOutcome::NotFound, ChangeOutcome::Changed))
+        // One connection at a time: a second one taken while holding this one lets a burst of
+        // changes hold the whole pool.
+        drop(conn);
+        Ok(match self.participant_count(id).await? {
+            Some(_) => ChangeOutcome::Ended,
+            None => ChangeOutcome::NotFound,
+        })
     }
 }
 
