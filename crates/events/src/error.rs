@@ -21,4 +21,7 @@ pub enum EventsError {
     /// The topic specification file is missing or malformed.
     #[error("invalid topic specification: {0}")]
     TopicSpec(String),
+    /// A request the cluster cannot serve as asked (a topic that does not exist).
+    #[error("{0}")]
+    Invalid(String),
 }

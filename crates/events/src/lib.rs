@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod admin;
 mod backoff;
 mod config;
 pub mod consumer;
@@ -7,6 +8,7 @@ pub mod envelope;
 mod error;
 pub mod headers;
 pub mod producer;
+pub mod redrive;
 pub mod routing;
 #[cfg(feature = "testing")]
 pub mod testing;

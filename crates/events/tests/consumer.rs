@@ -451,3 +451,48 @@ async fn a_steady_trickle_is_cut_by_the_max_wait() {
     );
     assert_eq!(sizes.iter().sum::<usize>(), 40);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_redriven_for_another_group_is_skipped_and_committed() {
+    let topic = TestTopic::create("redriven", 1).await;
+    let producer = producer();
+    let group = unique_name("mine");
+    for (value, redrive_group) in [
+        ("plain", None),
+        ("for-another", Some("someone-else")),
+        ("for-me", Some(group.as_str())),
+        ("last", None),
+    ] {
+        let mut headers = OwnedHeaders::new();
+        if let Some(target) = redrive_group {
+            headers = headers.insert(Header {
+                key: events::redrive::REDRIVE_GROUP,
+                value: Some(target),
+            });
+        }
+        producer
+            .send(OutgoingRecord {
+                topic: topic.name.clone(),
+                partition: None,
+                key: Some(b"k".to_vec()),
+                payload: value.as_bytes().to_vec(),
+                headers,
+            })
+            .await
+            .unwrap();
+    }
+    let recorder = record(settings(&topic.name, &group, "unused-dlq"), producer, 3).await;
+    let seen: Vec<String> = recorder
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, value, _, _)| value.clone())
+        .collect();
+    assert_eq!(seen, ["plain", "for-me", "last"]);
+    assert_eq!(
+        committed(&group, &topic.name, 1)[&0],
+        4,
+        "the skipped one is committed too"
+    );
+}

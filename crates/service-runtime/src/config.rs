@@ -151,6 +151,7 @@ pub fn telemetry_config(env: &Env, service_name: &str) -> Result<TelemetryConfig
         log_filter: env.string("RUST_LOG", "info"),
         otlp_endpoint: env.optional("OTEL_EXPORTER_OTLP_ENDPOINT"),
         service_name: env.string("OTEL_SERVICE_NAME", service_name),
+        log_to_stderr: false,
     })
 }
 

@@ -138,7 +138,17 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
-    let readiness = &state.readiness;
+    let (ready, body) = assess(&state.readiness).await;
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Whether the service is ready, and the `/readyz` body saying why. Also sets the gauge
+/// `service_ready` (1 ready, 0 not), so a scrape of `/metrics` shows what `/readyz` would say.
+async fn assess(readiness: &Readiness) -> (bool, serde_json::Value) {
     let (database, broker) = readiness.check().await;
     let started = readiness.started.load(Ordering::SeqCst);
     let draining = readiness.draining.load(Ordering::SeqCst);
@@ -164,14 +174,12 @@ async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
             json!({ "status": "stalled", "group": group, "error": problem });
     }
     let ready = status == "ready";
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    metrics::gauge!("service_ready").set(if ready { 1.0 } else { 0.0 });
+    (ready, body)
 }
 
 async fn render_metrics(state: web::Data<OpsState>) -> HttpResponse {
+    assess(&state.readiness).await;
     state.metrics.run_upkeep();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -49,6 +49,7 @@ impl ServiceContext {
     /// | `KAFKA_DLQ_LIMIT_WINDOW` | `1m` | the window of the limit |
     /// | `KAFKA_DLQ_MAX_RECORD_BYTES` | `900000` | largest dead letter; a larger value is cut |
     /// | `KAFKA_STALL_AFTER` | `5m` | in flight and nothing finished this long: `/readyz` says stalled |
+    /// | `KAFKA_LAG_REPORT_INTERVAL` | `15s` | how often the member reports its group's lag (`kafka_consumer_group_lag`) |
     ///
     /// The shutdown deadline of the consumer is three quarters of `SHUTDOWN_TIMEOUT`, leaving
     /// the rest for the last commit and the producer's flush.
@@ -81,6 +82,9 @@ impl ServiceContext {
         settings.stall_after = self
             .env
             .duration("KAFKA_STALL_AFTER", settings.stall_after)?;
+        settings.lag_report_interval = self
+            .env
+            .duration("KAFKA_LAG_REPORT_INTERVAL", settings.lag_report_interval)?;
         Ok(settings)
     }
 

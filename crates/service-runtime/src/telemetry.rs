@@ -1,4 +1,4 @@
-//! Logs and traces. Logs go to stdout, as text for people or as JSON for log collectors. Spans
+//! Logs and traces. Logs go to stdout (a command's to stderr), as text for people or as JSON for log collectors. Spans
 //! always get OpenTelemetry trace and span IDs, so `traceparent` headers (HTTP and Kafka) link
 //! services' work into one trace, and the request and message spans record `trace_id` and
 //! `span_id`, which every log line inside them carries (JSON: in its `spans` list). When an
@@ -43,6 +43,8 @@ pub struct TelemetryConfig {
     /// Base URL of an OTLP/HTTP collector; spans go to `<endpoint>/v1/traces`.
     pub otlp_endpoint: Option<String>,
     pub service_name: String,
+    /// Logs to stderr instead of stdout: for a command whose stdout is its output.
+    pub log_to_stderr: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,16 +75,27 @@ impl Telemetry {
             .with_tracer(tracer_provider.tracer(config.service_name.clone()));
         let json = config.log_format == LogFormat::Json;
         // Colours for people at a terminal, not for log files.
-        let ansi = std::io::stdout().is_terminal();
+        let (ansi, writer) = if config.log_to_stderr {
+            (
+                std::io::stderr().is_terminal(),
+                fmt::writer::BoxMakeWriter::new(std::io::stderr),
+            )
+        } else {
+            (
+                std::io::stdout().is_terminal(),
+                fmt::writer::BoxMakeWriter::new(std::io::stdout),
+            )
+        };
         let logs = if json {
             fmt::layer()
                 .json()
                 .flatten_event(true)
                 .with_current_span(false)
                 .with_span_list(true)
+                .with_writer(writer)
                 .boxed()
         } else {
-            fmt::layer().with_ansi(ansi).boxed()
+            fmt::layer().with_ansi(ansi).with_writer(writer).boxed()
         };
         // `RUST_LOG` chooses what is logged; spans for traces are kept at `info` whatever it
         // says, so a quiet log level does not break the traces that cross services.

@@ -56,6 +56,7 @@ fn spans_are_exported_over_otlp_http_when_an_endpoint_is_set() {
         log_filter: "info".into(),
         otlp_endpoint: Some(endpoint),
         service_name: "otlp-test-service".into(),
+        log_to_stderr: false,
     })
     .unwrap();
 

@@ -17,6 +17,10 @@
 //! - Shutdown: stop taking messages, let the handlers running finish within `shutdown_timeout`;
 //!   a retry or outage back-off ends at once, leaving its message uncommitted for the next
 //!   member; commit, leave the group.
+//! - Lag: each member reports its whole group's lag per partition (`kafka_consumer_group_lag`),
+//!   partitions it holds or not, so an idle member still shows it.
+//! - A record redriven for another group (`redrive_group` header, see `crate::redrive`) is
+//!   skipped: only the group that failed it handles it again.
 //! - A handler that panics fails that message (dead-lettered with the panic's message); a
 //!   batch handler that panics has its batch split until the message that panics is alone.
 //! - A batch whose write fails is split in halves, and those again, so that only the
@@ -110,6 +114,9 @@ pub struct ConsumerSettings {
     /// With messages in flight and none finished for this long, the consumer reports itself
     /// stalled.
     pub stall_after: Duration,
+    /// How often the member reports its group's lag on every partition of its topics
+    /// (`kafka_consumer_group_lag`), held or not.
+    pub lag_report_interval: Duration,
 }
 
 /// A bound on dead-lettering, in the spirit of Sentry arroyo's `DlqLimit`: a bug that rejects
@@ -157,6 +164,7 @@ impl ConsumerSettings {
             dead_letter_max_bytes: 900_000,
             dlq_limit: DlqLimit::default(),
             stall_after: Duration::from_secs(300),
+            lag_report_interval: Duration::from_secs(15),
         }
     }
 }
@@ -357,6 +365,7 @@ pub trait BatchHandler: Send + Sync + 'static {
 /// A consumer group member with its runtime.
 pub struct EventConsumer {
     consumer: StreamConsumer<RuntimeContext>,
+    kafka: KafkaConfig,
     settings: ConsumerSettings,
     producer: Producer,
     tracker: Arc<Mutex<OffsetTracker>>,
@@ -427,6 +436,7 @@ impl EventConsumer {
         };
         Ok(Self {
             consumer,
+            kafka: kafka.clone(),
             settings,
             producer,
             tracker,
@@ -447,6 +457,7 @@ impl EventConsumer {
         shutdown: CancellationToken,
     ) -> Result<(), EventsError> {
         let handler = Arc::new(handler);
+        let _lag_reporter = self.report_group_lag(shutdown.clone());
         let (finished_tx, mut finished) = mpsc::unbounded_channel::<Finished>();
         let mut lanes = Vec::new();
         let mut workers = tokio::task::JoinSet::new();
@@ -488,6 +499,9 @@ impl EventConsumer {
                     Ok(message) => {
                         let message = message.detach();
                         self.track(&message);
+                        if self.redriven_for_another_group(&message) {
+                            continue;
+                        }
                         lanes[lane_of(&message, lanes.len())].send(message).expect("workers outlive the loop");
                     }
                     Err(error) => {
@@ -537,6 +551,7 @@ impl EventConsumer {
         policy: BatchPolicy,
         shutdown: CancellationToken,
     ) -> Result<(), EventsError> {
+        let _lag_reporter = self.report_group_lag(shutdown.clone());
         let (finished_tx, mut finished) = mpsc::unbounded_channel::<Finished>();
         let worker = Worker::new(&self, finished_tx, shutdown.clone());
         let mut batch = Vec::new();
@@ -584,6 +599,9 @@ impl EventConsumer {
                     Ok(message) => {
                         let message = message.detach();
                         self.track(&message);
+                        if self.redriven_for_another_group(&message) {
+                            continue;
+                        }
                         batch.push(message);
                         if let Some(reason) = clock.push(Instant::now()) {
                             if writing.is_none() {
@@ -623,6 +641,58 @@ impl EventConsumer {
         Ok(())
     }
 
+    /// Every `lag_report_interval` until `shutdown`: the group's lag on every partition of
+    /// the member's topics, as the gauge `kafka_consumer_group_lag{group, topic, partition}`.
+    /// Every member reports the whole group's lag, partitions it holds or not, so a member left
+    /// idle (more members than partitions) still shows it to an autoscaler; aggregate with
+    /// `max by (group, topic, partition)`. A member on replay offsets reports nothing.
+    fn report_group_lag(&self, shutdown: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+        if !matches!(self.settings.start, StartFrom::Committed { .. }) {
+            return None;
+        }
+        let probe = match crate::admin::GroupProbe::new(&self.kafka, &self.settings.group_id) {
+            Ok(probe) => Arc::new(probe),
+            Err(error) => {
+                tracing::warn!(%error, "no group lag reports: the offsets client could not be created");
+                return None;
+            }
+        };
+        let (group, topics) = (self.settings.group_id.clone(), self.settings.topics.clone());
+        let every = self
+            .settings
+            .lag_report_interval
+            .max(Duration::from_secs(1));
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let (probe, topics_read) = (probe.clone(), topics.clone());
+                let read = tokio::task::spawn_blocking(move || {
+                    probe.lag(Some(&topics_read), Duration::from_secs(5))
+                })
+                .await;
+                match read {
+                    Ok(Ok(lags)) => {
+                        for lag in lags {
+                            metrics::gauge!(
+                                "kafka_consumer_group_lag",
+                                "group" => group.clone(),
+                                "topic" => lag.topic,
+                                "partition" => lag.partition.to_string()
+                            )
+                            .set(lag.lag as f64);
+                        }
+                    }
+                    Ok(Err(error)) => tracing::debug!(%error, %group, "group lag not read"),
+                    Err(error) => tracing::debug!(%error, %group, "group lag reader failed"),
+                }
+            }
+        }))
+    }
+
     fn track(&self, message: &OwnedMessage) {
         metrics::counter!("kafka_consumer_messages_consumed_total", "group" => self.settings.group_id.clone()).increment(1);
         let partition = (message.topic().to_owned(), message.partition());
@@ -630,6 +700,27 @@ impl EventConsumer {
             .lock()
             .expect("offset tracker lock")
             .dispatched(partition, message.offset());
+    }
+
+    /// A record an operator redrove for another group (its `redrive_group` header names that
+    /// group): finished at once, unhandled, as if handled. Every group on a topic sees a
+    /// redriven record; only the group that failed it takes it.
+    fn redriven_for_another_group(&self, message: &OwnedMessage) -> bool {
+        let Some(group) = message
+            .headers()
+            .and_then(|h| headers::header_str(h, crate::redrive::REDRIVE_GROUP))
+        else {
+            return false;
+        };
+        if group == self.settings.group_id {
+            return false;
+        }
+        metrics::counter!("kafka_consumer_messages_skipped_total", "group" => self.settings.group_id.clone(), "reason" => "redriven_for_another_group").increment(1);
+        self.finish(
+            &(message.topic().to_owned(), message.partition()),
+            message.offset(),
+        );
+        true
     }
 
     fn finish(&self, partition: &Partition, offset: i64) {
