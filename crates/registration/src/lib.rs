@@ -248,11 +248,14 @@ impl RegistrationWriter {
     }
 
     /// Puts a request on the retry queue (`user.registration.dlq`) with `retry_count` tries made
-    /// and the reason of the last failure, and marks it `processing` with that reason. An error
-    /// means it is not queued and the caller must not let the message go.
+    /// and the reason of the last failure, and marks it `processing` with that reason. The
+    /// record keeps the headers of the one it came in (`carried`: trace context, redrive count;
+    /// not the failure headers of a dead letter) and adds `failure_reason`. An error means it is
+    /// not queued and the caller must not let the message go.
     pub async fn send_to_retry_queue(
         &self,
         message: &RegistrationMessage,
+        carried: Option<&OwnedHeaders>,
         retry_count: u32,
         reason: &str,
     ) -> Result<(), WriteError> {
@@ -264,7 +267,8 @@ impl RegistrationWriter {
             partition: None,
             key: Some(message.request_id.to_string().into_bytes()),
             payload: serde_json::to_vec(&queued).expect("registration messages serialize"),
-            headers: OwnedHeaders::new().insert(header("failure_reason", reason)),
+            headers: events::redrive::carried_headers(carried)
+                .insert(header("failure_reason", reason)),
         };
         if let Err(error) = self.producer.deliver(record).await {
             return Err(WriteError::Failed(error.to_string()));

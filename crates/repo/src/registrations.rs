@@ -87,12 +87,16 @@ impl TryFrom<RegistrationRow> for RegistrationRecord {
     }
 }
 
-/// Claims the request IDs that have no final outcome yet; returns the claimed ones.
+/// Claims the request IDs that have no final outcome yet; returns the claimed ones. A request
+/// that ran out of retries (`failed` with `retries_exhausted`: the database or the broker failed
+/// it, not its data) is claimed again: it comes back only when an operator redrives it from
+/// the retry queue, and then it is written like a new one.
 const CLAIM: &str = "
 INSERT INTO registration_requests (request_id, status)
 SELECT unnest($1::uuid[]), 'processing'
 ON CONFLICT (request_id) DO UPDATE SET updated_at = now()
     WHERE registration_requests.status = 'processing'
+       OR registration_requests.error_code = 'retries_exhausted'
 RETURNING request_id";
 
 /// Records the outcome of each claimed request, from parallel arrays.
@@ -147,7 +151,8 @@ impl Registrations {
     }
 
     /// Records requests that failed for good before reaching the database (invalid data, out of
-    /// retries). A request that already has a final outcome keeps it.
+    /// retries). A request that already has a final outcome keeps it, but one that ran out of
+    /// retries takes the new failure.
     #[tracing::instrument(name = "db.record_failures", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn record_failures(&self, refusals: &[Refusal]) -> RepoResult<()> {
         if refusals.is_empty() {
@@ -162,7 +167,7 @@ impl Registrations {
              ON CONFLICT (request_id) DO UPDATE
                  SET status = 'failed', error_code = excluded.error_code,
                      error_message = excluded.error_message, retry_count = excluded.retry_count
-                 WHERE r.status = 'processing'",
+                 WHERE r.status = 'processing' OR r.error_code = 'retries_exhausted'",
         )
         .bind::<Array<SqlUuid>, _>(refusals.iter().map(|r| r.request_id).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(vec!["failed"; refusals.len()])
@@ -199,9 +204,9 @@ impl Registrations {
                  (request_id, status, error_code, error_message, retry_count)
              VALUES ($1, 'processing', 'retrying', $2, $3)
              ON CONFLICT (request_id) DO UPDATE
-                 SET error_code = 'retrying', error_message = excluded.error_message,
-                     retry_count = excluded.retry_count
-                 WHERE r.status = 'processing'",
+                 SET status = 'processing', error_code = 'retrying',
+                     error_message = excluded.error_message, retry_count = excluded.retry_count
+                 WHERE r.status = 'processing' OR r.error_code = 'retries_exhausted'",
         )
         .bind::<SqlUuid, _>(request_id)
         .bind::<Text, _>(reason)

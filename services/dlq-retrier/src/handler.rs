@@ -53,7 +53,7 @@ impl Handler for RetryHandler {
             self.writer.give_up(&request, try_number, &failure).await
         } else {
             self.writer
-                .send_to_retry_queue(&request, try_number, &failure)
+                .send_to_retry_queue(&request, message.headers(), try_number, &failure)
                 .await
         };
         outcome.map_err(|error| match error {

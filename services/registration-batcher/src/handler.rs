@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::RegistrationMessage;
+use events::rdkafka::Message as _;
 use events::rdkafka::message::OwnedMessage;
 use events::{BatchHandler, HandlerError};
 use registration::{RegistrationWriter, WriteError, Written};
@@ -58,7 +59,7 @@ impl BatchHandler for RegistrationBatches {
             .into_iter();
         let mut outcomes = Vec::with_capacity(messages.len());
         let mut requests = requests.iter();
-        for decoded in decoded {
+        for (message, decoded) in messages.iter().zip(decoded) {
             let outcome = match decoded {
                 Err(rejected) => Err(rejected),
                 Ok(_) => {
@@ -68,7 +69,9 @@ impl BatchHandler for RegistrationBatches {
                             log_written(request, &written);
                             Ok(())
                         }
-                        Err(WriteError::Transient(reason)) => self.isolate(request, reason).await,
+                        Err(WriteError::Transient(reason)) => {
+                            self.isolate(request, message, reason).await
+                        }
                         Err(other) => Err(to_handler_error(other)),
                     }
                 }
@@ -85,6 +88,7 @@ impl RegistrationBatches {
     async fn isolate(
         &self,
         request: &RegistrationMessage,
+        message: &OwnedMessage,
         mut reason: String,
     ) -> Result<(), HandlerError> {
         for attempt in 1..=self.transient_attempts {
@@ -106,7 +110,7 @@ impl RegistrationBatches {
             }
         }
         self.writer
-            .send_to_retry_queue(request, 0, &reason)
+            .send_to_retry_queue(request, message.headers(), 0, &reason)
             .await
             .map_err(to_handler_error)
     }

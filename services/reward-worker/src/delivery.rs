@@ -1,6 +1,7 @@
 //! Delivering one reward: by email, or by a signed webhook POST.
 
 use async_trait::async_trait;
+use events::rdkafka::Message as _;
 use events::rdkafka::message::OwnedMessage;
 use events::{EventPayload, Handler, HandlerError};
 use repo::Waitlist;
@@ -39,8 +40,24 @@ impl Handler for RewardHandler {
         let EventPayload::RewardEarned(data) = &event.payload else {
             return Ok(());
         };
-        let reward = earned_reward(&self.waitlist, &data.user_reward_id).await?;
+        let mut reward = earned_reward(&self.waitlist, &data.user_reward_id).await?;
         let id = reward.user_reward_id;
+        // Redriven by an operator (who fixed the cause): a delivery given up is tried again.
+        let redriven = message
+            .headers()
+            .and_then(|h| events::headers::header_str(h, events::redrive::REDRIVE_COUNT))
+            .is_some();
+        if reward.status == "failed"
+            && redriven
+            && self
+                .waitlist
+                .reopen_failed_reward(id)
+                .await
+                .map_err(repo_failure)?
+        {
+            tracing::info!(user_reward_id = %id, "failed reward reopened by a redrive");
+            reward.status = "pending".into();
+        }
         if reward.status != "pending" {
             // Delivered or given up before: a replay.
             return Ok(());

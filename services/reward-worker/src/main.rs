@@ -5,7 +5,8 @@
 //! and delivers by email or webhook (`delivery`); the record ends `delivered`, or `failed` after
 //! `REWARD_MAX_ATTEMPTS` tries or a permanent refusal, when the event also goes to
 //! `waitlist.dlq` with the reason. A delivered or failed reward is never tried again, so a
-//! replayed event delivers nothing twice. Webhooks go to public addresses only (`egress`).
+//! replayed event delivers nothing twice; only its dead letter redriven by an operator
+//! (`platform-admin dlq redrive`, the record's `redrive_count` header) reopens a failed one. Webhooks go to public addresses only (`egress`).
 
 mod config;
 mod delivery;

@@ -169,6 +169,21 @@ impl Waitlist {
         Ok(())
     }
 
+    /// Makes a delivery that failed for good `pending` again, with its attempts counted from
+    /// zero: an operator redrove its event after fixing the cause. Whether it was `failed`.
+    #[tracing::instrument(name = "db.reopen_failed_reward", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    pub async fn reopen_failed_reward(&self, user_reward_id: Uuid) -> RepoResult<bool> {
+        let mut conn = self.database.connection().await?;
+        let reopened = sql_query(
+            "UPDATE participant_rewards SET delivery_status = 'pending', delivery_attempts = 0
+             WHERE id = $1 AND delivery_status = 'failed'",
+        )
+        .bind::<SqlUuid, _>(user_reward_id)
+        .execute(&mut *conn)
+        .await?;
+        Ok(reopened == 1)
+    }
+
     /// Records why an attempt failed; `give_up` marks the delivery `failed` for good.
     #[tracing::instrument(name = "db.record_reward_failure", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn record_reward_failure(
