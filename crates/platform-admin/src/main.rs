@@ -1,189 +1,111 @@
 #![doc = include_str!("../README.md")]
 
+mod dlq;
+mod lag;
+mod replay;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
 use events::topics::{TopicOutcome, TopicsSpec, ensure_topics};
 use service_runtime::Env;
 use service_runtime::config::{database_config, kafka_config};
 use service_runtime::telemetry::{LogFormat, Telemetry, TelemetryConfig};
 
-const USAGE: &str = "usage: platform-admin migrate\n       \
-                     platform-admin create-topics [--spec PATH] [--max-replication-factor N]\n       \
-                     platform-admin purge-accounts [--grace-period-days N] [--batch-size N]\n       \
-                     platform-admin oauth2-audit-log [--limit N] [--offset N]\n       \
-                     platform-admin oauth-accounts [--recent N]\n       \
-                     platform-admin create-client --name NAME --scope SCOPE [--scope SCOPE ...]";
+/// Operator commands of the signup platform. Configuration comes from the services'
+/// environment variables (DATABASE_URL, KAFKA_BROKERS, the KAFKA_SASL_*/KAFKA_SSL_* settings,
+/// the topic variables).
+#[derive(Debug, Parser)]
+#[command(name = "platform-admin", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-#[derive(Debug)]
+#[derive(Debug, Subcommand)]
 enum Command {
+    /// Applies the pending migrations, under an advisory lock.
     Migrate,
+    /// Deletes for good the accounts deleted more than the grace period ago, then what has
+    /// expired.
     PurgeAccounts {
-        /// `None`: the gateway's `ACCOUNT_DELETION_GRACE` (30 days by default), in whole days.
+        /// Whole days; by default ACCOUNT_DELETION_GRACE (30 days), in whole days.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
         grace_period_days: Option<i32>,
+        /// Accounts per statement.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..))]
         batch_size: i64,
     },
+    /// Creates the missing topics of the spec and adds partitions where it declares more.
     CreateTopics {
+        #[arg(long, default_value = "deploy/topics.toml")]
         spec: PathBuf,
+        /// Caps the replication factor on small clusters (1 locally).
+        #[arg(long, default_value_t = u16::MAX, value_parser = clap::value_parser!(u16).range(1..))]
         max_replication_factor: u16,
     },
     /// Prints OAuth2 audit log entries, newest first, one JSON object per line.
+    #[command(name = "oauth2-audit-log")]
     AuditLog {
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         limit: i64,
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
         offset: i64,
     },
     /// Prints how many accounts each provider has linked, and the most recent links.
+    #[command(name = "oauth-accounts")]
     OAuthAccounts {
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(0..=10_000))]
         recent: i64,
     },
     /// Registers a confidential client for the client credentials grant, with any scopes
     /// (the service scopes and `admin` included), and prints its secret once.
     CreateClient {
+        /// 1 to 200 characters.
+        #[arg(long, value_parser = client_name)]
         name: String,
+        /// A scope of the provider; repeat for more.
+        #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
     },
+    /// Dead letters: list, show, redrive.
+    Dlq(dlq::DlqArgs),
+    /// Moves a consumer group's committed offsets (a stopped group, or a new replay group) to
+    /// an offset per partition, a point in time, or either end.
+    Replay(replay::ReplayArgs),
+    /// Committed offset, end offset and lag per group and partition.
+    Lag(lag::LagArgs),
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Command> {
-    let command = args.next().context(USAGE)?;
-    match command.as_str() {
-        "migrate" => match args.next() {
-            None => Ok(Command::Migrate),
-            Some(extra) => bail!("unexpected argument {extra:?}\n{USAGE}"),
-        },
-        "purge-accounts" => {
-            let (mut grace_period_days, mut batch_size) = (None, 1000);
-            while let Some(flag) = args.next() {
-                let value = args
-                    .next()
-                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-                let number = |min: i64| {
-                    value
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| *n >= min)
-                        .with_context(|| format!("{flag} {value:?} is not a number ≥ {min}"))
-                };
-                match flag.as_str() {
-                    "--grace-period-days" => {
-                        grace_period_days =
-                            Some(i32::try_from(number(0)?).context("too many days")?);
-                    }
-                    "--batch-size" => batch_size = number(1)?,
-                    _ => bail!("unknown option {flag:?}\n{USAGE}"),
-                }
-            }
-            Ok(Command::PurgeAccounts {
-                grace_period_days,
-                batch_size,
-            })
-        }
-        "oauth2-audit-log" => {
-            let (mut limit, mut offset) = (100, 0);
-            while let Some(flag) = args.next() {
-                let value = args
-                    .next()
-                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-                let number = |min: i64, max: i64| {
-                    value
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| (min..=max).contains(n))
-                        .with_context(|| {
-                            format!("{flag} {value:?} is not a number from {min} to {max}")
-                        })
-                };
-                match flag.as_str() {
-                    "--limit" => limit = number(1, 10_000)?,
-                    "--offset" => offset = number(0, i64::MAX)?,
-                    _ => bail!("unknown option {flag:?}\n{USAGE}"),
-                }
-            }
-            Ok(Command::AuditLog { limit, offset })
-        }
-        "oauth-accounts" => {
-            let mut recent = 20;
-            while let Some(flag) = args.next() {
-                let value = args
-                    .next()
-                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-                match flag.as_str() {
-                    "--recent" => {
-                        recent = value
-                            .parse::<i64>()
-                            .ok()
-                            .filter(|n| (0..=10_000).contains(n))
-                            .with_context(|| {
-                                format!("--recent {value:?} is not a number from 0 to 10000")
-                            })?;
-                    }
-                    _ => bail!("unknown option {flag:?}\n{USAGE}"),
-                }
-            }
-            Ok(Command::OAuthAccounts { recent })
-        }
-        "create-client" => {
-            let (mut name, mut scopes) = (None, Vec::new());
-            while let Some(flag) = args.next() {
-                let value = args
-                    .next()
-                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-                match flag.as_str() {
-                    "--name" => name = Some(value),
-                    "--scope" => scopes.push(value),
-                    _ => bail!("unknown option {flag:?}\n{USAGE}"),
-                }
-            }
-            let name = name
-                .map(|n| n.trim().to_owned())
-                .filter(|n| !n.is_empty() && n.chars().count() <= 200)
-                .with_context(|| format!("--name of 1 to 200 characters is required\n{USAGE}"))?;
-            if scopes.is_empty() {
-                bail!("at least one --scope is required\n{USAGE}");
-            }
-            Ok(Command::CreateClient { name, scopes })
-        }
-        "create-topics" => {
-            let mut spec = PathBuf::from("deploy/topics.toml");
-            let mut max_replication_factor = u16::MAX;
-            while let Some(flag) = args.next() {
-                let value = args
-                    .next()
-                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-                match flag.as_str() {
-                    "--spec" => spec = value.into(),
-                    "--max-replication-factor" => {
-                        max_replication_factor =
-                            value.parse().ok().filter(|n| *n > 0).with_context(|| {
-                                format!(
-                                    "--max-replication-factor {value:?} is not a positive number"
-                                )
-                            })?;
-                    }
-                    _ => bail!("unknown option {flag:?}\n{USAGE}"),
-                }
-            }
-            Ok(Command::CreateTopics {
-                spec,
-                max_replication_factor,
-            })
-        }
-        _ => bail!("unknown command {command:?}\n{USAGE}"),
+/// Prints `value` as one line of JSON on stdout (what the commands report; logs go to stderr).
+fn print_json(value: &serde_json::Value) {
+    use std::io::Write as _;
+    // A closed pipe (`| head`) ends the output, not the command's work.
+    let _ = writeln!(std::io::stdout().lock(), "{value}");
+}
+
+fn client_name(value: &str) -> Result<String, String> {
+    let name = value.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err("a name of 1 to 200 characters".into());
     }
+    Ok(name.to_owned())
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
     let telemetry = Telemetry::init(&TelemetryConfig {
         log_format: LogFormat::Text,
         log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()),
         otlp_endpoint: None,
         service_name: "platform-admin".into(),
+        log_to_stderr: true,
     });
-    let outcome = parse_args(std::env::args().skip(1)).and_then(|command| {
-        let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-        runtime.block_on(run(command, &Env::from_process()))
-    });
+    let outcome = tokio::runtime::Runtime::new()
+        .context("starting the tokio runtime")
+        .and_then(|runtime| runtime.block_on(run(cli.command, &Env::from_process())));
     let code = match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -241,6 +163,9 @@ async fn run(command: Command, env: &Env) -> anyhow::Result<()> {
         }
         Command::OAuthAccounts { recent } => oauth_accounts(env, recent).await?,
         Command::CreateClient { name, scopes } => create_client(env, name, scopes).await?,
+        Command::Dlq(args) => dlq::run(args, env).await?,
+        Command::Replay(args) => replay::run(args, env).await?,
+        Command::Lag(args) => lag::run(args, env).await?,
         Command::CreateTopics {
             spec,
             max_replication_factor,
@@ -415,8 +340,9 @@ async fn create_client(env: &Env, name: String, scopes: Vec<String>) -> anyhow::
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> anyhow::Result<Command> {
-        parse_args(args.iter().map(|a| (*a).to_owned()))
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("platform-admin").chain(args.iter().copied()))
+            .map(|cli| cli.command)
     }
 
     #[test]
@@ -521,6 +447,79 @@ mod tests {
             &["purge-accounts", "--batch-size", "0"],
             &["purge-accounts", "--grace-period-days", "-1"],
             &["purge-accounts", "--everything", "1"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn operations_arguments() {
+        assert!(
+            parse(&[
+                "dlq",
+                "list",
+                "--topic",
+                "waitlist.dlq",
+                "--since",
+                "2026-01-01T00:00:00Z"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["dlq", "redrive", "--topic", "waitlist.dlq", "--dry-run"]).is_ok());
+        assert!(
+            parse(&[
+                "dlq",
+                "show",
+                "--topic",
+                "t",
+                "--partition",
+                "0",
+                "--offset",
+                "3"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["replay", "--group", "g", "--topic", "t", "--to-earliest"]).is_ok());
+        assert!(
+            parse(&[
+                "replay",
+                "--group",
+                "g",
+                "--topic",
+                "t",
+                "--to-offset",
+                "0:5",
+                "--to-offset",
+                "1:7"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["lag", "--watch", "5"]).is_ok());
+        for bad in [
+            &["dlq", "list", "--since", "yesterday"][..],
+            &["dlq", "show", "--topic", "t"],
+            &["dlq", "redrive", "--max-redrives", "0"],
+            &["replay", "--group", "g", "--topic", "t"],
+            &[
+                "replay",
+                "--group",
+                "g",
+                "--topic",
+                "t",
+                "--to-earliest",
+                "--to-latest",
+            ],
+            &["replay", "--group", "g", "--topic", "t", "--to-offset", "5"],
+            &[
+                "replay",
+                "--group",
+                "g",
+                "--topic",
+                "t",
+                "--to-time",
+                "noon",
+            ],
+            &["lag", "--watch", "0"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }

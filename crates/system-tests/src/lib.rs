@@ -497,6 +497,19 @@ pub async fn platform_admin_json_lines(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Vec<serde_json::Value> {
+    let (succeeded, lines, stderr) = platform_admin(schema, args, env).await;
+    assert!(succeeded, "platform-admin {args:?}: {stderr}");
+    lines
+}
+
+/// Runs `platform-admin` as [`platform_admin_json_lines`] does, failing or not: whether it
+/// succeeded, its output (one JSON value per line; a line that is not JSON panics) and its
+/// standard error.
+pub async fn platform_admin(
+    schema: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, Vec<serde_json::Value>, String) {
     let output = tokio::process::Command::new(workspace_binary("platform-admin"))
         .args(args)
         .envs(service_runtime::testing::base_env())
@@ -505,13 +518,16 @@ pub async fn platform_admin_json_lines(
         .output()
         .await
         .expect("platform-admin runs");
-    assert!(
-        output.status.success(),
-        "platform-admin {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
+    let lines = String::from_utf8_lossy(&output.stdout)
         .lines()
-        .map(|line| serde_json::from_str(line).expect("one JSON value per line"))
-        .collect()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("platform-admin {args:?} printed {line:?}: {e}"))
+        })
+        .collect();
+    (
+        output.status.success(),
+        lines,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }

@@ -618,6 +618,123 @@ async fn flagged_referrals_are_kept_and_move_nobody() {
     assert_eq!(message_count(&stack.topic), 5 + 4 + 2);
 }
 
+/// Runs a statement on the test schema.
+async fn execute(stack: &WaitlistStack, statement: &str) {
+    use diesel_async::RunQueryDsl as _;
+    let mut conn = stack.db.database().connection().await.expect("connection");
+    diesel::sql_query(statement)
+        .execute(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn positions_are_rebuilt_by_replaying_the_domain_events() {
+    let stack = WaitlistStack::new().await;
+    let (gateway, api) = stack.start_gateway(&[]).await;
+    let positioner = stack
+        .start_worker("position-worker", "position-workers", &[])
+        .await;
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
+    let campaign = create_campaign(
+        &http,
+        (&gateway, &api),
+        json!({"name": "Replay", "points_per_referral": 3,
+               "reward_tiers": [{"name": "Sticker", "referral_threshold": 5, "delivery": "email"}]}),
+    )
+    .await;
+    let campaign_id = campaign["id"].as_str().unwrap();
+    let mut code = None;
+    let mut referred = Vec::new();
+    for (i, email) in ["ann", "bob", "carol", "dave", "erin"].iter().enumerate() {
+        let ip = format!("10.0.0.{i}");
+        let referral = if i >= 3 { code.as_deref() } else { None };
+        let (status, body) = sign_up(
+            &http,
+            &api,
+            campaign_id,
+            &format!("{email}@example.com"),
+            referral,
+            &ip,
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        if *email == "carol" {
+            code = body["referral_code"].as_str().map(str::to_owned);
+        }
+        if i >= 3 {
+            referred.push(body["participant_id"].as_str().unwrap().to_owned());
+        }
+    }
+    let tokens = waitlist::VerificationTokens::new(
+        service_runtime::testing::TEST_VERIFICATION_SECRET
+            .to_owned()
+            .into(),
+    );
+    let campaign_uuid = uuid::Uuid::try_parse(campaign_id).unwrap();
+    for id in &referred {
+        let token = tokens.issue(campaign_uuid, uuid::Uuid::try_parse(id).unwrap());
+        let (status, body) = call(
+            http.post(format!("{api}/api/v1/campaigns/{campaign_id}/verify"))
+                .json(&json!({ "token": token })),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let expected = expected_positions(&[0, 0, 2, 0, 0], 3);
+    assert_ne!(expected, vec![1, 2, 3, 4, 5]);
+    wait_until(
+        "carol's referrals to move her up",
+        PATIENCE,
+        || positioner.logs(),
+        || async { stored_positions(&stack, campaign_id).await == expected },
+    )
+    .await;
+
+    let group = format!("position-workers-{}", stack.suffix);
+    let replay = [
+        "replay",
+        "--group",
+        group.as_str(),
+        "--topic",
+        stack.topic.name.as_str(),
+        "--to-earliest",
+    ];
+    let schema = stack.db.schema();
+    let (moved, _, stderr) = system_tests::platform_admin(schema, &replay, &[]).await;
+    assert!(!moved && stderr.contains("active member"), "{stderr}");
+    positioner.terminate().await;
+
+    // The projection is lost: positions back to signup order, the rankings forgotten.
+    execute(
+        &stack,
+        "UPDATE participants SET position = original_position",
+    )
+    .await;
+    execute(&stack, "DELETE FROM campaign_rankings").await;
+    assert_eq!(
+        stored_positions(&stack, campaign_id).await,
+        vec![1, 2, 3, 4, 5]
+    );
+
+    let plan = system_tests::platform_admin_json_lines(schema, &replay, &[]).await;
+    let to_process: i64 = plan.iter().filter_map(|l| l["to_process"].as_i64()).sum();
+    assert!(
+        to_process >= 2,
+        "the referral.verified events among them: {plan:#?}"
+    );
+    let positioner = stack
+        .start_worker("position-worker", "position-workers", &[])
+        .await;
+    wait_until(
+        "the replay to rebuild the positions",
+        PATIENCE,
+        || positioner.logs(),
+        || async { stored_positions(&stack, campaign_id).await == expected },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_inbox_gets_one_place_in_a_campaign() {
     let stack = WaitlistStack::new().await;
@@ -1021,6 +1138,120 @@ async fn events_committed_before_a_gateway_dies_are_published_by_the_next_one() 
         .collect();
     assert_eq!(published, waiting, "every committed event, none other");
     assert_eq!(message_count(&stack.topic), 19, "each once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reward_given_up_is_delivered_when_its_dead_letter_is_redriven() {
+    let stack = WaitlistStack::new().await;
+    let ledger = events::testing::TestTopic::create("dead-letter-redrives", 1).await;
+    // Down for the first three requests: both tries of the worker, and one more.
+    let receiver = WebhookReceiver::start(3).await;
+    let (gateway, api) = stack
+        .start_gateway(&[("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")])
+        .await;
+    let reward_env = [
+        ("REWARD_MAX_ATTEMPTS", "2"),
+        ("REWARD_RETRY_BACKOFF", "200ms"),
+        ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true"),
+    ];
+    let rewarder = stack
+        .start_worker("reward-worker", "reward-workers", &reward_env)
+        .await;
+    let http = system_tests::operator_http(&api, stack.db.schema()).await;
+    let campaign = create_campaign(
+        &http,
+        (&gateway, &api),
+        json!({"name": "Redrive", "reward_tiers": [
+            {"name": "Hook", "referral_threshold": 1, "delivery": "webhook", "webhook_url": receiver.url},
+        ]}),
+    )
+    .await;
+    let campaign_id = campaign["id"].as_str().unwrap();
+    let (_, ann) = sign_up(&http, &api, campaign_id, "ann@example.com", None, "1.1.1.1").await;
+    let code = ann["referral_code"].as_str().unwrap();
+    let (status, bo) = sign_up(
+        &http,
+        &api,
+        campaign_id,
+        "bo@example.com",
+        Some(code),
+        "2.2.2.2",
+    )
+    .await;
+    assert_eq!(status, 201, "{bo}");
+    let tokens = waitlist::VerificationTokens::new(
+        service_runtime::testing::TEST_VERIFICATION_SECRET
+            .to_owned()
+            .into(),
+    );
+    let participant = uuid::Uuid::try_parse(bo["participant_id"].as_str().unwrap()).unwrap();
+    let campaign_uuid = uuid::Uuid::try_parse(campaign_id).unwrap();
+    let (status, body) = call(
+        http.post(format!("{api}/api/v1/campaigns/{campaign_id}/verify"))
+            .json(&json!({ "token": tokens.issue(campaign_uuid, participant) })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let with_status = |status: &str| {
+        format!("SELECT count(*) AS n FROM participant_rewards WHERE delivery_status = '{status}'")
+    };
+    wait_until(
+        "the reward to fail for good",
+        PATIENCE,
+        || rewarder.logs(),
+        || async {
+            stack.count(&with_status("failed")).await == 1 && message_count(&stack.dlq) == 1
+        },
+    )
+    .await;
+
+    // The receiver is back (its next answer after one more failure is 200): redrive.
+    let env = [
+        ("WAITLIST_DLQ_TOPIC", stack.dlq.name.as_str()),
+        ("DLQ_REDRIVE_LEDGER_TOPIC", ledger.name.as_str()),
+    ];
+    let schema = stack.db.schema();
+    let listed = system_tests::platform_admin_json_lines(
+        schema,
+        &["dlq", "list", "--topic", &stack.dlq.name],
+        &env,
+    )
+    .await;
+    assert_eq!(
+        listed[0]["error_code"], "reward_delivery_failed",
+        "{listed:#?}"
+    );
+    assert_eq!(
+        listed[0]["consumer_group"],
+        format!("reward-workers-{}", stack.suffix)
+    );
+    let run = system_tests::platform_admin_json_lines(
+        schema,
+        &[
+            "dlq",
+            "redrive",
+            "--topic",
+            &stack.dlq.name,
+            "--error-code",
+            "reward_delivery_failed",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(run.last().unwrap()["audit"]["sent"], 1, "{run:#?}");
+    wait_until(
+        "the reward to be delivered",
+        PATIENCE,
+        || rewarder.logs(),
+        || async { stack.count(&with_status("delivered")).await == 1 },
+    )
+    .await;
+    let answers: Vec<u16> = receiver.calls().iter().map(|c| c.answered).collect();
+    assert_eq!(
+        answers,
+        [500, 500, 500, 200],
+        "two tries, then two more after the redrive"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

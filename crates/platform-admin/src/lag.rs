@@ -1,0 +1,88 @@
+//! `platform-admin lag`: for every consumer group the cluster knows (or those named), its
+//! state and members, and per partition where it has committed offsets: the committed offset,
+//! the end offset and the lag. One JSON line per partition, then one per group with its total;
+//! with `--watch N`, again every N seconds, each round stamped.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use events::KafkaConfig;
+use serde_json::json;
+use service_runtime::Env;
+use service_runtime::config::kafka_config;
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Args)]
+pub(crate) struct LagArgs {
+    /// Only this group; repeat for more. Default: every group of the cluster.
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// Print again every this many seconds, until interrupted.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    watch: Option<u64>,
+}
+
+pub(crate) async fn run(args: LagArgs, env: &Env) -> anyhow::Result<()> {
+    let kafka = kafka_config(env, "platform-admin")?;
+    loop {
+        let (kafka_round, groups) = (kafka.clone(), args.groups.clone());
+        tokio::task::spawn_blocking(move || report(&kafka_round, &groups))
+            .await
+            .context("the lag command failed")??;
+        let Some(every) = args.watch else {
+            return Ok(());
+        };
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(every)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+fn report(kafka: &KafkaConfig, only: &[String]) -> anyhow::Result<()> {
+    let known = events::admin::describe_groups(kafka, None, TIMEOUT)?;
+    let at = chrono::Utc::now();
+    let groups: Vec<events::admin::GroupDescription> = if only.is_empty() {
+        known
+    } else {
+        only.iter()
+            .map(|name| {
+                known
+                    .iter()
+                    .find(|g| &g.group == name)
+                    .cloned()
+                    .unwrap_or_else(|| events::admin::GroupDescription {
+                        group: name.clone(),
+                        state: "Unknown".into(),
+                        members: Vec::new(),
+                    })
+            })
+            .collect()
+    };
+    for group in groups {
+        let lags = events::admin::group_lag(kafka, &group.group, None, TIMEOUT)?;
+        let total: i64 = lags.iter().map(|l| l.lag).sum();
+        for lag in &lags {
+            crate::print_json(&json!({
+                "at": at,
+                "group": group.group,
+                "topic": lag.topic,
+                "partition": lag.partition,
+                "committed": lag.committed,
+                "end": lag.end,
+                "lag": lag.lag,
+            }));
+        }
+        crate::print_json(&json!({
+            "at": at,
+            "group": group.group,
+            "state": group.state,
+            "members": group.members.len(),
+            "partitions": lags.len(),
+            "total_lag": total,
+        }));
+    }
+    Ok(())
+}
