@@ -40,6 +40,6 @@ bench:
 	cargo bench -p system-tests --bench activity_logs
 	cargo bench -p system-tests --bench positions
 
-## deploy-check: the deployment files without a cluster or Docker engine (kustomize + schemas, compose, hadolint)
+## deploy-check: the deployment files without a cluster or Docker engine (kustomize, Helm + schemas, compose, hadolint, dashboards, alert rules)
 deploy-check:
 	@deploy/check.sh
