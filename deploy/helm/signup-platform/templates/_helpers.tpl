@@ -53,19 +53,43 @@ capabilities:
   drop: ["ALL"]
 {{- end }}
 
-{{/* The configuration every container reads: the ConfigMap, then the Secret. */}}
-{{- define "signup.envFrom" -}}
-- configMapRef:
-    name: platform-config
-- secretRef:
-    name: {{ .Values.secretName }}
+{{/*
+The settings of the ConfigMap platform-config (values.yaml, config), key by key: rendered by
+configmap.yaml and by its hook copy for the Jobs (jobs.yaml).
+*/}}
+{{- define "signup.configData" -}}
+{{- range $key, $value := .Values.config }}
+{{ $key }}: {{ toString $value | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
-A container of platform-admin, for the Jobs and the CronJob. Called with (list $ name args).
+The configuration every container reads: the ConfigMap, then the Secret. Called with $, or with
+(list $ configMap) for another ConfigMap than platform-config (the Jobs' hook copy).
+*/}}
+{{- define "signup.envFrom" -}}
+{{- $root := . -}}
+{{- $configMap := "platform-config" -}}
+{{- if kindIs "slice" . -}}
+{{- $root = index . 0 -}}
+{{- $configMap = index . 1 -}}
+{{- end -}}
+- configMapRef:
+    name: {{ $configMap }}
+- secretRef:
+    name: {{ $root.Values.secretName }}
+{{- end }}
+
+{{/*
+A container of platform-admin, for the Jobs and the CronJob. Called with (list $ name args), or
+(list $ name args configMap) to read another ConfigMap than platform-config.
 */}}
 {{- define "signup.platformAdminContainer" -}}
 {{- $root := index . 0 -}}
+{{- $configMap := "platform-config" -}}
+{{- if gt (len .) 3 -}}
+{{- $configMap = index . 3 -}}
+{{- end -}}
 - name: {{ index . 1 }}
   image: {{ include "signup.image" (list $root $root.Values.platformAdmin.image) }}
   imagePullPolicy: {{ $root.Values.image.pullPolicy }}
@@ -74,7 +98,7 @@ A container of platform-admin, for the Jobs and the CronJob. Called with (list $
     - {{ toString . | quote }}
     {{- end }}
   envFrom:
-    {{- include "signup.envFrom" $root | nindent 4 }}
+    {{- include "signup.envFrom" (list $root $configMap) | nindent 4 }}
   resources:
     {{- toYaml $root.Values.platformAdmin.resources | nindent 4 }}
   securityContext:
