@@ -115,8 +115,8 @@ pub fn describe_groups(
 }
 
 /// The lag of `group` on every partition of `topics` (each partition, committed offset or
-/// not), or, when `topics` is `None`, on every partition of the cluster where the group has a
-/// committed offset.
+/// not), or, when `topics` is `None`, on every partition of the topics where the group has a
+/// committed offset on some partition.
 pub fn group_lag(
     kafka: &KafkaConfig,
     group: &str,
@@ -152,6 +152,9 @@ impl GroupProbe {
         timeout: Duration,
     ) -> Result<Vec<PartitionLag>, EventsError> {
         let consumer = &self.consumer;
+        // Never assigned anything: polling only drains librdkafka's event queue (errors logged
+        // during a broker outage), which would otherwise grow.
+        let _ = consumer.poll(Duration::ZERO);
         let metadata = consumer
             .fetch_metadata(None, timeout)
             .map_err(EventsError::Unavailable)?;
@@ -173,13 +176,21 @@ impl GroupProbe {
         let committed = consumer
             .committed_offsets(list, timeout)
             .map_err(EventsError::Unavailable)?;
+        // Without a topic list: the topics where the group committed on some partition, each
+        // with all its partitions (one added since, or not yet reached, lags too).
+        let group_topics: std::collections::HashSet<String> = committed
+            .elements()
+            .iter()
+            .filter(|e| matches!(e.offset(), Offset::Offset(_)))
+            .map(|e| e.topic().to_owned())
+            .collect();
         let mut lags = Vec::new();
         for element in committed.elements() {
             let committed = match element.offset() {
                 Offset::Offset(offset) => Some(offset),
                 _ => None,
             };
-            if topics.is_none() && committed.is_none() {
+            if topics.is_none() && !group_topics.contains(element.topic()) {
                 continue;
             }
             let (start, end) = consumer
@@ -208,6 +219,11 @@ pub fn offsets_for_time(
     at_millis: i64,
     timeout: Duration,
 ) -> Result<Vec<(i32, i64)>, EventsError> {
+    if at_millis < 0 {
+        return Err(EventsError::Invalid(
+            "a time before 1970 has no offset".into(),
+        ));
+    }
     let consumer = client(kafka, "platform-admin")?;
     let mut list = TopicPartitionList::new();
     for partition in partitions(kafka, topic, timeout)? {
@@ -219,6 +235,9 @@ pub fn offsets_for_time(
         .map_err(EventsError::Unavailable)?;
     let mut offsets = Vec::new();
     for element in found.elements() {
+        if let Err(error) = element.error() {
+            return Err(EventsError::Unavailable(error));
+        }
         let offset = match element.offset() {
             Offset::Offset(offset) => offset,
             // No record at or after the time: the end.

@@ -212,6 +212,9 @@ impl DeadLetter {
                 letter.incomplete = Some("the value was left out to fit the topic".into());
             } else if h(dl::VALUE_TRUNCATED).is_some() {
                 letter.incomplete = Some("the value was cut to fit the topic".into());
+            } else if h(dl::ORIGINAL_HEADERS_DROPPED).is_some_and(|n| n != "0") {
+                letter.incomplete =
+                    Some("the original headers were left out to fit the topic".into());
             }
         } else if let Some(object) = json
             .as_ref()
@@ -260,6 +263,12 @@ impl DeadLetter {
             }
             if object.get("originalValueTruncated") == Some(&Value::Bool(true)) {
                 letter.incomplete = Some("the value was cut to fit the topic".into());
+            } else if object
+                .get("originalValue")
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.contains('\u{FFFD}'))
+            {
+                letter.incomplete = Some("the value was not UTF-8 and was stored as text".into());
             }
         }
         letter
@@ -268,6 +277,19 @@ impl DeadLetter {
     /// `topic/partition/offset` of the dead letter: its identity in the redrive ledger.
     pub fn id(&self) -> String {
         format!("{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+
+    /// `<group>/<topic>/<partition>/<offset>` of the record a consumer group failed: the same
+    /// record dead-lettered twice (a member that stopped before committing, the next one
+    /// dead-lettering it again) is redriven once. `None` for the other formats.
+    pub fn original_id(&self) -> Option<String> {
+        Some(format!(
+            "{}/{}/{}/{}",
+            self.consumer_group.as_ref()?,
+            self.original_topic.as_ref()?,
+            self.original_partition?,
+            self.original_offset?
+        ))
     }
 
     /// For a registration of the retry queue, its request ID: the queue holds one record per
@@ -393,17 +415,21 @@ impl DeadLetter {
     pub fn details(&self, max_redrives: u32) -> Value {
         let mut details = self.summary();
         details["error_message"] = json!(self.error_message);
+        details["original_id"] = json!(self.original_id());
         details["headers"] = self
             .headers
             .iter()
             .map(|(k, v)| json!({"key": k, "value": v.as_deref().map(printable)}))
             .collect();
-        details["value"] = self.value.as_deref().map_or(Value::Null, json_or_text);
+        details["value"] = self
+            .value
+            .as_deref()
+            .map_or(Value::Null, |v| redacted(json_or_text(v)));
         details["redrive"] = match self.redrive_record(max_redrives) {
             Ok(record) => json!({
                 "topic": record.topic,
                 "key": record.key.as_deref().map(printable),
-                "value": json_or_text(&record.payload),
+                "value": redacted(json_or_text(&record.payload)),
                 "headers": record.headers.iter()
                     .map(|h| json!({"key": h.key, "value": h.value.map(printable)}))
                     .collect::<Vec<_>>(),
@@ -412,6 +438,36 @@ impl DeadLetter {
         };
         details
     }
+}
+
+/// Keys whose values are secrets (a registration's password hash, a campaign's webhook
+/// secret), shown as `[redacted]`.
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "password_hash",
+    "client_secret",
+    "webhook_secret",
+];
+
+fn redacted(mut value: Value) -> Value {
+    match &mut value {
+        Value::Object(object) => {
+            for (key, field) in object.iter_mut() {
+                *field = if SECRET_KEYS.contains(&key.as_str()) && !field.is_null() {
+                    Value::String("[redacted]".into())
+                } else {
+                    redacted(std::mem::take(field))
+                };
+            }
+        }
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                *item = redacted(std::mem::take(item));
+            }
+        }
+        _ => {}
+    }
+    value
 }
 
 /// Text when UTF-8, else `hex:` and the bytes in hex.
@@ -516,6 +572,10 @@ mod tests {
             header_str(h, dl::ERROR_CODE),
             None,
             "dead-letter headers removed"
+        );
+        assert_eq!(
+            letter.original_id().as_deref(),
+            Some("position-workers/domain-events/4/77")
         );
 
         // Failing again, it comes back with its count; at the limit it is refused.
@@ -635,6 +695,14 @@ mod tests {
         assert_eq!(redriven.topic, "user.registration");
         assert_eq!(redriven.payload, record.payload);
         assert_eq!(header_str(&redriven.headers, "failure_reason"), None);
+        assert_eq!(letter.original_id(), None);
+        let secret = OutgoingRecord {
+            payload: br#"{"request_id":"0191","password":"$argon2id$x","retry_count":0}"#.to_vec(),
+            ..record.clone()
+        };
+        let details = DeadLetter::parse(&stored(&secret, "q", 6), "r").details(3);
+        assert_eq!(details["value"]["password"], "[redacted]");
+        assert_eq!(details["redrive"]["value"]["password"], "[redacted]");
 
         let unknown = OutgoingRecord {
             payload: b"hello".to_vec(),

@@ -11,7 +11,12 @@
 //! failure) leaves only whole batches behind, and the next run skips every dead letter the
 //! ledger holds: nothing is lost and nothing is sent twice. All redrives share one
 //! transactional ID, so one that starts fences the one running, if any. Each run ends
-//! with an audit record in the ledger (key `run/<run id>`), printed too. The services read with
+//! with an audit record in the ledger (key `run/<run id>`), printed too, failed or not. A
+//! redrive needs the ledger topic; `list` and `show` read without it.
+//!
+//! The registration retry queue holds a record per try of every request that failed once: only
+//! the newest try of a request PostgreSQL says ran out of retries is redriven. The same original
+//! record dead-lettered twice (`DeadLetter::original_id`) is redriven once. The services read with
 //! librdkafka's default `isolation.level=read_committed`, so they never see the records of a
 //! batch that was aborted.
 
@@ -160,6 +165,15 @@ impl Topics {
 pub(crate) async fn run(args: DlqArgs, env: &Env) -> anyhow::Result<()> {
     let kafka = kafka_config(env, "platform-admin")?;
     let topics = Topics::from_env(env);
+    // Connects on first use: only a redrive of the registration retry queue asks it.
+    let database = repo::Database::connect(&service_runtime::config::database_config(
+        env,
+        "platform-admin",
+    )?)?;
+    let registrations = RegistrationStatuses {
+        registrations: repo::Registrations::new(database),
+        runtime: tokio::runtime::Handle::current(),
+    };
     tokio::task::spawn_blocking(move || match args.command {
         DlqCommand::List { selection, summary } => list(&kafka, &topics, &selection, summary),
         DlqCommand::Show {
@@ -176,6 +190,7 @@ pub(crate) async fn run(args: DlqArgs, env: &Env) -> anyhow::Result<()> {
         } => redrive(
             &kafka,
             &topics,
+            &registrations,
             &selection,
             dry_run,
             max_redrives,
@@ -202,7 +217,7 @@ fn list(
     selection: &Selection,
     summary: bool,
 ) -> anyhow::Result<()> {
-    let ledger = Ledger::read(kafka, &topics.ledger)?;
+    let ledger = Ledger::read(kafka, &topics.ledger, false)?;
     for topic in chosen(selection, topics) {
         let (mut count, mut redriven) = (0u64, 0u64);
         let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
@@ -217,7 +232,7 @@ fn list(
             if let Some(group) = &letter.consumer_group {
                 *by_group.entry(group.clone()).or_default() += 1;
             }
-            let done = ledger.done.contains(&letter.id());
+            let done = ledger.has(&letter);
             redriven += u64::from(done);
             if !summary {
                 let mut line = letter.summary();
@@ -254,11 +269,8 @@ fn show(
             Some(Ok(message)) if message.offset() == offset => {
                 let letter = DeadLetter::parse(&message.detach(), &topics.registration);
                 let mut details = letter.details(max_redrives);
-                details["redriven"] = json!(
-                    Ledger::read(kafka, &topics.ledger)?
-                        .done
-                        .contains(&letter.id())
-                );
+                details["redriven"] =
+                    json!(Ledger::read(kafka, &topics.ledger, false)?.has(&letter));
                 print(&details);
                 return Ok(());
             }
@@ -272,27 +284,88 @@ fn show(
     bail!("{topic} partition {partition} offset {offset}: nothing read in {TIMEOUT:?}")
 }
 
-/// What earlier runs did, from the ledger: the dead letters they dealt with.
+/// What earlier runs did, from the ledger: the dead letters they dealt with, and the original
+/// records those came from.
 struct Ledger {
     done: HashSet<String>,
 }
 
 impl Ledger {
-    fn read(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Self> {
+    /// A missing ledger topic is an empty ledger for `list` and `show` (`required` false); a
+    /// redrive refuses to run without it, as it would send again what was sent before.
+    fn read(kafka: &KafkaConfig, topic: &str, required: bool) -> anyhow::Result<Self> {
         let mut done = HashSet::new();
-        if events::admin::partitions(kafka, topic, TIMEOUT).is_err() {
-            tracing::warn!(%topic, "the redrive ledger topic does not exist: nothing was redriven yet (platform-admin create-topics creates it)");
-            return Ok(Self { done });
+        match events::admin::partitions(kafka, topic, TIMEOUT) {
+            Ok(_) => {}
+            Err(events::EventsError::Invalid(_)) if !required => {
+                tracing::warn!(%topic, "the redrive ledger topic does not exist: nothing was redriven yet");
+                return Ok(Self { done });
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!(
+                        "the redrive ledger {topic} cannot be read (`platform-admin create-topics` \
+                         creates it): no redrive without it, or it would send again what was sent"
+                    )
+                });
+            }
         }
         read_topic(kafka, topic, None, |message| {
-            if let (Some(key), Some(_)) = (message.key(), message.payload())
-                && let Ok(key) = std::str::from_utf8(key)
-                && !key.starts_with("run/")
+            let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                return;
+            };
+            if key.starts_with("run/") {
+                return;
+            }
+            done.insert(key.to_owned());
+            if let Some(original) = message
+                .payload()
+                .and_then(|v| serde_json::from_slice::<Value>(v).ok())
+                .and_then(|v| v["original"].as_str().map(|o| format!("original:{o}")))
             {
-                done.insert(key.to_owned());
+                done.insert(original);
             }
         })?;
         Ok(Self { done })
+    }
+
+    /// Whether a run dealt with `letter` already, or with the record it came from.
+    fn has(&self, letter: &DeadLetter) -> bool {
+        self.done.contains(&letter.id())
+            || letter
+                .original_id()
+                .is_some_and(|o| self.done.contains(&format!("original:{o}")))
+    }
+}
+
+/// What became of the registrations in the retry queue, from PostgreSQL: only a request that
+/// ran out of retries is dead; one that completed, or is still being retried, is not.
+struct RegistrationStatuses {
+    registrations: repo::Registrations,
+    runtime: tokio::runtime::Handle,
+}
+
+impl RegistrationStatuses {
+    fn of(&self, request_ids: &[String]) -> anyhow::Result<HashMap<String, String>> {
+        let ids: Vec<uuid::Uuid> = request_ids
+            .iter()
+            .filter_map(|id| uuid::Uuid::try_parse(id).ok())
+            .collect();
+        let mut statuses = HashMap::new();
+        for chunk in ids.chunks(5000) {
+            let found = self
+                .runtime
+                .block_on(self.registrations.statuses(chunk))
+                .context("reading the registration requests' statuses")?;
+            for (id, (status, code)) in found {
+                let status = match code {
+                    Some(code) if status == "failed" => format!("failed/{code}"),
+                    _ => status,
+                };
+                statuses.insert(id.to_string(), status);
+            }
+        }
+        Ok(statuses)
     }
 }
 
@@ -385,20 +458,72 @@ fn outcome_line(letter: &DeadLetter, action: &str, extra: Value) -> Value {
     line
 }
 
+/// A dead letter dealt with in this run: the record sent (none: only marked, as superseded or
+/// a duplicate), and the line that reports it once its transaction committed.
+struct Pending {
+    letter: DeadLetter,
+    record: Option<events::OutgoingRecord>,
+    outcome: &'static str,
+    line: Value,
+}
+
+/// The state of one run.
+struct Run<'a> {
+    kafka: &'a KafkaConfig,
+    topics: &'a Topics,
+    registrations: &'a RegistrationStatuses,
+    selection: &'a Selection,
+    dry_run: bool,
+    max_redrives: u32,
+    batch_size: usize,
+    totals: BTreeMap<&'static str, u64>,
+    refusals: BTreeMap<&'static str, u64>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn redrive(
     kafka: &KafkaConfig,
     topics: &Topics,
+    registrations: &RegistrationStatuses,
     selection: &Selection,
     dry_run: bool,
     max_redrives: u32,
     batch_size: usize,
 ) -> anyhow::Result<()> {
+    if selection.topics.is_empty() {
+        bail!(
+            "name the dead-letter topic(s) to redrive with --topic (one of {})",
+            topics.dead_letter.join(", ")
+        );
+    }
+    if let Some(other) = selection
+        .topics
+        .iter()
+        .find(|t| !topics.dead_letter.contains(t))
+    {
+        bail!(
+            "{other} is not a dead-letter topic of the system ({}; set REGISTRATION_DLQ_TOPIC, \
+             WAITLIST_DLQ_TOPIC, ACTIVITY_DLQ_TOPIC or KAFKA_DLQ_TOPIC as the services have them)",
+            topics.dead_letter.join(", ")
+        );
+    }
     let run_id = format!(
         "{}-{}",
         Utc::now().format("%Y%m%dT%H%M%SZ"),
         &uuid::Uuid::now_v7().simple().to_string()[24..]
     );
     let started_at = Utc::now();
+    let mut run = Run {
+        kafka,
+        topics,
+        registrations,
+        selection,
+        dry_run,
+        max_redrives,
+        batch_size,
+        totals: BTreeMap::new(),
+        refusals: BTreeMap::new(),
+    };
     // Fence any earlier redrive first (its open transaction is aborted, or its commit
     // completed), then read what the ledger holds.
     let mut sender = if dry_run {
@@ -406,100 +531,186 @@ fn redrive(
     } else {
         Some(Sender::start(kafka, &topics.ledger, &run_id)?)
     };
-    let ledger = Ledger::read(kafka, &topics.ledger)?;
-    let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut refusals: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for topic in chosen(selection, topics) {
-        // A request of the registration retry queue has a record per try: the newest is the one
-        // redriven, whatever the selection.
+    let outcome = Ledger::read(kafka, &topics.ledger, !dry_run).and_then(|ledger| {
+        for topic in &selection.topics {
+            run.topic(topic, &ledger, sender.as_mut())?;
+        }
+        Ok(())
+    });
+    let count = |key| run.totals.get(key).copied().unwrap_or(0);
+    let mut audit = json!({
+        "run_id": run_id,
+        "outcome": if outcome.is_ok() { "completed" } else { "failed" },
+        "dry_run": dry_run,
+        "topics": selection.topics,
+        "selection": selection.describe(),
+        "max_redrives": max_redrives,
+        "sent": count("sent"),
+        "would_send": count("would_send"),
+        "superseded": count("superseded"),
+        "duplicate": count("duplicate"),
+        "not_dead": count("not_dead"),
+        "already_redriven": count("already_redriven"),
+        "refused": run.refusals,
+        "started_at": started_at,
+        "finished_at": Utc::now(),
+        "operator": std::env::var("USER").ok().or_else(|| std::env::var("HOSTNAME").ok()),
+    });
+    if let Err(error) = &outcome {
+        audit["error"] = json!(format!("{error:#}"));
+    }
+    if let Some(sender) = &mut sender
+        && let Err(error) = sender.audit(&run_id, &audit)
+    {
+        tracing::warn!(error = %format!("{error:#}"), "the run's audit record is not in the ledger");
+    }
+    tracing::info!(audit = %audit, "dead-letter redrive finished");
+    print(&json!({ "audit": audit }));
+    outcome
+}
+
+impl Run<'_> {
+    fn topic(
+        &mut self,
+        topic: &str,
+        ledger: &Ledger,
+        mut sender: Option<&mut Sender>,
+    ) -> anyhow::Result<()> {
+        let registration_topic = &self.topics.registration;
+        // A request of the registration retry queue has a record per try: only the newest goes,
+        // and only if the request ran out of retries.
         let mut newest: HashMap<String, String> = HashMap::new();
-        read_topic(kafka, topic, None, |message| {
-            let letter = DeadLetter::parse(&message, &topics.registration);
+        read_topic(self.kafka, topic, None, |message| {
+            let letter = DeadLetter::parse(&message, registration_topic);
             if let Some(key) = letter.supersede_key() {
                 newest.insert(key, letter.id());
             }
         })?;
-        let mut pending: Vec<(DeadLetter, Option<events::OutgoingRecord>)> = Vec::new();
+        let statuses = if newest.is_empty() {
+            HashMap::new()
+        } else {
+            self.registrations
+                .of(&newest.keys().cloned().collect::<Vec<_>>())?
+        };
+        let mut seen_originals: HashSet<String> = HashSet::new();
+        let mut pending: Vec<Pending> = Vec::new();
         let mut failure = None;
-        read_topic(kafka, topic, selection.since, |message| {
+        read_topic(self.kafka, topic, self.selection.since, |message| {
             if failure.is_some() {
                 return;
             }
-            let letter = DeadLetter::parse(&message, &topics.registration);
-            if !selection.matches(&letter) {
+            let letter = DeadLetter::parse(&message, registration_topic);
+            if !self.selection.matches(&letter) {
                 return;
             }
-            if ledger.done.contains(&letter.id()) {
-                *totals.entry("already_redriven").or_default() += 1;
+            if ledger.has(&letter) {
+                *self.totals.entry("already_redriven").or_default() += 1;
                 return;
             }
-            if let Some(key) = letter.supersede_key()
-                && newest.get(&key) != Some(&letter.id())
-            {
-                print(&outcome_line(
-                    &letter,
-                    "superseded",
-                    json!({"by": newest.get(&key)}),
-                ));
-                *totals.entry("superseded").or_default() += 1;
-                pending.push((letter, None));
-            } else {
-                match letter.redrive_record(max_redrives) {
-                    Ok(record) => {
-                        let action = if dry_run { "would_send" } else { "sent" };
-                        print(&outcome_line(
-                            &letter,
-                            action,
-                            json!({"to": record.topic, "key": record.key.as_deref().map(String::from_utf8_lossy)}),
-                        ));
-                        *totals.entry(action).or_default() += 1;
-                        pending.push((letter, Some(record)));
-                    }
-                    Err(refusal) => {
-                        print(&outcome_line(
-                            &letter,
-                            "refused",
-                            json!({"refused": refusal.code(), "reason": refusal.to_string()}),
-                        ));
-                        *refusals.entry(refusal.code()).or_default() += 1;
-                    }
+            if let Some(key) = letter.supersede_key() {
+                if newest.get(&key) != Some(&letter.id()) {
+                    let line = outcome_line(&letter, "superseded", json!({"by": newest.get(&key)}));
+                    pending.push(Pending {
+                        letter,
+                        record: None,
+                        outcome: "superseded",
+                        line,
+                    });
+                    return self.flush_if_full(&mut pending, sender.as_deref_mut(), &mut failure);
+                }
+                let status = statuses.get(&key).map_or("processing", String::as_str);
+                if status != "failed/retries_exhausted" {
+                    // Completed, refused for good, or still in the dlq-retrier's hands.
+                    self.print_now(&outcome_line(
+                        &letter,
+                        "not_dead",
+                        json!({"request_status": status}),
+                    ));
+                    *self.totals.entry("not_dead").or_default() += 1;
+                    return;
                 }
             }
-            if pending.len() >= batch_size
-                && let Some(sender) = &mut sender
-                && let Err(error) = sender.commit(std::mem::take(&mut pending))
+            if let Some(original) = letter.original_id()
+                && !seen_originals.insert(original.clone())
             {
-                failure = Some(error);
+                let line = outcome_line(&letter, "duplicate", json!({"original": original}));
+                pending.push(Pending {
+                    letter,
+                    record: None,
+                    outcome: "duplicate",
+                    line,
+                });
+                return self.flush_if_full(&mut pending, sender.as_deref_mut(), &mut failure);
+            }
+            match letter.redrive_record(self.max_redrives) {
+                Ok(record) if record.topic == self.topics.ledger || record.topic == topic => {
+                    self.refuse(
+                        &letter,
+                        "forbidden_target",
+                        &format!("it would go to {}", record.topic),
+                    );
+                }
+                Ok(record) => {
+                    let action = if self.dry_run { "would_send" } else { "sent" };
+                    let line = outcome_line(
+                        &letter,
+                        action,
+                        json!({"to": record.topic, "key": record.key.as_deref().map(String::from_utf8_lossy)}),
+                    );
+                    pending.push(Pending {
+                        letter,
+                        record: Some(record),
+                        outcome: action,
+                        line,
+                    });
+                    self.flush_if_full(&mut pending, sender.as_deref_mut(), &mut failure);
+                }
+                Err(refusal) => self.refuse(&letter, refusal.code(), &refusal.to_string()),
             }
         })?;
         if let Some(error) = failure {
             return Err(error);
         }
-        if let Some(sender) = &mut sender {
-            sender.commit(std::mem::take(&mut pending))?;
+        self.flush(std::mem::take(&mut pending), sender)
+    }
+
+    fn print_now(&self, line: &Value) {
+        print(line);
+    }
+
+    fn refuse(&mut self, letter: &DeadLetter, code: &'static str, reason: &str) {
+        print(&outcome_line(
+            letter,
+            "refused",
+            json!({"refused": code, "reason": reason}),
+        ));
+        *self.refusals.entry(code).or_default() += 1;
+    }
+
+    fn flush_if_full(
+        &mut self,
+        pending: &mut Vec<Pending>,
+        sender: Option<&mut Sender>,
+        failure: &mut Option<anyhow::Error>,
+    ) {
+        if pending.len() >= self.batch_size
+            && let Err(error) = self.flush(std::mem::take(pending), sender)
+        {
+            *failure = Some(error);
         }
     }
-    let audit = json!({
-        "run_id": run_id,
-        "dry_run": dry_run,
-        "topics": chosen(selection, topics),
-        "selection": selection.describe(),
-        "max_redrives": max_redrives,
-        "sent": totals.get("sent").copied().unwrap_or(0),
-        "would_send": totals.get("would_send").copied().unwrap_or(0),
-        "superseded": totals.get("superseded").copied().unwrap_or(0),
-        "already_redriven": totals.get("already_redriven").copied().unwrap_or(0),
-        "refused": refusals,
-        "started_at": started_at,
-        "finished_at": Utc::now(),
-        "operator": std::env::var("USER").ok().or_else(|| std::env::var("HOSTNAME").ok()),
-    });
-    if let Some(sender) = &mut sender {
-        sender.audit(&run_id, &audit)?;
+
+    /// Sends a batch in one transaction (nothing in a dry run), then reports it.
+    fn flush(&mut self, batch: Vec<Pending>, sender: Option<&mut Sender>) -> anyhow::Result<()> {
+        if let Some(sender) = sender {
+            sender.commit(&batch)?;
+        }
+        for pending in batch {
+            print(&pending.line);
+            *self.totals.entry(pending.outcome).or_default() += 1;
+        }
+        Ok(())
     }
-    tracing::info!(audit = %audit, "dead-letter redrive finished");
-    print(&json!({ "audit": audit }));
-    Ok(())
 }
 
 /// The transactional producer of one redrive: redriven records and their ledger markers.
@@ -514,6 +725,16 @@ impl Sender {
         let producer: ThreadedProducer<DefaultProducerContext> = kafka
             .producer_client_config()
             .set("transactional.id", TRANSACTIONAL_ID)
+            // librdkafka wants message.timeout.ms ≤ transaction.timeout.ms.
+            .set(
+                "transaction.timeout.ms",
+                kafka
+                    .producer
+                    .delivery_timeout
+                    .as_millis()
+                    .max(60_000)
+                    .to_string(),
+            )
             .create()
             .context("creating the redrive producer")?;
         producer
@@ -527,33 +748,33 @@ impl Sender {
     }
 
     /// Sends one batch, with a ledger marker per dead letter, as one transaction.
-    fn commit(
-        &mut self,
-        batch: Vec<(DeadLetter, Option<events::OutgoingRecord>)>,
-    ) -> anyhow::Result<()> {
+    fn commit(&mut self, batch: &[Pending]) -> anyhow::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         self.producer.begin_transaction()?;
         let sent = (|| -> anyhow::Result<()> {
-            for (letter, record) in &batch {
-                let outcome = match record {
-                    Some(record) => {
-                        let mut base = BaseRecord::<Vec<u8>, Vec<u8>>::to(&record.topic)
-                            .payload(&record.payload)
-                            .headers(record.headers.clone());
-                        if let Some(key) = &record.key {
-                            base = base.key(key);
-                        }
-                        self.send(base)?;
-                        json!({"outcome": "sent", "to": record.topic})
+            for pending in batch {
+                let mut marker = json!({
+                    "outcome": pending.outcome,
+                    "run_id": self.run_id,
+                    "at": Utc::now(),
+                    "original": pending.letter.original_id(),
+                });
+                if let Some(record) = &pending.record {
+                    let mut base = BaseRecord::<Vec<u8>, Vec<u8>>::to(&record.topic)
+                        .payload(&record.payload)
+                        .headers(record.headers.clone());
+                    if let Some(key) = &record.key {
+                        base = base.key(key);
                     }
-                    None => json!({"outcome": "superseded"}),
-                };
-                let mut marker = outcome;
-                marker["run_id"] = json!(self.run_id);
-                marker["at"] = json!(Utc::now());
-                let (key, value) = (letter.id().into_bytes(), serde_json::to_vec(&marker)?);
+                    self.send(base)?;
+                    marker["to"] = json!(record.topic);
+                }
+                let (key, value) = (
+                    pending.letter.id().into_bytes(),
+                    serde_json::to_vec(&marker)?,
+                );
                 self.send(BaseRecord::to(&self.ledger).key(&key).payload(&value))?;
             }
             Ok(())
@@ -566,7 +787,8 @@ impl Sender {
         if let Err(error) = committed {
             let _ = self.producer.abort_transaction(TIMEOUT);
             return Err(error.context(
-                "the batch was rolled back: nothing of it was sent; run the same redrive again to go on",
+                "the batch's transaction did not commit (aborted, or its outcome is unknown \
+                 after a timeout): run the same redrive again; the ledger knows what was sent",
             ));
         }
         Ok(())

@@ -28,12 +28,16 @@ pub(crate) async fn run(args: LagArgs, env: &Env) -> anyhow::Result<()> {
     let kafka = kafka_config(env, "platform-admin")?;
     loop {
         let (kafka_round, groups) = (kafka.clone(), args.groups.clone());
-        tokio::task::spawn_blocking(move || report(&kafka_round, &groups))
+        let reported = tokio::task::spawn_blocking(move || report(&kafka_round, &groups))
             .await
-            .context("the lag command failed")??;
+            .context("the lag command failed")?;
         let Some(every) = args.watch else {
-            return Ok(());
+            return reported;
         };
+        // Watching: a broker that does not answer for a round is said, not the end.
+        if let Err(error) = reported {
+            tracing::warn!(error = %format!("{error:#}"), "no lag this round");
+        }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(every)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),

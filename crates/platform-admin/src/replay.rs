@@ -82,7 +82,7 @@ fn replay(kafka: &KafkaConfig, args: &ReplayArgs) -> anyhow::Result<()> {
         .into_iter()
         .flat_map(|g| g.members)
         .collect();
-    if !members.is_empty() {
+    if !members.is_empty() && !args.dry_run {
         bail!(
             "group {group} has {} active member(s) ({}): stop them first (for a Deployment, \
              `kubectl scale deployment/<service> --replicas=0`), or replay in a new group",
@@ -116,6 +116,26 @@ fn replay(kafka: &KafkaConfig, args: &ReplayArgs) -> anyhow::Result<()> {
         }
         args.to_offset.clone()
     };
+    if !args.to_offset.is_empty() {
+        // A partition without a committed offset would start at the earliest, not "keep" one.
+        let unnamed: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| !args.to_offset.iter().any(|(named, _)| named == p))
+            .filter(|p| current.get(p).is_none_or(|lag| lag.committed.is_none()))
+            .collect();
+        if !unnamed.is_empty() {
+            bail!(
+                "group {group} has no committed offset on partition(s) {unnamed:?} of {topic}: \
+                 name them too with --to-offset, or a consumer would start them at the earliest"
+            );
+        }
+    }
+    if !members.is_empty() {
+        crate::print_json(&json!({
+            "warning": format!("group {group} has {} active member(s): stop them before moving its offsets", members.len()),
+        }));
+    }
     let mut commits = Vec::new();
     for (partition, wanted) in targets {
         let lag = current.get(&partition);

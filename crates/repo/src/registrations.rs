@@ -216,6 +216,29 @@ impl Registrations {
         Ok(())
     }
 
+    /// `(status, error_code)` of each of `request_ids` that has a row: `processing` (waiting or
+    /// retrying), `completed`, or `failed` with its code (`retries_exhausted` among them).
+    #[tracing::instrument(name = "db.statuses", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
+    pub async fn statuses(
+        &self,
+        request_ids: &[Uuid],
+    ) -> RepoResult<HashMap<Uuid, (String, Option<String>)>> {
+        let mut conn = self.database.connection().await?;
+        let rows: Vec<(Uuid, String, Option<String>)> = registration_requests::table
+            .filter(registration_requests::request_id.eq_any(request_ids))
+            .select((
+                registration_requests::request_id,
+                registration_requests::status,
+                registration_requests::error_code,
+            ))
+            .load(&mut *conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, status, code)| (id, (status, code)))
+            .collect())
+    }
+
     /// The stored outcome of a request, if it has one yet.
     #[tracing::instrument(name = "db.find", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     pub async fn find(&self, request_id: Uuid) -> RepoResult<Option<RegistrationRecord>> {

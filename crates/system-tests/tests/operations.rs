@@ -100,6 +100,7 @@ async fn registrations_dead_lettered_in_an_incident_are_redriven_and_complete() 
 
     let env = [
         ("REGISTRATION_TOPIC", stack.topic.name.as_str()),
+        ("REGISTRATION_DLQ_TOPIC", stack.retry_topic.name.as_str()),
         ("DLQ_REDRIVE_LEDGER_TOPIC", ledger.name.as_str()),
     ];
     let schema = stack.db.schema();
@@ -146,6 +147,21 @@ async fn registrations_dead_lettered_in_an_incident_are_redriven_and_complete() 
         .batch_execute("DROP TRIGGER incident ON users")
         .await
         .unwrap();
+    // A request that completed, whose try is still in the retry queue (as one that succeeds on
+    // a retry leaves it): not a dead letter, never redriven.
+    let completed_one = registration("fine@example.com");
+    stack.produce(std::slice::from_ref(&completed_one)).await;
+    let completed = "SELECT count(*) AS n FROM registration_requests WHERE status = 'completed'";
+    wait_until(
+        "the new request to complete",
+        PATIENCE,
+        || batcher.logs(),
+        || async { stack.count(completed).await == 1 },
+    )
+    .await;
+    let mut its_retry = completed_one.clone();
+    its_retry.retry_count = 1;
+    stack.produce_to(&stack.retry_topic, &[its_retry]).await;
 
     // A dry run sends nothing: the newest try of each request would go, the older ones not.
     let dry = platform_admin_json_lines(
@@ -156,11 +172,16 @@ async fn registrations_dead_lettered_in_an_incident_are_redriven_and_complete() 
     .await;
     let audit = &the(&dry, "audit")["audit"];
     assert_eq!(
-        (&audit["would_send"], &audit["superseded"], &audit["sent"]),
-        (&5.into(), &10.into(), &0.into()),
+        (
+            &audit["would_send"],
+            &audit["superseded"],
+            &audit["not_dead"],
+            &audit["sent"]
+        ),
+        (&5.into(), &10.into(), &1.into(), &0.into()),
         "{dry:#?}"
     );
-    assert_eq!(message_count(&stack.topic), 5);
+    assert_eq!(message_count(&stack.topic), 6);
     assert_eq!(message_count(&ledger), 0);
 
     let run = platform_admin_json_lines(schema, &["dlq", "redrive", "--topic", dlq], &env).await;
@@ -170,15 +191,14 @@ async fn registrations_dead_lettered_in_an_incident_are_redriven_and_complete() 
         (&5.into(), &10.into()),
         "{run:#?}"
     );
-    let completed = "SELECT count(*) AS n FROM registration_requests WHERE status = 'completed'";
     wait_until(
         "the redriven requests to complete",
         PATIENCE,
         || batcher.logs(),
-        || async { stack.count(completed).await == 5 },
+        || async { stack.count(completed).await == 6 },
     )
     .await;
-    assert_eq!(stack.count("SELECT count(*) AS n FROM users").await, 5);
+    assert_eq!(stack.count("SELECT count(*) AS n FROM users").await, 6);
     let redriven: Vec<_> = read_all(&stack.topic)
         .await
         .into_iter()
@@ -194,8 +214,12 @@ async fn registrations_dead_lettered_in_an_incident_are_redriven_and_complete() 
     let again = platform_admin_json_lines(schema, &["dlq", "redrive", "--topic", dlq], &env).await;
     let audit = &the(&again, "audit")["audit"];
     assert_eq!(
-        (&audit["sent"], &audit["already_redriven"]),
-        (&0.into(), &15.into()),
+        (
+            &audit["sent"],
+            &audit["already_redriven"],
+            &audit["not_dead"]
+        ),
+        (&0.into(), &15.into(), &1.into()),
         "{again:#?}"
     );
 }
@@ -233,7 +257,10 @@ async fn activity_events_dead_lettered_for_a_bug_are_redriven_once_even_after_a_
         .await
         .unwrap();
 
-    let env = [("DLQ_REDRIVE_LEDGER_TOPIC", ledger.name.as_str())];
+    let env = [
+        ("ACTIVITY_DLQ_TOPIC", stack.dlq.name.as_str()),
+        ("DLQ_REDRIVE_LEDGER_TOPIC", ledger.name.as_str()),
+    ];
     let schema = stack.db.schema();
     let dlq = stack.dlq.name.as_str();
     let listed = platform_admin_json_lines(
@@ -376,6 +403,66 @@ async fn the_activity_store_is_rebuilt_by_replaying_its_topic() {
     let plan = platform_admin_json_lines(schema, &args, &[]).await;
     assert_eq!(total(&plan, "to_process"), 20, "{plan:#?}");
     assert_eq!(the(&plan, "moved")["moved"], false);
+    // The same in a separate replay group, for real: it has the second batch to read.
+    let rebuild = format!("{group}-rebuild");
+    let moved = platform_admin_json_lines(
+        schema,
+        &[
+            "replay",
+            "--group",
+            &rebuild,
+            "--topic",
+            topic,
+            "--to-time",
+            &between,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(the(&moved, "moved")["moved"], true, "{moved:#?}");
+    let lag = platform_admin_json_lines(schema, &["lag", "--group", &rebuild], &[]).await;
+    assert_eq!(the(&lag, "total_lag")["total_lag"], 20, "{lag:#?}");
+    // An offset per partition: every partition named, as the group has none committed yet.
+    let fresh = format!("{group}-fresh");
+    let (named_one, _, stderr) = platform_admin(
+        schema,
+        &[
+            "replay",
+            "--group",
+            &fresh,
+            "--topic",
+            topic,
+            "--to-offset",
+            "0:0",
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        !named_one && stderr.contains("no committed offset"),
+        "{stderr}"
+    );
+    let plan = platform_admin_json_lines(
+        schema,
+        &[
+            "replay",
+            "--group",
+            &fresh,
+            "--topic",
+            topic,
+            "--dry-run",
+            "--to-offset",
+            "0:1",
+            "--to-offset",
+            "1:0",
+            "--to-offset",
+            "2:0",
+        ],
+        &[],
+    )
+    .await;
+    let ends: i64 = plan.iter().filter_map(|l| l["end"].as_i64()).sum();
+    assert_eq!(total(&plan, "to_process"), ends - 1, "{plan:#?}");
 
     // The projection is lost (the events and the keys that deduplicate them); the whole
     // topic rebuilds it.
@@ -445,21 +532,63 @@ async fn every_member_reports_its_groups_lag_idle_or_not() {
         )
         .await;
     }
-    // One of them holds the partition; the other is idle and reports the lag all the same.
-    let holders = {
-        let mut holders = 0;
-        for member in [&first, &second] {
-            let (_, metrics) = member.get("/metrics").await;
-            holders += usize::from(
+    // The table locked: the holder's write waits, nothing is committed, and both members,
+    // the idle one too, report the lag of what was produced meanwhile.
+    let sql = CopyClient::connect(&stack.db).await;
+    sql.client()
+        .batch_execute("BEGIN; LOCK TABLE activity_logs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let events: Vec<Value> = (0..10)
+        .map(|i| activity("lagging", &format!("evt_lag{i}"), "login"))
+        .collect();
+    let producer = test_kafka_config();
+    let producer: events::rdkafka::producer::FutureProducer =
+        producer.producer_client_config().create().unwrap();
+    for event in &events {
+        producer
+            .send(
+                events::rdkafka::producer::FutureRecord::to(&one_partition.name)
+                    .key("lagging")
+                    .payload(&serde_json::to_vec(event).unwrap()),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+    }
+    for member in [&first, &second] {
+        wait_until(
+            "each member to report the lag of the ten records",
+            PATIENCE,
+            || member.logs(),
+            || async {
+                let (_, metrics) = member.get("/metrics").await;
                 sample(
                     &metrics,
-                    "kafka_consumer_lag",
+                    "kafka_consumer_group_lag",
                     &[&group_label, partition_label],
-                )
-                .is_some(),
-            );
-        }
-        holders
-    };
-    assert!(holders <= 1, "one partition, one holder");
+                ) == Some(10.0)
+            },
+        )
+        .await;
+    }
+    sql.client().batch_execute("COMMIT").await.unwrap();
+    stack.wait_stored(10, &first).await;
+    // Stored and committed: both report it gone.
+    for member in [&first, &second] {
+        wait_until(
+            "each member to report the lag gone",
+            PATIENCE,
+            || member.logs(),
+            || async {
+                let (_, metrics) = member.get("/metrics").await;
+                sample(
+                    &metrics,
+                    "kafka_consumer_group_lag",
+                    &[&group_label, partition_label],
+                ) == Some(0.0)
+            },
+        )
+        .await;
+    }
 }

@@ -686,8 +686,13 @@ impl EventConsumer {
                             .set(lag.lag as f64);
                         }
                     }
-                    Ok(Err(error)) => tracing::debug!(%error, %group, "group lag not read"),
-                    Err(error) => tracing::debug!(%error, %group, "group lag reader failed"),
+                    Ok(Err(error)) => {
+                        // The gauge keeps its last value: count the failure, so a frozen lag
+                        // can be told from a steady one.
+                        metrics::counter!("kafka_consumer_group_lag_read_errors_total", "group" => group.clone()).increment(1);
+                        tracing::warn!(%error, %group, "the group's lag could not be read");
+                    }
+                    Err(error) => tracing::warn!(%error, %group, "the group lag reader failed"),
                 }
             }
         }))
