@@ -503,6 +503,32 @@ fn sample(metrics: &str, metric: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// Waits until `member` reports `lag` as its group's lag on partition 0 (and, when `ready`,
+/// `service_ready 1`).
+async fn wait_for_group_lag(
+    member: &service_runtime::testing::ServiceProcess,
+    group: &str,
+    lag: f64,
+    ready: bool,
+) {
+    let group_label = format!("group=\"{group}\"");
+    wait_until(
+        &format!("the member to report a group lag of {lag}"),
+        PATIENCE,
+        || member.logs(),
+        || async {
+            let (_, metrics) = member.get("/metrics").await;
+            sample(
+                &metrics,
+                "kafka_consumer_group_lag",
+                &[&group_label, "partition=\"0\""],
+            ) == Some(lag)
+                && (!ready || metrics.lines().any(|l| l == "service_ready 1"))
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_member_reports_its_groups_lag_idle_or_not() {
     let stack = ActivityStack::new().await;
@@ -513,24 +539,8 @@ async fn every_member_reports_its_groups_lag_idle_or_not() {
     ];
     let first = stack.start_processor_with(&env).await;
     let second = stack.start_processor_with(&env).await;
-    let group_label = format!("group=\"{}\"", stack.group);
-    let partition_label = "partition=\"0\"";
     for member in [&first, &second] {
-        wait_until(
-            "each member to report the group's lag on the one partition",
-            PATIENCE,
-            || member.logs(),
-            || async {
-                let (_, metrics) = member.get("/metrics").await;
-                sample(
-                    &metrics,
-                    "kafka_consumer_group_lag",
-                    &[&group_label, partition_label],
-                ) == Some(0.0)
-                    && metrics.lines().any(|l| l == "service_ready 1")
-            },
-        )
-        .await;
+        wait_for_group_lag(member, &stack.group, 0.0, true).await;
     }
     // The table locked: the holder's write waits, nothing is committed, and both members,
     // the idle one too, report the lag of what was produced meanwhile.
@@ -557,38 +567,12 @@ async fn every_member_reports_its_groups_lag_idle_or_not() {
             .unwrap();
     }
     for member in [&first, &second] {
-        wait_until(
-            "each member to report the lag of the ten records",
-            PATIENCE,
-            || member.logs(),
-            || async {
-                let (_, metrics) = member.get("/metrics").await;
-                sample(
-                    &metrics,
-                    "kafka_consumer_group_lag",
-                    &[&group_label, partition_label],
-                ) == Some(10.0)
-            },
-        )
-        .await;
+        wait_for_group_lag(member, &stack.group, 10.0, false).await;
     }
     sql.client().batch_execute("COMMIT").await.unwrap();
     stack.wait_stored(10, &first).await;
     // Stored and committed: both report it gone.
     for member in [&first, &second] {
-        wait_until(
-            "each member to report the lag gone",
-            PATIENCE,
-            || member.logs(),
-            || async {
-                let (_, metrics) = member.get("/metrics").await;
-                sample(
-                    &metrics,
-                    "kafka_consumer_group_lag",
-                    &[&group_label, partition_label],
-                ) == Some(0.0)
-            },
-        )
-        .await;
+        wait_for_group_lag(member, &stack.group, 0.0, false).await;
     }
 }

@@ -618,6 +618,26 @@ async fn flagged_referrals_are_kept_and_move_nobody() {
     assert_eq!(message_count(&stack.topic), 5 + 4 + 2);
 }
 
+/// Verifies participants' addresses with tokens minted with the test secret the services
+/// share, as their verification links would.
+async fn verify_participants(http: &reqwest::Client, api: &str, campaign_id: &str, ids: &[&str]) {
+    let tokens = waitlist::VerificationTokens::new(
+        service_runtime::testing::TEST_VERIFICATION_SECRET
+            .to_owned()
+            .into(),
+    );
+    let campaign = uuid::Uuid::try_parse(campaign_id).unwrap();
+    for id in ids {
+        let token = tokens.issue(campaign, uuid::Uuid::try_parse(id).unwrap());
+        let (status, body) = call(
+            http.post(format!("{api}/api/v1/campaigns/{campaign_id}/verify"))
+                .json(&json!({ "token": token })),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
 /// Runs a statement on the test schema.
 async fn execute(stack: &WaitlistStack, statement: &str) {
     use diesel_async::RunQueryDsl as _;
@@ -666,21 +686,8 @@ async fn positions_are_rebuilt_by_replaying_the_domain_events() {
             referred.push(body["participant_id"].as_str().unwrap().to_owned());
         }
     }
-    let tokens = waitlist::VerificationTokens::new(
-        service_runtime::testing::TEST_VERIFICATION_SECRET
-            .to_owned()
-            .into(),
-    );
-    let campaign_uuid = uuid::Uuid::try_parse(campaign_id).unwrap();
-    for id in &referred {
-        let token = tokens.issue(campaign_uuid, uuid::Uuid::try_parse(id).unwrap());
-        let (status, body) = call(
-            http.post(format!("{api}/api/v1/campaigns/{campaign_id}/verify"))
-                .json(&json!({ "token": token })),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    let referred: Vec<&str> = referred.iter().map(String::as_str).collect();
+    verify_participants(&http, &api, campaign_id, &referred).await;
     let expected = expected_positions(&[0, 0, 2, 0, 0], 3);
     assert_ne!(expected, vec![1, 2, 3, 4, 5]);
     wait_until(
@@ -1179,19 +1186,13 @@ async fn a_reward_given_up_is_delivered_when_its_dead_letter_is_redriven() {
     )
     .await;
     assert_eq!(status, 201, "{bo}");
-    let tokens = waitlist::VerificationTokens::new(
-        service_runtime::testing::TEST_VERIFICATION_SECRET
-            .to_owned()
-            .into(),
-    );
-    let participant = uuid::Uuid::try_parse(bo["participant_id"].as_str().unwrap()).unwrap();
-    let campaign_uuid = uuid::Uuid::try_parse(campaign_id).unwrap();
-    let (status, body) = call(
-        http.post(format!("{api}/api/v1/campaigns/{campaign_id}/verify"))
-            .json(&json!({ "token": tokens.issue(campaign_uuid, participant) })),
+    verify_participants(
+        &http,
+        &api,
+        campaign_id,
+        &[bo["participant_id"].as_str().unwrap()],
     )
     .await;
-    assert_eq!(status, 200, "{body}");
     let with_status = |status: &str| {
         format!("SELECT count(*) AS n FROM participant_rewards WHERE delivery_status = '{status}'")
     };
