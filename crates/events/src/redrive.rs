@@ -405,6 +405,7 @@ impl DeadLetter {
             "error_message": self.error_message.as_deref().map(|m| cut(m, 500)),
             "attempts": self.attempts,
             "redrive_count": self.redrive_count,
+            "redriven_from": last_header(&self.headers, REDRIVEN_FROM),
             "incomplete": self.incomplete,
         })
     }
@@ -451,6 +452,7 @@ const SECRET_KEYS: &[&str] = &[
 
 fn redacted(mut value: Value) -> Value {
     match &mut value {
+        Value::String(text) => *text = redacted_text(text),
         Value::Object(object) => {
             for (key, field) in object.iter_mut() {
                 *field = if SECRET_KEYS.contains(&key.as_str()) && !field.is_null() {
@@ -468,6 +470,24 @@ fn redacted(mut value: Value) -> Value {
         _ => {}
     }
     value
+}
+
+/// `text` with every password hash in PHC form (`$argon2…$…`, as in a value that is not
+/// JSON) replaced by `[redacted]`.
+fn redacted_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("$argon2") {
+        out.push_str(&rest[..start]);
+        out.push_str("[redacted]");
+        let hash = &rest[start..];
+        let end = hash
+            .find(|c: char| c == '"' || c == '\\' || c.is_whitespace())
+            .unwrap_or(hash.len());
+        rest = &hash[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Text when UTF-8, else `hex:` and the bytes in hex.
@@ -703,6 +723,16 @@ mod tests {
         let details = DeadLetter::parse(&stored(&secret, "q", 6), "r").details(3);
         assert_eq!(details["value"]["password"], "[redacted]");
         assert_eq!(details["redrive"]["value"]["password"], "[redacted]");
+        // Not JSON (cut short): the hash is found in the text.
+        let broken = OutgoingRecord {
+            payload: br#"{"email":"a@b.c","password":"$argon2id$v=19$m=1,t=1,p=1$c2FsdA$aGFzaA","consent":true"#.to_vec(),
+            ..record.clone()
+        };
+        let shown = DeadLetter::parse(&stored(&broken, "q", 7), "r").details(3)["value"].clone();
+        assert_eq!(
+            shown,
+            r#"{"email":"a@b.c","password":"[redacted]","consent":true"#
+        );
 
         let unknown = OutgoingRecord {
             payload: b"hello".to_vec(),

@@ -66,9 +66,9 @@ enum DlqCommand {
     Show {
         #[arg(long)]
         topic: String,
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
         partition: i32,
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
         offset: i64,
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         max_redrives: u32,
@@ -106,10 +106,10 @@ struct Selection {
     #[arg(long)]
     group: Option<String>,
     /// Only dead letters written at or after this time (RFC 3339).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rfc3339)]
     since: Option<DateTime<Utc>>,
     /// Only dead letters written before this time (RFC 3339).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rfc3339)]
     until: Option<DateTime<Utc>>,
 }
 
@@ -165,14 +165,23 @@ impl Topics {
 pub(crate) async fn run(args: DlqArgs, env: &Env) -> anyhow::Result<()> {
     let kafka = kafka_config(env, "platform-admin")?;
     let topics = Topics::from_env(env);
-    // Connects on first use: only a redrive of the registration retry queue asks it.
-    let database = repo::Database::connect(&service_runtime::config::database_config(
-        env,
-        "platform-admin",
-    )?)?;
-    let registrations = RegistrationStatuses {
-        registrations: repo::Registrations::new(database),
-        runtime: tokio::runtime::Handle::current(),
+    if let DlqCommand::List { selection, .. } | DlqCommand::Redrive { selection, .. } =
+        &args.command
+        && let (Some(since), Some(until)) = (selection.since, selection.until)
+        && since >= until
+    {
+        bail!("--since {since} is not before --until {until}: nothing could match");
+    }
+    // Only a redrive asks PostgreSQL (for the registration retry queue); it connects on first
+    // use.
+    let registrations = match &args.command {
+        DlqCommand::Redrive { .. } => Some(RegistrationStatuses {
+            registrations: repo::Registrations::new(repo::Database::connect(
+                &service_runtime::config::database_config(env, "platform-admin")?,
+            )?),
+            runtime: tokio::runtime::Handle::current(),
+        }),
+        _ => None,
     };
     tokio::task::spawn_blocking(move || match args.command {
         DlqCommand::List { selection, summary } => list(&kafka, &topics, &selection, summary),
@@ -190,7 +199,9 @@ pub(crate) async fn run(args: DlqArgs, env: &Env) -> anyhow::Result<()> {
         } => redrive(
             &kafka,
             &topics,
-            &registrations,
+            registrations
+                .as_ref()
+                .expect("a redrive has its registration statuses"),
             &selection,
             dry_run,
             max_redrives,
@@ -259,7 +270,18 @@ fn show(
     offset: i64,
     max_redrives: u32,
 ) -> anyhow::Result<()> {
+    let partitions = events::admin::partitions(kafka, topic, TIMEOUT)?;
+    if !partitions.contains(&partition) {
+        bail!("{topic} has no partition {partition} (it has {partitions:?})");
+    }
     let consumer = reader(kafka)?;
+    let (low, high) = consumer.fetch_watermarks(topic, partition, TIMEOUT)?;
+    if !(low..high).contains(&offset) {
+        bail!(
+            "{topic} partition {partition} holds offsets {low} to {} (none if empty); not {offset}",
+            high - 1
+        );
+    }
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, partition, Offset::Offset(offset))?;
     consumer.assign(&assignment)?;
@@ -301,12 +323,17 @@ impl Ledger {
                 tracing::warn!(%topic, "the redrive ledger topic does not exist: nothing was redriven yet");
                 return Ok(Self { done });
             }
-            Err(error) => {
+            Err(error @ events::EventsError::Invalid(_)) => {
                 return Err(error).with_context(|| {
                     format!(
-                        "the redrive ledger {topic} cannot be read (`platform-admin create-topics` \
+                        "the redrive ledger {topic} does not exist (`platform-admin create-topics` \
                          creates it): no redrive without it, or it would send again what was sent"
                     )
+                });
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("reading the redrive ledger {topic}: is the broker (KAFKA_BROKERS) reachable?")
                 });
             }
         }
@@ -369,7 +396,21 @@ impl RegistrationStatuses {
     }
 }
 
-fn reader(kafka: &KafkaConfig) -> anyhow::Result<BaseConsumer> {
+/// librdkafka reports the end of a partition (`enable.partition.eof`) as an error event too;
+/// reading to the end is what these commands do, so only other errors are logged.
+struct Reader;
+
+impl events::rdkafka::ClientContext for Reader {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(%error, reason, "Kafka client error");
+        }
+    }
+}
+
+impl events::rdkafka::consumer::ConsumerContext for Reader {}
+
+fn reader(kafka: &KafkaConfig) -> anyhow::Result<BaseConsumer<Reader>> {
     kafka
         .client_config()
         // Never committed, never joined: a name for the broker's logs only.
@@ -378,7 +419,7 @@ fn reader(kafka: &KafkaConfig) -> anyhow::Result<BaseConsumer> {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
-        .create()
+        .create_with_context(Reader)
         .context("creating the Kafka reader")
 }
 
@@ -478,6 +519,8 @@ struct Run<'a> {
     batch_size: usize,
     totals: BTreeMap<&'static str, u64>,
     refusals: BTreeMap<&'static str, u64>,
+    /// Dead letters (and originals) dealt with: the ledger's, and this run's as it goes.
+    ledger: Ledger,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -523,6 +566,9 @@ fn redrive(
         batch_size,
         totals: BTreeMap::new(),
         refusals: BTreeMap::new(),
+        ledger: Ledger {
+            done: HashSet::new(),
+        },
     };
     // Fence any earlier redrive first (its open transaction is aborted, or its commit
     // completed), then read what the ledger holds.
@@ -531,9 +577,16 @@ fn redrive(
     } else {
         Some(Sender::start(kafka, &topics.ledger, &run_id)?)
     };
+    let mut named: Vec<&String> = Vec::new();
+    for topic in &selection.topics {
+        if !named.contains(&topic) {
+            named.push(topic);
+        }
+    }
     let outcome = Ledger::read(kafka, &topics.ledger, !dry_run).and_then(|ledger| {
-        for topic in &selection.topics {
-            run.topic(topic, &ledger, sender.as_mut())?;
+        run.ledger = ledger;
+        for topic in named {
+            run.topic(topic, sender.as_mut())?;
         }
         Ok(())
     });
@@ -554,7 +607,7 @@ fn redrive(
         "refused": run.refusals,
         "started_at": started_at,
         "finished_at": Utc::now(),
-        "operator": std::env::var("USER").ok().or_else(|| std::env::var("HOSTNAME").ok()),
+        "operator": operator(),
     });
     if let Err(error) = &outcome {
         audit["error"] = json!(format!("{error:#}"));
@@ -570,12 +623,7 @@ fn redrive(
 }
 
 impl Run<'_> {
-    fn topic(
-        &mut self,
-        topic: &str,
-        ledger: &Ledger,
-        mut sender: Option<&mut Sender>,
-    ) -> anyhow::Result<()> {
+    fn topic(&mut self, topic: &str, mut sender: Option<&mut Sender>) -> anyhow::Result<()> {
         let registration_topic = &self.topics.registration;
         // A request of the registration retry queue has a record per try: only the newest goes,
         // and only if the request ran out of retries.
@@ -592,7 +640,6 @@ impl Run<'_> {
             self.registrations
                 .of(&newest.keys().cloned().collect::<Vec<_>>())?
         };
-        let mut seen_originals: HashSet<String> = HashSet::new();
         let mut pending: Vec<Pending> = Vec::new();
         let mut failure = None;
         read_topic(self.kafka, topic, self.selection.since, |message| {
@@ -603,7 +650,7 @@ impl Run<'_> {
             if !self.selection.matches(&letter) {
                 return;
             }
-            if ledger.has(&letter) {
+            if self.ledger.has(&letter) {
                 *self.totals.entry("already_redriven").or_default() += 1;
                 return;
             }
@@ -631,7 +678,10 @@ impl Run<'_> {
                 }
             }
             if let Some(original) = letter.original_id()
-                && !seen_originals.insert(original.clone())
+                && (self.ledger.done.contains(&format!("original:{original}"))
+                    || pending
+                        .iter()
+                        .any(|p| p.letter.original_id().as_ref() == Some(&original)))
             {
                 let line = outcome_line(&letter, "duplicate", json!({"original": original}));
                 pending.push(Pending {
@@ -708,9 +758,21 @@ impl Run<'_> {
         for pending in batch {
             print(&pending.line);
             *self.totals.entry(pending.outcome).or_default() += 1;
+            // Dealt with, in this run's view too (a topic named twice, a copy further on).
+            self.ledger.done.insert(pending.letter.id());
+            if let Some(original) = pending.letter.original_id() {
+                self.ledger.done.insert(format!("original:{original}"));
+            }
         }
         Ok(())
     }
+}
+
+/// Who ran it, as the environment says: `USER`, `LOGNAME` or `HOSTNAME` (a pod's name).
+fn operator() -> Option<String> {
+    ["USER", "LOGNAME", "HOSTNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok())
 }
 
 /// The transactional producer of one redrive: redriven records and their ledger markers.

@@ -17,7 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Args)]
 pub(crate) struct LagArgs {
     /// Only this group; repeat for more. Default: every group of the cluster.
-    #[arg(long = "group")]
+    #[arg(long = "group", value_parser = crate::group_name)]
     groups: Vec<String>,
     /// Print again every this many seconds, until interrupted.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -32,11 +32,14 @@ pub(crate) async fn run(args: LagArgs, env: &Env) -> anyhow::Result<()> {
             .await
             .context("the lag command failed")?;
         let Some(every) = args.watch else {
-            return reported;
+            return reported.map(drop);
         };
-        // Watching: a broker that does not answer for a round is said, not the end.
-        if let Err(error) = reported {
-            tracing::warn!(error = %format!("{error:#}"), "no lag this round");
+        match reported {
+            // Nobody reads any more (`| head`).
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            // Watching: a broker that does not answer for a round is said, not the end.
+            Err(error) => tracing::warn!(error = %format!("{error:#}"), "no lag this round"),
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(every)) => {}
@@ -45,31 +48,35 @@ pub(crate) async fn run(args: LagArgs, env: &Env) -> anyhow::Result<()> {
     }
 }
 
-fn report(kafka: &KafkaConfig, only: &[String]) -> anyhow::Result<()> {
+/// One round; whether stdout still takes the output.
+fn report(kafka: &KafkaConfig, only: &[String]) -> anyhow::Result<bool> {
     let known = events::admin::describe_groups(kafka, None, TIMEOUT)?;
     let at = chrono::Utc::now();
     let groups: Vec<events::admin::GroupDescription> = if only.is_empty() {
         known
     } else {
-        only.iter()
-            .map(|name| {
-                known
-                    .iter()
-                    .find(|g| &g.group == name)
-                    .cloned()
-                    .unwrap_or_else(|| events::admin::GroupDescription {
-                        group: name.clone(),
-                        state: "Unknown".into(),
-                        members: Vec::new(),
-                    })
-            })
-            .collect()
+        let mut chosen = Vec::new();
+        for name in only {
+            let Some(group) = known.iter().find(|g| &g.group == name) else {
+                anyhow::bail!(
+                    "the cluster knows no group {name:?}; it knows {}",
+                    known
+                        .iter()
+                        .map(|g| g.group.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            chosen.push(group.clone());
+        }
+        chosen
     };
+    let mut open = true;
     for group in groups {
         let lags = events::admin::group_lag(kafka, &group.group, None, TIMEOUT)?;
         let total: i64 = lags.iter().map(|l| l.lag).sum();
         for lag in &lags {
-            crate::print_json(&json!({
+            open &= crate::print_json(&json!({
                 "at": at,
                 "group": group.group,
                 "topic": lag.topic,
@@ -79,7 +86,7 @@ fn report(kafka: &KafkaConfig, only: &[String]) -> anyhow::Result<()> {
                 "lag": lag.lag,
             }));
         }
-        crate::print_json(&json!({
+        open &= crate::print_json(&json!({
             "at": at,
             "group": group.group,
             "state": group.state,
@@ -88,5 +95,5 @@ fn report(kafka: &KafkaConfig, only: &[String]) -> anyhow::Result<()> {
             "total_lag": total,
         }));
     }
-    Ok(())
+    Ok(open)
 }

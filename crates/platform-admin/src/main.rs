@@ -80,10 +80,29 @@ enum Command {
 }
 
 /// Prints `value` as one line of JSON on stdout (what the commands report; logs go to stderr).
-fn print_json(value: &serde_json::Value) {
+/// False when stdout is closed (`| head`): a command doing work goes on, a watch stops.
+fn print_json(value: &serde_json::Value) -> bool {
     use std::io::Write as _;
-    // A closed pipe (`| head`) ends the output, not the command's work.
-    let _ = writeln!(std::io::stdout().lock(), "{value}");
+    writeln!(std::io::stdout().lock(), "{value}").is_ok()
+}
+
+/// An RFC 3339 time (`2026-12-01T09:00:00Z`, `2026-12-01T10:00:00+01:00`), from 1970 on.
+fn rfc3339(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let time = chrono::DateTime::parse_from_rfc3339(value)
+        .map_err(|_| format!("{value:?} is not an RFC 3339 time such as 2026-12-01T09:00:00Z"))?
+        .with_timezone(&chrono::Utc);
+    if time.timestamp_millis() < 0 {
+        return Err(format!("{value:?} is before 1970, older than any record"));
+    }
+    Ok(time)
+}
+
+/// A consumer group's name: not empty.
+fn group_name(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("a group name is required".into());
+    }
+    Ok(value.to_owned())
 }
 
 fn client_name(value: &str) -> Result<String, String> {

@@ -29,7 +29,7 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 #[command(group(clap::ArgGroup::new("to").required(true).args(["to_earliest", "to_latest", "to_time", "to_offset"])))]
 pub(crate) struct ReplayArgs {
     /// The consumer group whose offsets move (a stopped service group, or a new replay group).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::group_name)]
     group: String,
     /// The topic to replay.
     #[arg(long)]
@@ -41,7 +41,7 @@ pub(crate) struct ReplayArgs {
     #[arg(long)]
     to_latest: bool,
     /// From the first record at or after this time (RFC 3339), per partition.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::rfc3339)]
     to_time: Option<DateTime<Utc>>,
     /// `PARTITION:OFFSET`; repeat for more partitions. Partitions not named keep their offset.
     #[arg(long, value_parser = partition_offset)]
@@ -109,7 +109,10 @@ fn replay(kafka: &KafkaConfig, args: &ReplayArgs) -> anyhow::Result<()> {
     } else if let Some(at) = args.to_time {
         events::admin::offsets_for_time(kafka, topic, at.timestamp_millis(), TIMEOUT)?
     } else {
-        for (partition, _) in &args.to_offset {
+        for (i, (partition, _)) in args.to_offset.iter().enumerate() {
+            if args.to_offset[..i].iter().any(|(p, _)| p == partition) {
+                bail!("--to-offset names partition {partition} twice");
+            }
             if !partitions.contains(partition) {
                 bail!("{topic} has no partition {partition} (it has {partitions:?})");
             }
@@ -140,8 +143,14 @@ fn replay(kafka: &KafkaConfig, args: &ReplayArgs) -> anyhow::Result<()> {
     for (partition, wanted) in targets {
         let lag = current.get(&partition);
         let (start, end) = lag.map_or((0, 0), |l| (l.start, l.end));
-        // An offset outside what the partition holds would be reset by the consumer.
+        // An offset outside what the partition holds would be reset by the consumer: the
+        // nearest end it holds, said in the plan.
         let offset = wanted.clamp(start, end);
+        if offset != wanted {
+            crate::print_json(&json!({
+                "warning": format!("partition {partition} holds offsets {start} to {end}: {wanted} becomes {offset}"),
+            }));
+        }
         crate::print_json(&json!({
             "group": group,
             "topic": topic,
