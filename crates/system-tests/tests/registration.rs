@@ -478,3 +478,63 @@ async fn a_retry_attempted_while_the_database_is_down_does_not_count() {
     assert_eq!(record.retry_count, 0, "{record:?}");
     assert_eq!(message_count(&stack.retry_topic), 1, "never queued again");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_load_generator_reports_what_the_gateway_did() {
+    let stack = RegistrationStack::new().await;
+    let (_gateway, api) = stack.start_gateway(&[]).await;
+    let batcher = stack.start_batcher(&[]).await;
+    let output =
+        tokio::process::Command::new(service_runtime::testing::workspace_binary("loadgen"))
+            .args([
+                "--url",
+                api.as_str(),
+                "--rate",
+                "20",
+                "--concurrency",
+                "8",
+                "--duration",
+                "2s",
+                "--follow",
+                "--json",
+            ])
+            .output()
+            .await
+            .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        batcher.logs()
+    );
+    let summary: Value = serde_json::from_str(stdout.trim()).expect("one JSON summary");
+    let requests = summary["requests"].as_u64().unwrap();
+    assert!(requests > 0, "{summary}");
+    // Every request accepted, every registration followed to its stored user, all counted.
+    assert_eq!(summary["by_status"], json!({"202": requests}), "{summary}");
+    assert_eq!(
+        summary["outcomes"],
+        json!({"completed": requests}),
+        "{summary}"
+    );
+    assert_eq!(summary["answer_latency"]["count"], requests);
+    assert_eq!(summary["completion_latency"]["count"], requests);
+    assert_eq!(
+        stack
+            .count("SELECT count(*) AS n FROM registration_requests WHERE status = 'completed'")
+            .await,
+        requests as i64
+    );
+    assert!(summary["answer_latency"]["p99_ms"].as_f64().unwrap() > 0.0);
+
+    // A gateway that is not there: a clear error, not a run of failures.
+    let nowhere =
+        tokio::process::Command::new(service_runtime::testing::workspace_binary("loadgen"))
+            .args(["--url", "http://127.0.0.1:9", "--duration", "1s"])
+            .output()
+            .await
+            .expect("loadgen runs");
+    assert!(!nowhere.status.success());
+    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("does not answer"));
+}
