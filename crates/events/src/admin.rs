@@ -76,12 +76,24 @@ pub fn partitions(
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(EventsError::Unavailable)?;
+    let missing = || EventsError::Invalid(format!("topic {topic:?} does not exist"));
     let found = metadata
         .topics()
         .iter()
         .find(|t| t.name() == topic)
-        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-        .ok_or_else(|| EventsError::Invalid(format!("topic {topic:?} does not exist")))?;
+        .ok_or_else(missing)?;
+    match found.error() {
+        None if !found.partitions().is_empty() => {}
+        None | Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => {
+            return Err(missing());
+        }
+        // Not authorized, no leader yet, …: the topic may well exist.
+        Some(error) => {
+            return Err(EventsError::Unavailable(
+                rdkafka::error::KafkaError::MetadataFetch(error.into()),
+            ));
+        }
+    }
     Ok(found.partitions().iter().map(|p| p.id()).collect())
 }
 

@@ -472,9 +472,49 @@ fn redacted(mut value: Value) -> Value {
     value
 }
 
-/// `text` with every password hash in PHC form (`$argon2…$…`, as in a value that is not
-/// JSON) replaced by `[redacted]`.
+/// `text` (a value that is not JSON, cut short or malformed) with the string value after each
+/// `"<secret key>":` and every password hash in PHC form (`$argon2…$…`) replaced by
+/// `[redacted]`.
 fn redacted_text(text: &str) -> String {
+    let mut text = text.to_owned();
+    for key in SECRET_KEYS {
+        let quoted = format!("\"{key}\"");
+        let mut from = 0;
+        while let Some(found) = text[from..].find(&quoted) {
+            let after_key = from + found + quoted.len();
+            let rest = &text[after_key..];
+            let trimmed = rest.trim_start();
+            let Some(value) = trimmed.strip_prefix(':').map(str::trim_start) else {
+                from = after_key;
+                continue;
+            };
+            let Some(inner) = value.strip_prefix('"') else {
+                from = after_key;
+                continue;
+            };
+            let start = text.len() - inner.len();
+            // Up to the next quote not escaped by a backslash, or the end.
+            let mut end = text.len();
+            let mut escaped = false;
+            for (i, c) in inner.char_indices() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '"' if !escaped => {
+                        end = start + i;
+                        break;
+                    }
+                    _ => escaped = false,
+                }
+            }
+            text.replace_range(start..end, "[redacted]");
+            from = start + "[redacted]".len();
+        }
+    }
+    redacted_hashes(&text)
+}
+
+/// `text` with every password hash in PHC form (`$argon2…$…`) replaced by `[redacted]`.
+fn redacted_hashes(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("$argon2") {
@@ -732,6 +772,10 @@ mod tests {
         assert_eq!(
             shown,
             r#"{"email":"a@b.c","password":"[redacted]","consent":true"#
+        );
+        assert_eq!(
+            redacted_text(r#"{"password" : "hunter\"22", "x":1, "client_secret":"s3"#),
+            r#"{"password" : "[redacted]", "x":1, "client_secret":"[redacted]"#
         );
 
         let unknown = OutgoingRecord {

@@ -175,12 +175,16 @@ pub(crate) async fn run(args: DlqArgs, env: &Env) -> anyhow::Result<()> {
     // Only a redrive asks PostgreSQL (for the registration retry queue); it connects on first
     // use.
     let registrations = match &args.command {
-        DlqCommand::Redrive { .. } => Some(RegistrationStatuses {
-            registrations: repo::Registrations::new(repo::Database::connect(
-                &service_runtime::config::database_config(env, "platform-admin")?,
-            )?),
-            runtime: tokio::runtime::Handle::current(),
-        }),
+        DlqCommand::Redrive { selection, .. }
+            if selection.topics.contains(&topics.dead_letter[0]) =>
+        {
+            Some(RegistrationStatuses {
+                registrations: repo::Registrations::new(repo::Database::connect(
+                    &service_runtime::config::database_config(env, "platform-admin")?,
+                )?),
+                runtime: tokio::runtime::Handle::current(),
+            })
+        }
         _ => None,
     };
     tokio::task::spawn_blocking(move || match args.command {
@@ -199,9 +203,7 @@ pub(crate) async fn run(args: DlqArgs, env: &Env) -> anyhow::Result<()> {
         } => redrive(
             &kafka,
             &topics,
-            registrations
-                .as_ref()
-                .expect("a redrive has its registration statuses"),
+            registrations.as_ref(),
             &selection,
             dry_run,
             max_redrives,
@@ -508,11 +510,15 @@ struct Pending {
     line: Value,
 }
 
+/// A try of a registration in the retry queue: tries made, when, which dead letter.
+type Try = (Option<u32>, Option<DateTime<Utc>>, String);
+
 /// The state of one run.
 struct Run<'a> {
     kafka: &'a KafkaConfig,
     topics: &'a Topics,
-    registrations: &'a RegistrationStatuses,
+    /// PostgreSQL's word on the registration retry queue (when that topic is named).
+    registrations: Option<&'a RegistrationStatuses>,
     selection: &'a Selection,
     dry_run: bool,
     max_redrives: u32,
@@ -521,13 +527,15 @@ struct Run<'a> {
     refusals: BTreeMap<&'static str, u64>,
     /// Dead letters (and originals) dealt with: the ledger's, and this run's as it goes.
     ledger: Ledger,
+    /// Originals this run sent or is sending: a copy further on is a `duplicate`.
+    originals: HashSet<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
 fn redrive(
     kafka: &KafkaConfig,
     topics: &Topics,
-    registrations: &RegistrationStatuses,
+    registrations: Option<&RegistrationStatuses>,
     selection: &Selection,
     dry_run: bool,
     max_redrives: u32,
@@ -569,6 +577,7 @@ fn redrive(
         ledger: Ledger {
             done: HashSet::new(),
         },
+        originals: HashSet::new(),
     };
     // Fence any earlier redrive first (its open transaction is aborted, or its commit
     // completed), then read what the ledger holds.
@@ -627,18 +636,28 @@ impl Run<'_> {
         let registration_topic = &self.topics.registration;
         // A request of the registration retry queue has a record per try: only the newest goes,
         // and only if the request ran out of retries.
-        let mut newest: HashMap<String, String> = HashMap::new();
+        // The newest try: the most tries made, then the latest; partitions are read in no
+        // particular order.
+        let mut tries: HashMap<String, Try> = HashMap::new();
         read_topic(self.kafka, topic, None, |message| {
             let letter = DeadLetter::parse(&message, registration_topic);
             if let Some(key) = letter.supersede_key() {
-                newest.insert(key, letter.id());
+                let this = (letter.attempts, letter.timestamp, letter.id());
+                let entry = tries.entry(key).or_insert_with(|| this.clone());
+                if (this.0, this.1) > (entry.0, entry.1) {
+                    *entry = this;
+                }
             }
         })?;
-        let statuses = if newest.is_empty() {
-            HashMap::new()
-        } else {
-            self.registrations
-                .of(&newest.keys().cloned().collect::<Vec<_>>())?
+        let newest: HashMap<String, String> = tries
+            .into_iter()
+            .map(|(key, (_, _, id))| (key, id))
+            .collect();
+        let statuses = match self.registrations {
+            Some(registrations) if !newest.is_empty() => {
+                registrations.of(&newest.keys().cloned().collect::<Vec<_>>())?
+            }
+            _ => HashMap::new(),
         };
         let mut pending: Vec<Pending> = Vec::new();
         let mut failure = None;
@@ -665,9 +684,10 @@ impl Run<'_> {
                     });
                     return self.flush_if_full(&mut pending, sender.as_deref_mut(), &mut failure);
                 }
-                let status = statuses.get(&key).map_or("processing", String::as_str);
+                // No row (or no database asked): not known to have run out of retries.
+                let status = statuses.get(&key).map_or("unknown", String::as_str);
                 if status != "failed/retries_exhausted" {
-                    // Completed, refused for good, or still in the dlq-retrier's hands.
+                    // Completed, refused for good, still in the dlq-retrier's hands, or unknown.
                     self.print_now(&outcome_line(
                         &letter,
                         "not_dead",
@@ -678,10 +698,7 @@ impl Run<'_> {
                 }
             }
             if let Some(original) = letter.original_id()
-                && (self.ledger.done.contains(&format!("original:{original}"))
-                    || pending
-                        .iter()
-                        .any(|p| p.letter.original_id().as_ref() == Some(&original)))
+                && self.originals.contains(&original)
             {
                 let line = outcome_line(&letter, "duplicate", json!({"original": original}));
                 pending.push(Pending {
@@ -701,6 +718,9 @@ impl Run<'_> {
                     );
                 }
                 Ok(record) => {
+                    if let Some(original) = letter.original_id() {
+                        self.originals.insert(original);
+                    }
                     let action = if self.dry_run { "would_send" } else { "sent" };
                     let line = outcome_line(
                         &letter,
@@ -758,11 +778,8 @@ impl Run<'_> {
         for pending in batch {
             print(&pending.line);
             *self.totals.entry(pending.outcome).or_default() += 1;
-            // Dealt with, in this run's view too (a topic named twice, a copy further on).
+            // Dealt with, in this run's view too (a topic named twice).
             self.ledger.done.insert(pending.letter.id());
-            if let Some(original) = pending.letter.original_id() {
-                self.ledger.done.insert(format!("original:{original}"));
-            }
         }
         Ok(())
     }
@@ -790,11 +807,12 @@ impl Sender {
             // librdkafka wants message.timeout.ms ≤ transaction.timeout.ms.
             .set(
                 "transaction.timeout.ms",
+                // Within the broker's transaction.max.timeout.ms (15 minutes by default).
                 kafka
                     .producer
                     .delivery_timeout
                     .as_millis()
-                    .max(60_000)
+                    .clamp(60_000, 900_000)
                     .to_string(),
             )
             .create()

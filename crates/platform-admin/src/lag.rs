@@ -1,6 +1,6 @@
 //! `platform-admin lag`: for every consumer group the cluster knows (or those named), its
-//! state and members, and per partition where it has committed offsets: the committed offset,
-//! the end offset and the lag. One JSON line per partition, then one per group with its total;
+//! state and members, and per partition of the topics where it has committed offsets: the
+//! committed offset, the end offset and the lag. One JSON line per partition, then one per group with its total;
 //! with `--watch N`, again every N seconds, each round stamped.
 
 use std::time::Duration;
@@ -26,6 +26,13 @@ pub(crate) struct LagArgs {
 
 pub(crate) async fn run(args: LagArgs, env: &Env) -> anyhow::Result<()> {
     let kafka = kafka_config(env, "platform-admin")?;
+    if !args.groups.is_empty() {
+        // A group the cluster does not know is a typo: said once, not every round of a watch.
+        let (kafka, groups) = (kafka.clone(), args.groups.clone());
+        tokio::task::spawn_blocking(move || check_known(&kafka, &groups))
+            .await
+            .context("the lag command failed")??;
+    }
     loop {
         let (kafka_round, groups) = (kafka.clone(), args.groups.clone());
         let reported = tokio::task::spawn_blocking(move || report(&kafka_round, &groups))
@@ -48,6 +55,23 @@ pub(crate) async fn run(args: LagArgs, env: &Env) -> anyhow::Result<()> {
     }
 }
 
+fn check_known(kafka: &KafkaConfig, groups: &[String]) -> anyhow::Result<()> {
+    let known = events::admin::describe_groups(kafka, None, TIMEOUT)?;
+    for name in groups {
+        if !known.iter().any(|g| &g.group == name) {
+            let mut names: Vec<&str> = known.iter().map(|g| g.group.as_str()).take(20).collect();
+            if known.len() > 20 {
+                names.push("…");
+            }
+            anyhow::bail!(
+                "the cluster knows no group {name:?}; it knows {}",
+                names.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 /// One round; whether stdout still takes the output.
 fn report(kafka: &KafkaConfig, only: &[String]) -> anyhow::Result<bool> {
     let known = events::admin::describe_groups(kafka, None, TIMEOUT)?;
@@ -55,21 +79,20 @@ fn report(kafka: &KafkaConfig, only: &[String]) -> anyhow::Result<bool> {
     let groups: Vec<events::admin::GroupDescription> = if only.is_empty() {
         known
     } else {
-        let mut chosen = Vec::new();
-        for name in only {
-            let Some(group) = known.iter().find(|g| &g.group == name) else {
-                anyhow::bail!(
-                    "the cluster knows no group {name:?}; it knows {}",
-                    known
-                        .iter()
-                        .map(|g| g.group.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            };
-            chosen.push(group.clone());
-        }
-        chosen
+        // Checked before the first round; one that vanished since (deleted) shows as Dead.
+        only.iter()
+            .map(|name| {
+                known
+                    .iter()
+                    .find(|g| &g.group == name)
+                    .cloned()
+                    .unwrap_or_else(|| events::admin::GroupDescription {
+                        group: name.clone(),
+                        state: "Dead".into(),
+                        members: Vec::new(),
+                    })
+            })
+            .collect()
     };
     let mut open = true;
     for group in groups {

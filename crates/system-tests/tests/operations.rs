@@ -477,6 +477,9 @@ async fn the_activity_store_is_rebuilt_by_replaying_its_topic() {
     assert_eq!(the(&plan, "moved")["moved"], true);
     let lag = platform_admin_json_lines(schema, &["lag", "--group", group], &[]).await;
     assert_eq!(the(&lag, "total_lag")["total_lag"], 50, "{lag:#?}");
+    let typo = format!("{group}-typo");
+    let (known, _, stderr) = platform_admin(schema, &["lag", "--group", &typo], &[]).await;
+    assert!(!known && stderr.contains("knows no group"), "{stderr}");
     assert_eq!(the(&lag, "total_lag")["members"], 0);
 
     let processor = stack.start_processor().await;
