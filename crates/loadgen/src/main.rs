@@ -26,15 +26,27 @@ struct Args {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     concurrency: u32,
     /// How long to start requests, e.g. `30s`, `2m`.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
     duration: Duration,
     /// Also wait for each registration to be `completed` or `failed` (polling its status every
     /// 25 ms), timing request to stored user.
     #[arg(long)]
     follow: bool,
+    /// The longest a request may take before it counts as `timeout`, e.g. `10s`: the run ends
+    /// at most this long after `--duration`.
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    timeout: Duration,
     /// The summary as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+fn positive_duration(value: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(duration)
 }
 
 /// What the requests found, shared by the tasks.
@@ -70,14 +82,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let base = args.url.trim_end_matches('/').to_owned();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency as usize)
-        .timeout(Duration::from_secs(60))
+        .timeout(args.timeout)
         .build()?;
-    // Reachable at all? A clear error rather than a run of connection failures.
-    client
+    // Reachable, and a gateway? A clear error rather than a run of failures.
+    let document = client
         .get(format!("{base}/api/v1/openapi.json"))
         .send()
         .await
         .with_context(|| format!("the gateway at {base} does not answer"))?;
+    if !document.status().is_success() {
+        bail!(
+            "{base} answers {} for /api/v1/openapi.json: not the gateway's base URL",
+            document.status()
+        );
+    }
 
     let tally = Arc::new(Mutex::new(Tally::default()));
     let slots = Arc::new(Semaphore::new(args.concurrency as usize));
@@ -123,8 +141,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         text(&summary)
     };
     std::io::Write::write_all(&mut std::io::stdout().lock(), output.as_bytes())?;
-    if tally.answered.is_empty() {
-        bail!("no request was answered");
+    if !tally.by_status.contains_key("202") {
+        bail!("no registration was accepted (202): see the answers by status above");
     }
     Ok(())
 }
@@ -313,6 +331,8 @@ mod tests {
             &["--rate", "0"][..],
             &["--concurrency", "0"],
             &["--duration", "soon"],
+            &["--duration", "0s"],
+            &["--timeout", "0s"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

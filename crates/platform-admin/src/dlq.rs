@@ -64,7 +64,7 @@ enum DlqCommand {
     },
     /// One dead letter, whole: headers, key, value, error, and the record a redrive would send.
     Show {
-        #[arg(long)]
+        #[arg(long, value_parser = crate::topic_name)]
         topic: String,
         #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
         partition: i32,
@@ -96,7 +96,7 @@ enum DlqCommand {
 struct Selection {
     /// A dead-letter topic; repeat for more. Default: every dead-letter topic of the system
     /// (REGISTRATION_DLQ_TOPIC, WAITLIST_DLQ_TOPIC, ACTIVITY_DLQ_TOPIC, KAFKA_DLQ_TOPIC).
-    #[arg(long = "topic")]
+    #[arg(long = "topic", value_parser = crate::topic_name)]
     topics: Vec<String>,
     /// Only this error code (`malformed_message`, `VALIDATION_ERROR`, `publish_failed`,
     /// `registration_failed`, …).

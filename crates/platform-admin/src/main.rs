@@ -97,6 +97,22 @@ fn rfc3339(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     Ok(time)
 }
 
+/// A Kafka topic name as the broker takes it: 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`.
+fn topic_name(value: &str) -> Result<String, String> {
+    let valid = (1..=249).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && value != "."
+        && value != "..";
+    if !valid {
+        return Err(
+            "a topic name is 1 to 249 of the characters a-z, A-Z, 0-9, '.', '_' and '-'".into(),
+        );
+    }
+    Ok(value.to_owned())
+}
+
 /// A consumer group's name: not empty.
 fn group_name(value: &str) -> Result<String, String> {
     if value.trim().is_empty() {
@@ -539,6 +555,19 @@ mod tests {
                 "noon",
             ],
             &["lag", "--watch", "0"],
+            &["dlq", "list", "--topic", ""],
+            &["dlq", "list", "--topic", "ünïcödé"],
+            &[
+                "dlq",
+                "show",
+                "--topic",
+                &"a".repeat(250),
+                "--partition",
+                "0",
+                "--offset",
+                "0",
+            ],
+            &["replay", "--group", "g", "--topic", "a b", "--to-earliest"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }

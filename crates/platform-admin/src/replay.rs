@@ -32,7 +32,7 @@ pub(crate) struct ReplayArgs {
     #[arg(long, value_parser = crate::group_name)]
     group: String,
     /// The topic to replay.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::topic_name)]
     topic: String,
     /// From the oldest record each partition still holds.
     #[arg(long)]
