@@ -1,9 +1,11 @@
 //! Asynchronous registrations: users created in batches together with the outcome of each
 //! request, so that a replayed request creates nobody twice and its status can be read back.
 //!
-//! `register` runs one transaction per batch: it claims the requests (a `processing` row per
-//! request ID; `completed` and `failed` rows are final and are not claimed again), creates the
-//! users of the claimed requests with the one-statement batch insert, and records each outcome.
+//! `register` runs one transaction per batch: it claims the requests, writing each one's row as
+//! `completed` with the ID of the user it is about to create (`completed` and `failed` rows are
+//! final and are not claimed again), creates the users of the claimed requests with the
+//! one-statement batch insert, and sets the few whose user could not be created `failed`. Each
+//! outcome row is written once in the usual case: two statements between `BEGIN` and `COMMIT`.
 //! A concurrent claim of the same request ID (a zombie member after a rebalance) waits on the
 //! row lock and then finds the first one's final outcome.
 
@@ -11,7 +13,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use domain::{NewUser, RegistrationRecord, RegistrationStatus, User, UserId};
 use uuid::Uuid;
@@ -87,24 +89,25 @@ impl TryFrom<RegistrationRow> for RegistrationRecord {
     }
 }
 
-/// Claims the request IDs that have no final outcome yet; returns the claimed ones. A request
-/// that ran out of retries (`failed` with `retries_exhausted`: the database or the broker failed
-/// it, not its data) is claimed again: it comes back only when an operator redrives it from
-/// the retry queue, and then it is written like a new one.
+/// Claims the request IDs that have no final outcome yet and records each one `completed` with
+/// the user it is about to create, in one write per request; returns the claimed IDs. The few
+/// whose user cannot be created are set `failed` afterwards by `RECORD_FAILED`, in the same
+/// transaction. A request that ran out of retries (`failed` with `retries_exhausted`: the
+/// database or the broker failed it, not its data) is claimed again: it comes back only when an
+/// operator redrives it from the retry queue, and then it is written like a new one.
 const CLAIM: &str = "
-INSERT INTO registration_requests (request_id, status)
-SELECT unnest($1::uuid[]), 'processing'
-ON CONFLICT (request_id) DO UPDATE SET updated_at = now()
-    WHERE registration_requests.status = 'processing'
-       OR registration_requests.error_code = 'retries_exhausted'
+INSERT INTO registration_requests AS r (request_id, status, user_id)
+SELECT u.request_id, 'completed', u.user_id FROM unnest($1::uuid[], $2::int8[]) AS u(request_id, user_id)
+ON CONFLICT (request_id) DO UPDATE
+    SET status = 'completed', user_id = excluded.user_id, error_code = NULL, error_message = NULL
+    WHERE r.status = 'processing' OR r.error_code = 'retries_exhausted'
 RETURNING request_id";
 
-/// Records the outcome of each claimed request, from parallel arrays.
-const RECORD: &str = "
+/// Sets claimed requests whose user could not be created `failed`, from parallel arrays.
+const RECORD_FAILED: &str = "
 UPDATE registration_requests r
-SET status = u.status, user_id = u.user_id, error_code = u.code, error_message = u.message
-FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[])
-    AS u(request_id, status, user_id, code, message)
+SET status = 'failed', user_id = NULL, error_code = u.code, error_message = u.message
+FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(request_id, code, message)
 WHERE r.request_id = u.request_id";
 
 #[derive(QueryableByName)]
@@ -259,23 +262,28 @@ async fn register_in_transaction(
     requests: &[&PendingRegistration],
 ) -> RepoResult<Vec<RegistrationOutcome>> {
     let ids: Vec<Uuid> = requests.iter().map(|r| r.request_id).collect();
+    let user_ids: Vec<i64> = requests.iter().map(|r| r.user.id.as_i64()).collect();
     let claimed: Vec<Claimed> = diesel::sql_query(CLAIM)
         .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<BigInt>, _>(&user_ids)
         .load(conn)
         .await?;
     let claimed: std::collections::HashSet<Uuid> =
         claimed.into_iter().map(|c| c.request_id).collect();
 
-    // Requests an earlier delivery finished: their final outcome.
-    let finished: Vec<RegistrationRow> = registration_requests::table
-        .filter(
-            registration_requests::request_id.eq_any(ids.iter().filter(|id| !claimed.contains(id))),
-        )
-        .select(RegistrationRow::as_select())
-        .load(conn)
-        .await?;
-    let mut finished: HashMap<Uuid, RegistrationRow> =
-        finished.into_iter().map(|r| (r.request_id, r)).collect();
+    // Requests an earlier delivery finished: their final outcome (none, usually).
+    let mut finished: HashMap<Uuid, RegistrationRow> = HashMap::new();
+    if claimed.len() < ids.len() {
+        let rows: Vec<RegistrationRow> = registration_requests::table
+            .filter(
+                registration_requests::request_id
+                    .eq_any(ids.iter().filter(|id| !claimed.contains(id))),
+            )
+            .select(RegistrationRow::as_select())
+            .load(conn)
+            .await?;
+        finished.extend(rows.into_iter().map(|r| (r.request_id, r)));
+    }
 
     let to_create: Vec<&PendingRegistration> = requests
         .iter()
@@ -285,21 +293,24 @@ async fn register_in_transaction(
     let new_users: Vec<NewUser> = to_create.iter().map(|r| r.user.clone()).collect();
     let created = insert_users(conn, &new_users).await?;
 
-    let mut record = RecordColumns::default();
+    let mut failed = FailedColumns::default();
     let mut created_by_request: HashMap<Uuid, RegistrationOutcome> = HashMap::new();
     for (request, result) in to_create.iter().zip(created) {
         let outcome = match result {
             Ok(user) => RegistrationOutcome::Created(user),
-            Err(RepoError::Conflict(reason)) => RegistrationOutcome::Refused {
-                code: "already_registered".into(),
-                message: reason,
-            },
+            Err(RepoError::Conflict(reason)) => {
+                let code = "already_registered";
+                failed.push(request.request_id, code, &reason);
+                RegistrationOutcome::Refused {
+                    code: code.into(),
+                    message: reason,
+                }
+            }
             Err(other) => return Err(other),
         };
-        record.push(request.request_id, &outcome);
         created_by_request.insert(request.request_id, outcome);
     }
-    record.write(conn).await?;
+    failed.write(conn).await?;
 
     requests
         .iter()
@@ -326,49 +337,30 @@ async fn register_in_transaction(
         .collect()
 }
 
-/// The outcomes of a batch as the parallel arrays of `RECORD`.
+/// The claimed requests whose user could not be created, as the parallel arrays of
+/// `RECORD_FAILED`.
 #[derive(Default)]
-struct RecordColumns {
+struct FailedColumns {
     request_ids: Vec<Uuid>,
-    statuses: Vec<&'static str>,
-    user_ids: Vec<Option<i64>>,
-    codes: Vec<Option<String>>,
-    messages: Vec<Option<String>>,
+    codes: Vec<&'static str>,
+    messages: Vec<String>,
 }
 
-impl RecordColumns {
-    fn push(&mut self, request_id: Uuid, outcome: &RegistrationOutcome) {
+impl FailedColumns {
+    fn push(&mut self, request_id: Uuid, code: &'static str, message: &str) {
         self.request_ids.push(request_id);
-        match outcome {
-            RegistrationOutcome::Created(user) => {
-                self.statuses.push("completed");
-                self.user_ids.push(Some(user.id.as_i64()));
-                self.codes.push(None);
-                self.messages.push(None);
-            }
-            RegistrationOutcome::Refused { code, message } => {
-                self.statuses.push("failed");
-                self.user_ids.push(None);
-                self.codes.push(Some(code.clone()));
-                self.messages.push(Some(message.clone()));
-            }
-            RegistrationOutcome::AlreadyCompleted(_)
-            | RegistrationOutcome::AlreadyFailed { .. } => {
-                unreachable!("only new outcomes are recorded")
-            }
-        }
+        self.codes.push(code);
+        self.messages.push(message.to_owned());
     }
 
     async fn write(self, conn: &mut AsyncPgConnection) -> RepoResult<()> {
         if self.request_ids.is_empty() {
             return Ok(());
         }
-        diesel::sql_query(RECORD)
+        diesel::sql_query(RECORD_FAILED)
             .bind::<Array<SqlUuid>, _>(self.request_ids)
-            .bind::<Array<Text>, _>(self.statuses)
-            .bind::<Array<Nullable<BigInt>>, _>(self.user_ids)
-            .bind::<Array<Nullable<Text>>, _>(self.codes)
-            .bind::<Array<Nullable<Text>>, _>(self.messages)
+            .bind::<Array<Text>, _>(self.codes)
+            .bind::<Array<Text>, _>(self.messages)
             .execute(conn)
             .await?;
         Ok(())
