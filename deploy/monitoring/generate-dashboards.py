@@ -238,7 +238,8 @@ def registration():
             timeseries(
                 "Batches flushed, by reason",
                 "Batches the registration-batcher wrote, by what closed them: size "
-                "(BATCH_MAX_SIZE), max_wait (BATCH_MAX_WAIT), idle (BATCH_IDLE_TIMEOUT) or shutdown.",
+                "(BATCH_MAX_SIZE), linger (BATCH_LINGER), max_wait (BATCH_MAX_WAIT), idle "
+                "(BATCH_IDLE_TIMEOUT) or shutdown.",
                 "ops",
                 q(f"sum by (reason) ({rate('kafka_consumer_batch_size_count', batcher)})", "{{reason}}"),
                 stack=True,

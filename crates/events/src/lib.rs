@@ -18,7 +18,7 @@ pub use backoff::Backoff;
 pub use config::{KafkaConfig, KafkaSecurity, ProducerSettings};
 pub use consumer::{
     BatchHandler, BatchPolicy, ConsumerHealth, ConsumerSettings, DlqLimit, EventConsumer,
-    FailureKind, Handler, HandlerError, RetryPolicy, StartFrom,
+    FailureKind, HOLD_BEFORE_PAUSE, Handler, HandlerError, RetryPolicy, StartFrom,
 };
 pub use envelope::{Decoded, EVENT_TYPES, Event, EventBuilder, EventPayload};
 pub use error::EventsError;

@@ -412,6 +412,7 @@ async fn batches_flush_by_size_then_by_idle_time() {
     let batches = Batches::default();
     let policy = BatchPolicy {
         max_messages: 10,
+        linger: Duration::from_secs(600), // off: the other triggers are tested
         max_wait: Duration::from_secs(600),
         idle: Duration::from_millis(300),
     };
@@ -433,6 +434,7 @@ async fn a_steady_trickle_is_cut_by_the_max_wait() {
     // Messages every 50 ms never leave the batch idle for 5 s; the 600 ms max wait cuts it.
     let policy = BatchPolicy {
         max_messages: 1000,
+        linger: Duration::from_millis(600), // off: the other triggers are tested
         max_wait: Duration::from_millis(600),
         idle: Duration::from_secs(5),
     };

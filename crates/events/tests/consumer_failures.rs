@@ -101,6 +101,7 @@ async fn a_failing_batch_is_narrowed_to_the_messages_that_cause_it() {
     let (handler, token) = (statement.clone(), shutdown.clone());
     let policy = BatchPolicy {
         max_messages: 10,
+        linger: Duration::from_secs(600), // off: the other triggers are tested
         max_wait: Duration::from_secs(600),
         idle: Duration::from_millis(300),
     };
@@ -195,6 +196,7 @@ async fn a_batch_that_fails_transiently_is_tried_again_whole_not_split() {
     let (handler, token) = (busy.clone(), shutdown.clone());
     let policy = BatchPolicy {
         max_messages: 8,
+        linger: Duration::from_secs(600),
         max_wait: Duration::from_secs(600),
         idle: Duration::from_millis(300),
     };
@@ -329,6 +331,7 @@ async fn shutdown_interrupts_retry_and_outage_back_offs_and_commits_nothing_unfi
             if batches {
                 let policy = BatchPolicy {
                     max_messages: 10,
+                    linger: Duration::from_millis(100), // off: the other triggers are tested
                     max_wait: Duration::from_millis(100),
                     idle: Duration::from_millis(100),
                 };

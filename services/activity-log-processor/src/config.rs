@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | `ACTIVITY_DLQ_TOPIC` | `user-activity-logs-dlq` | where invalid and failing events go (seed 004's format) |
 //! | `BATCH_MAX_SIZE` | `500` | events per insert statement at most |
-//! | `BATCH_MAX_WAIT` | `1s` | flush this long after a batch's first event |
+//! | `BATCH_LINGER` | `10ms` | flush this long after a batch's first event when no batch is being written; one filling during a write goes as soon as that write ends |
+//! | `BATCH_MAX_WAIT` | `1s` | flush this long after a batch's first event at the latest |
 //! | `BATCH_IDLE_TIMEOUT` | `200ms` | flush when no event came for this long |
 //! | `ACTIVITY_RETENTION` | `30d` | partitions older than this are dropped; older events are refused |
 //! | `ACTIVITY_PARTITIONS_AHEAD` | `7` | daily partitions kept ready ahead of today |
@@ -46,6 +47,7 @@ impl ProcessorConfig {
             dlq_topic: env.string("ACTIVITY_DLQ_TOPIC", "user-activity-logs-dlq"),
             batch: BatchPolicy {
                 max_messages: env.parse("BATCH_MAX_SIZE", 500usize)?.max(1),
+                linger: env.duration("BATCH_LINGER", Duration::from_millis(10))?,
                 max_wait: env.duration("BATCH_MAX_WAIT", Duration::from_secs(1))?,
                 idle: env.duration("BATCH_IDLE_TIMEOUT", Duration::from_millis(200))?,
             },

@@ -4,7 +4,8 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `BATCH_MAX_SIZE` | `1000` | flush at this many messages |
-//! | `BATCH_MAX_WAIT` | `5s` | flush this long after a batch's first message |
+//! | `BATCH_LINGER` | `10ms` | flush this long after a batch's first message when no batch is being written; one filling during a write goes as soon as that write ends (so batches grow with the load) |
+//! | `BATCH_MAX_WAIT` | `5s` | flush this long after a batch's first message at the latest |
 //! | `BATCH_IDLE_TIMEOUT` | `500ms` | flush when no message came for this long |
 //! | `TRANSIENT_RETRY_ATTEMPTS` | `3` | tries of a request hit by a lock or statement timeout before it goes to the retry queue |
 
@@ -34,6 +35,7 @@ impl BatcherConfig {
             )?,
             batch: BatchPolicy {
                 max_messages: env.parse("BATCH_MAX_SIZE", defaults.max_messages)?.max(1),
+                linger: env.duration("BATCH_LINGER", defaults.linger)?,
                 max_wait: env.duration("BATCH_MAX_WAIT", defaults.max_wait)?,
                 idle: env.duration("BATCH_IDLE_TIMEOUT", defaults.idle)?,
             },
@@ -50,7 +52,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_seed_000s_and_can_be_overridden() {
+    fn defaults_and_overrides() {
         let config = BatcherConfig::from_env(&Env::from_pairs::<&str, &str>([])).unwrap();
         assert_eq!(config.batch, BatchPolicy::default());
         assert_eq!(config.consumer.topic, "user.registration");
@@ -59,6 +61,7 @@ mod tests {
 
         let config = BatcherConfig::from_env(&Env::from_pairs([
             ("BATCH_MAX_SIZE", "50"),
+            ("BATCH_LINGER", "0s"),
             ("BATCH_MAX_WAIT", "2s"),
             ("BATCH_IDLE_TIMEOUT", "100ms"),
         ]))
@@ -67,6 +70,7 @@ mod tests {
             config.batch,
             BatchPolicy {
                 max_messages: 50,
+                linger: Duration::ZERO,
                 max_wait: Duration::from_secs(2),
                 idle: Duration::from_millis(100),
             }

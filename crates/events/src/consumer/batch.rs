@@ -1,5 +1,11 @@
-//! When a batch is flushed (seed 000's three triggers): at `max_messages`, `max_wait` after its
-//! first message, or `idle` after its last one, whichever comes first.
+//! When a batch is flushed: at `max_messages`, `linger` after its first message, `max_wait`
+//! after its first message, or `idle` after its last one, whichever comes first.
+//!
+//! Only one batch is written at a time, and the one filling meanwhile is not flushed before the
+//! write ends; a batch due by then is written at once. So batches grow with the load by
+//! themselves (group commit): on a loaded consumer they fill while the previous one is written,
+//! and a short `linger` costs no throughput, while on a quiet one a message waits `linger` plus
+//! one write rather than `idle` or `max_wait`. A `linger` at or above `max_wait` turns it off.
 
 use std::time::Duration;
 
@@ -7,16 +13,23 @@ use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchPolicy {
+    /// Flush at this many messages.
     pub max_messages: usize,
+    /// Flush this long after the batch's first message, when no write is in progress (and at
+    /// once when the write in progress ends later than that).
+    pub linger: Duration,
+    /// Flush this long after the batch's first message at the latest.
     pub max_wait: Duration,
+    /// Flush when no message came for this long.
     pub idle: Duration,
 }
 
 impl Default for BatchPolicy {
-    /// Seed 000: 1000 messages, 5 s, 500 ms idle.
+    /// 1000 messages, 10 ms linger, 5 s max wait, 500 ms idle.
     fn default() -> Self {
         Self {
             max_messages: 1000,
+            linger: Duration::from_millis(10),
             max_wait: Duration::from_secs(5),
             idle: Duration::from_millis(500),
         }
@@ -27,6 +40,7 @@ impl Default for BatchPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushReason {
     Size,
+    Linger,
     MaxWait,
     Idle,
     Shutdown,
@@ -36,6 +50,7 @@ impl FlushReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Size => "size",
+            Self::Linger => "linger",
             Self::MaxWait => "max_wait",
             Self::Idle => "idle",
             Self::Shutdown => "shutdown",
@@ -72,13 +87,15 @@ impl BatchClock {
 
     /// When the batch must be flushed if nothing else arrives, and why.
     pub(crate) fn deadline(&self) -> Option<(Instant, FlushReason)> {
-        let max_wait = self.first_at? + self.policy.max_wait;
-        let idle = self.last_at? + self.policy.idle;
-        Some(if idle < max_wait {
-            (idle, FlushReason::Idle)
-        } else {
-            (max_wait, FlushReason::MaxWait)
-        })
+        let first_at = self.first_at?;
+        [
+            (first_at + self.policy.max_wait, FlushReason::MaxWait),
+            (self.last_at? + self.policy.idle, FlushReason::Idle),
+            (first_at + self.policy.linger, FlushReason::Linger),
+        ]
+        .into_iter()
+        // The earliest; of equal ones the first listed (a linger equal to max_wait is max_wait).
+        .reduce(|earliest, next| if next.0 < earliest.0 { next } else { earliest })
     }
 
     /// Whether the batch has reached `max_messages`.
@@ -109,6 +126,8 @@ mod tests {
     fn policy() -> BatchPolicy {
         BatchPolicy {
             max_messages: 3,
+            // Off: the tests of the other triggers.
+            linger: 1000 * MS,
             max_wait: 1000 * MS,
             idle: 100 * MS,
         }
@@ -170,12 +189,53 @@ mod tests {
         assert_eq!(clock.due(Instant::now()), Some(FlushReason::Size));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_flushes_after_its_linger_not_at_max_wait() {
+        let mut policy = policy();
+        policy.max_messages = 1000;
+        policy.linger = 20 * MS;
+        let mut clock = BatchClock::new(policy);
+        let start = Instant::now();
+        // Busier than idle: a message every 5 ms.
+        for _ in 0..3 {
+            clock.push(Instant::now());
+            tokio::time::advance(5 * MS).await;
+        }
+        assert_eq!(
+            clock.deadline(),
+            Some((start + 20 * MS, FlushReason::Linger))
+        );
+        assert_eq!(clock.due(Instant::now()), None);
+        // A write that ended after the linger: the batch that filled meanwhile goes at once.
+        tokio::time::advance(50 * MS).await;
+        assert_eq!(clock.due(Instant::now()), Some(FlushReason::Linger));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_linger_at_max_wait_is_max_wait() {
+        let mut policy = policy();
+        policy.max_messages = 1000;
+        policy.idle = 5000 * MS;
+        let mut clock = BatchClock::new(policy);
+        let start = Instant::now();
+        clock.push(start);
+        assert_eq!(
+            clock.deadline(),
+            Some((start + 1000 * MS, FlushReason::MaxWait))
+        );
+    }
+
     #[test]
-    fn the_defaults_are_seed_000s() {
+    fn the_defaults() {
         let policy = BatchPolicy::default();
         assert_eq!(
-            (policy.max_messages, policy.max_wait, policy.idle),
-            (1000, Duration::from_secs(5), 500 * MS)
+            (
+                policy.max_messages,
+                policy.linger,
+                policy.max_wait,
+                policy.idle
+            ),
+            (1000, 10 * MS, Duration::from_secs(5), 500 * MS)
         );
     }
 }

@@ -413,6 +413,14 @@ impl EventConsumer {
             .set("session.timeout.ms", "20000")
             .set("heartbeat.interval.ms", "6000")
             .set("statistics.interval.ms", "5000")
+            // Prefetch bounded by what a worker needs (batches of a thousand small records), not
+            // librdkafka's defaults of 64 MiB queued and 50 MiB fetch responses, which are most
+            // of a worker's memory on a topic with a backlog; and fetching again 20 ms after the
+            // queue drained below the bound rather than librdkafka's 1 s, which would stall a
+            // consumer that keeps up.
+            .set("queued.max.messages.kbytes", "16384")
+            .set("fetch.max.bytes", "8388608")
+            .set("fetch.queue.backoff.ms", "20")
             .create_with_context(context)
             .map_err(EventsError::Config)?;
         match &settings.start {
@@ -542,9 +550,12 @@ impl EventConsumer {
     /// Handles messages in batches until `shutdown` is cancelled.
     ///
     /// One batch is written at a time while the next one fills; once the next one is full too,
-    /// the partitions are paused until the write finishes. A write that waits for its database
-    /// (a handler saying `unavailable`) therefore holds consumption without leaving the group:
-    /// the loop keeps polling, so heartbeats and rebalances are served.
+    /// the loop stops taking messages (they wait in the client's fetch queue, so the next batch
+    /// is there as soon as the write ends). A write still running after [`HOLD_BEFORE_PAUSE`]
+    /// (a handler saying `unavailable` holds its batch until the database is back) pauses the
+    /// partitions instead, and the loop polls again: consumption is held without leaving the
+    /// group, heartbeats and rebalances are served. Pausing is not the first resort because the
+    /// client drops a paused partition's fetched messages and fetches them again on resume.
     pub async fn run_batches<B: BatchHandler>(
         self,
         handler: B,
@@ -568,12 +579,21 @@ impl EventConsumer {
         };
         let mut writing = None;
         let mut paused = false;
+        let mut held_since: Option<Instant> = None;
         loop {
             let deadline = if writing.is_none() {
                 clock.deadline()
             } else {
                 None
             };
+            // A full batch waits for the write in progress: take no more messages for now.
+            let holding = writing.is_some() && clock.is_full() && !paused;
+            if holding {
+                held_since.get_or_insert_with(Instant::now);
+            } else {
+                held_since = None;
+            }
+            let pause_at = held_since.map(|since| since + HOLD_BEFORE_PAUSE);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -595,7 +615,11 @@ impl EventConsumer {
                     let reason = deadline.map_or(FlushReason::Idle, |(_, reason)| reason);
                     writing = Some(start_flush(&mut batch, &mut clock, reason));
                 }
-                received = self.consumer.recv() => match received {
+                () = sleep_until(pause_at) => {
+                    tracing::debug!(group = %self.settings.group_id, "a write outlasts the hold; pausing the partitions");
+                    paused = self.set_paused(true);
+                }
+                received = self.consumer.recv(), if !holding => match received {
                     Ok(message) => {
                         let message = message.detach();
                         self.track(&message);
@@ -603,12 +627,10 @@ impl EventConsumer {
                             continue;
                         }
                         batch.push(message);
-                        if let Some(reason) = clock.push(Instant::now()) {
-                            if writing.is_none() {
-                                writing = Some(start_flush(&mut batch, &mut clock, reason));
-                            } else if !paused {
-                                paused = self.set_paused(true);
-                            }
+                        if let Some(reason) = clock.push(Instant::now())
+                            && writing.is_none()
+                        {
+                            writing = Some(start_flush(&mut batch, &mut clock, reason));
                         }
                     }
                     Err(error) => {
@@ -876,6 +898,11 @@ struct Group {
 
 /// The code of a handler that panicked.
 const HANDLER_PANICKED: &str = "handler_panicked";
+
+/// How long `run_batches` holds a full batch without taking messages while the previous one is
+/// written, before it pauses the partitions and polls again: well inside librdkafka's
+/// `max.poll.interval.ms` (5 minutes), well above a healthy write (milliseconds).
+pub const HOLD_BEFORE_PAUSE: Duration = Duration::from_secs(2);
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     let text = panic
