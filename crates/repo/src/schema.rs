@@ -49,14 +49,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    campaign_rankings (campaign_id) {
-        campaign_id -> Uuid,
-        verified_total -> Int8,
-        ranked_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
     campaign_reward_tiers (id) {
         id -> Uuid,
         campaign_id -> Uuid,
@@ -249,6 +241,7 @@ diesel::table! {
         signup_ip -> Nullable<Text>,
         verified_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        ranked_referral_count -> Int4,
     }
 }
 
@@ -341,7 +334,6 @@ diesel::table! {
 
 diesel::joinable!(account_tokens -> users (user_id));
 diesel::joinable!(campaign_milestones -> campaigns (campaign_id));
-diesel::joinable!(campaign_rankings -> campaigns (campaign_id));
 diesel::joinable!(campaign_reward_tiers -> campaigns (campaign_id));
 diesel::joinable!(campaigns -> users (owner_user_id));
 diesel::joinable!(credential_history -> users (user_id));
@@ -368,7 +360,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     activity_logs,
     auth_throttle,
     campaign_milestones,
-    campaign_rankings,
     campaign_reward_tiers,
     campaigns,
     credential_history,

@@ -1,5 +1,6 @@
-//! Position recalculation on the real PostgreSQL: the stored positions follow the formula, and
-//! a recalculation is skipped exactly when no referral has counted since the last one.
+//! Positions on the real PostgreSQL: after any sequence of verifications the stored positions
+//! follow the formula, whether participants were moved one by one or the campaign was ranked in
+//! full, and an update finds nothing to do exactly when every verification is covered.
 
 use diesel::sql_query;
 use diesel_async::RunQueryDsl;
@@ -87,7 +88,7 @@ async fn stored_and_expected(db: &TestDatabase, campaign: Uuid) -> (Vec<i64>, Ve
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn recalculations_follow_the_formula_and_skip_only_what_is_covered() {
+async fn verifications_move_their_participants_and_nothing_else() {
     let db = TestDatabase::new().await;
     let waitlist = Waitlist::new(db.database().clone());
     let id = campaign(&db).await;
@@ -99,6 +100,7 @@ async fn recalculations_follow_the_formula_and_skip_only_what_is_covered() {
         Recalculation::UpToDate
     );
 
+    // Five verifications of three participants wait: three moves.
     for original in [12, 12, 12, 7, 3] {
         verify(&db, id, original).await;
     }
@@ -106,7 +108,7 @@ async fn recalculations_follow_the_formula_and_skip_only_what_is_covered() {
     let (stored, expected) = stored_and_expected(&db, id).await;
     assert_eq!(stored, expected);
     assert!(
-        matches!(outcome, Recalculation::Ranked { changed } if changed > 0),
+        matches!(outcome, Recalculation::Moved { participants: 3, changed } if changed > 3),
         "{outcome:?}"
     );
     // Scores: #3 → 1, #7 → 5, #12 → 6, the rest their signup order; ties go by signup order.
@@ -125,11 +127,14 @@ async fn recalculations_follow_the_formula_and_skip_only_what_is_covered() {
         Recalculation::UpToDate
     );
 
-    // One more verification: ranked again, right again.
+    // One more verification: one participant moves, the ones it passes shift, right again.
     verify(&db, id, 9).await;
     assert!(matches!(
         waitlist.recalculate_positions(id).await.unwrap(),
-        Recalculation::Ranked { .. }
+        Recalculation::Moved {
+            participants: 1,
+            ..
+        }
     ));
     let (stored, expected) = stored_and_expected(&db, id).await;
     assert_eq!(stored, expected);
@@ -137,8 +142,85 @@ async fn recalculations_follow_the_formula_and_skip_only_what_is_covered() {
     assert_ne!(stored, expected, "the other campaign is not touched");
     assert!(matches!(
         waitlist.recalculate_positions(other).await.unwrap(),
-        Recalculation::Ranked { .. }
+        Recalculation::Moved { .. }
     ));
     let (stored, expected) = stored_and_expected(&db, other).await;
+    assert_eq!(stored, expected);
+}
+
+/// A small deterministic generator, so a failure can be replayed from its seed.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn any_sequence_of_verifications_ends_in_the_formulas_positions() {
+    let db = TestDatabase::new().await;
+    let waitlist = Waitlist::new(db.database().clone());
+    let id = campaign(&db).await;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    // Rounds of 1 to 4 verifications (moves), and now and then more than the move limit at
+    // once (a full ranking), on a campaign small enough for many ties at the score floor of 1.
+    for round in 0..60 {
+        let verifications = if round % 15 == 14 {
+            repo::waitlist::MOVE_LIMIT as u64 + 5
+        } else {
+            1 + next(&mut state) % 4
+        };
+        for _ in 0..verifications {
+            let original = 1 + (next(&mut state) % PARTICIPANTS as u64) as i64;
+            verify(&db, id, original).await;
+        }
+        let outcome = waitlist.recalculate_positions(id).await.unwrap();
+        let (stored, expected) = stored_and_expected(&db, id).await;
+        assert_eq!(stored, expected, "round {round}: {outcome:?}");
+        assert_eq!(
+            waitlist.recalculate_positions(id).await.unwrap(),
+            Recalculation::UpToDate,
+            "round {round}: a second run finds nothing to move"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_waiting_than_the_move_limit_ranks_the_campaign_in_full() {
+    let db = TestDatabase::new().await;
+    let waitlist = Waitlist::new(db.database().clone());
+    let id = campaign(&db).await;
+    // Every participant once, and then some twice: more than the limit wait only if the
+    // campaign is big enough, so add participants first.
+    execute(
+        &db,
+        &format!(
+            "INSERT INTO participants (id, campaign_id, email, email_lower, email_canonical,
+                                       referral_code, original_position, position)
+             SELECT gen_random_uuid(), '{id}', 'q' || n || '@example.com', 'q' || n || '@example.com',
+                    'q' || n || '@example.com', 'D' || n, n, n
+             FROM generate_series({}, 100) AS n",
+            PARTICIPANTS + 1
+        ),
+    )
+    .await;
+    for original in 1..=(repo::waitlist::MOVE_LIMIT as i64 + 1) {
+        verify(&db, id, original * 3).await;
+    }
+    assert!(matches!(
+        waitlist.recalculate_positions(id).await.unwrap(),
+        Recalculation::Ranked { .. }
+    ));
+    let (stored, expected) = stored_and_expected(&db, id).await;
+    assert_eq!(stored, expected);
+
+    // Positions edited by hand: a full ranking puts them right, whatever waits.
+    execute(
+        &db,
+        &format!("UPDATE participants SET position = 101 - position WHERE campaign_id = '{id}'"),
+    )
+    .await;
+    waitlist.rank_all_positions(id).await.unwrap();
+    let (stored, expected) = stored_and_expected(&db, id).await;
     assert_eq!(stored, expected);
 }

@@ -1,13 +1,14 @@
-//! Recalculates waitlist positions when referrals verify (seed 003).
+//! Updates waitlist positions when referrals verify.
 //!
 //! Consumer group `position-workers` on `domain-events`, exactly one handler in flight per
-//! instance (`KAFKA_WORKER_POOL_SIZE` is ignored). On `referral.verified` it recomputes the
-//! campaign's positions from the source of truth in one statement under
-//! `pg_advisory_xact_lock(hashtext(campaign_id))` (`repo::Waitlist::recalculate_positions`), so
-//! instances that share the group (`kubectl scale`) never interleave on one campaign and a
-//! replayed event gives the same positions. An event whose verification an earlier
-//! recalculation already saw (a replay, or one of a burst) costs one sum, not a recalculation
-//! (`campaign_rankings`). Other event types are skipped.
+//! instance (`KAFKA_WORKER_POOL_SIZE` is ignored). On `referral.verified` it brings the
+//! campaign's positions up to date under `pg_advisory_xact_lock(hashtext(campaign_id))`
+//! (`repo::Waitlist::recalculate_positions`), so instances that share the group (`kubectl
+//! scale`) never interleave on one campaign and a replayed event gives the same positions: the
+//! participants whose verified count their position does not reflect yet are moved to their new
+//! rank, shifting only the participants in between (the whole campaign is ranked again when more
+//! than `repo::waitlist::MOVE_LIMIT` wait). An event whose verification an earlier update already
+//! covered (a replay, or one of a burst) costs one index look-up. Other event types are skipped.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,9 +44,18 @@ impl Handler for PositionHandler {
             .map_err(repo_failure)?;
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
+            Recalculation::Moved {
+                participants,
+                changed,
+            } => {
+                metrics::histogram!("waitlist_position_recalculation_seconds", "kind" => "moved")
+                    .record(seconds);
+                tracing::info!(%campaign_id, participants, changed, "participants moved to their new positions");
+            }
             Recalculation::Ranked { changed } => {
-                metrics::histogram!("waitlist_position_recalculation_seconds").record(seconds);
-                tracing::info!(%campaign_id, changed, "positions recalculated");
+                metrics::histogram!("waitlist_position_recalculation_seconds", "kind" => "ranked")
+                    .record(seconds);
+                tracing::info!(%campaign_id, changed, "positions recalculated in full");
             }
             Recalculation::UpToDate => {
                 metrics::counter!("waitlist_position_recalculations_skipped_total").increment(1);

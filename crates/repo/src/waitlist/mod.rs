@@ -24,7 +24,7 @@ pub use notifications::{EmailClaim, RewardDelivery};
 #[cfg(feature = "testing")]
 pub(crate) use outbox::RELAY_LOCK_KEYS;
 pub use outbox::{OutboxMessage, OutboxRow, RelayOutcome};
-pub use positions::Recalculation;
+pub use positions::{MOVE_LIMIT, Recalculation};
 
 /// Turns a domain fact into its outbox row; the events crate knows the JSON shapes, so the
 /// service layer provides this.
