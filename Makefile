@@ -30,15 +30,9 @@ stack:
 fmt:
 	cargo fmt --all
 
-## bench: the benchmarks, in release mode, each beside its baseline measured in the same run
+## bench: the benchmarks in release mode, each beside its baseline measured in the same run; one summary table, also written to BENCHMARKS.md
 bench:
-	@deploy/local/stack.sh up
-	cargo bench -p repo --bench create_users
-	cargo bench -p events --bench throughput
-	cargo build --release -p gateway -p registration-batcher -p activity-log-processor
-	cargo bench -p system-tests --bench registration
-	cargo bench -p system-tests --bench activity_logs
-	cargo bench -p system-tests --bench positions
+	@deploy/local/bench.sh
 
 ## deploy-check: the deployment files without a cluster or Docker engine (kustomize, Helm + schemas, compose, hadolint, dashboards, alert rules)
 deploy-check:

@@ -120,6 +120,11 @@ impl ServiceProcess {
         }
     }
 
+    /// The process ID, while the process runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Everything the process has written so far.
     pub fn logs(&self) -> String {
         self.logs.lock().expect("log lock").clone()

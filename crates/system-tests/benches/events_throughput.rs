@@ -1,7 +1,8 @@
 //! Producer and consumer throughput of this crate beside plain rdkafka (`BaseProducer` and
 //! `BaseConsumer`, no wrapper of ours): the same messages against the same broker in one run.
 //!
-//! Run with `make bench` (or `cargo bench -p events --bench throughput` with the stack up).
+//! Run with `make bench` (or `cargo bench -p system-tests --bench events_throughput` with the
+//! stack up); rows 5 and 6 of the summary table.
 //! The machines are shared and noisy: read the ratios, not the absolute figures. Each round
 //! uses fresh topics (deleted afterwards) of 200,000 messages; the median round is reported.
 
@@ -21,6 +22,7 @@ use events::{
     ConsumerSettings, Event, EventBuilder, EventConsumer, Handler, HandlerError, KafkaConfig,
     Producer,
 };
+use system_tests::bench::{self, median};
 use tokio_util::sync::CancellationToken;
 
 const MESSAGES: usize = 200_000;
@@ -135,22 +137,17 @@ fn plain_consume(topic: &str) -> Option<Duration> {
     (received >= MESSAGES).then_some(elapsed)
 }
 
-fn median(mut samples: Vec<Duration>) -> Option<Duration> {
-    samples.sort();
-    samples.get(samples.len() / 2).copied()
-}
-
 fn rate(elapsed: Duration) -> f64 {
     MESSAGES as f64 / elapsed.as_secs_f64()
 }
 
-fn report(what: &str, ours: Vec<Duration>, plain: Vec<Duration>) {
+fn report(row: u32, what: &str, ours: Vec<Duration>, plain: Vec<Duration>) {
     println!(
         "  {what} ({} and {} of {ROUNDS} rounds completed)",
         ours.len(),
         plain.len()
     );
-    let (Some(ours), Some(plain)) = (median(ours), median(plain)) else {
+    let (Some(ours), Some(plain)) = (median(&ours), median(&plain)) else {
         println!("    no complete round to compare");
         return;
     };
@@ -166,7 +163,15 @@ fn report(what: &str, ours: Vec<Duration>, plain: Vec<Duration>) {
         rate(plain),
         plain.as_secs_f64()
     );
-    println!("    ratio events / plain: {:.2}", rate(ours) / rate(plain));
+    let ratio = rate(ours) / rate(plain);
+    println!("    ratio events / plain: {ratio:.2}");
+    bench::record(&bench::spec(row).row(
+        format!("{} msg/s", bench::thousands(rate(ours))),
+        format!("{} msg/s (plain rdkafka)", bench::thousands(rate(plain))),
+        Some(ratio),
+        ratio >= 0.9,
+        format!("{MESSAGES} events of ~250 bytes, 3 partitions; median of {ROUNDS} rounds"),
+    ));
 }
 
 #[tokio::main]
@@ -196,8 +201,9 @@ async fn main() {
     println!(
         "events throughput: {MESSAGES} events of ~250 bytes per round, 100 keys, 3 partitions"
     );
-    report("produce, acknowledged", produce_ours, produce_plain);
+    report(5, "produce, acknowledged", produce_ours, produce_plain);
     report(
+        6,
         "consume, no-op handler, pool of 10, committing",
         consume_ours,
         consume_plain,

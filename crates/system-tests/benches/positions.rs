@@ -1,11 +1,14 @@
-//! Position recalculation benchmark (issue #7): one campaign of 100,000 participants, a fifth of
-//! them with verified referrals. The position-worker's recalculation (one statement under the
-//! campaign's advisory lock) beside the same computation done row by row from the application
-//! (read every participant, rank in Rust, one UPDATE per changed row, one transaction), in the
-//! same run, each starting from positions reset to the signup order. Then a burst: verifications
-//! committed for many participants, and one `referral.verified` event each handled afterwards,
-//! as a lagging position-worker would: with the worker's skip of events an earlier
-//! recalculation covered, beside a full recalculation per event.
+//! Waitlist position benchmark (rows 10 and 11 of the summary table): one campaign of 100,000
+//! participants, a fifth of them with 1 to 7 verified referrals.
+//!
+//! - Full ranking (`Waitlist::rank_all_positions`): from positions reset to the signup order,
+//!   median of `RUNS` runs; its positions must equal those `domain::waitlist::positions`
+//!   computes in the application.
+//! - One verified referral: a participant's count goes up by one, as a verification does, and
+//!   the position-worker's update (`Waitlist::recalculate_positions`) moves it; median over
+//!   `MOVES` participants spread over the campaign, beside the full ranking. The positions after
+//!   all the moves must again equal the application's.
+//! - A replayed event (nothing to move), for the record.
 //!
 //! Run with `make bench`.
 
@@ -18,13 +21,14 @@ use repo::Waitlist;
 use repo::testing::TestDatabase;
 use repo::waitlist::Recalculation;
 use system_tests::CopyClient;
+use system_tests::bench::{self, median};
 use uuid::Uuid;
 
 const PARTICIPANTS: i64 = 100_000;
 const POINTS: i64 = 3;
-const RUNS: usize = 3;
-/// Verifications in the burst, each with its event.
-const BURST: usize = 50;
+const RUNS: usize = 5;
+/// Participants given one more verified referral, one at a time.
+const MOVES: i64 = 25;
 
 #[tokio::main]
 async fn main() {
@@ -55,44 +59,25 @@ async fn main() {
         )
         .await;
     assert_eq!(copied as i64, PARTICIPANTS);
-    copy.client()
-        .batch_execute("ANALYZE participants")
-        .await
-        .expect("analyze");
-
     let waitlist = Waitlist::new(db.database().clone());
-    let mut statement = Vec::new();
-    let mut row_by_row = Vec::new();
+
+    let mut full = Vec::new();
     for _ in 0..RUNS {
         reset(&copy).await;
         let started = Instant::now();
-        let outcome = waitlist
-            .recalculate_positions(campaign)
+        let changed = waitlist
+            .rank_all_positions(campaign)
             .await
-            .expect("recalculate");
-        statement.push(started.elapsed());
-        let Recalculation::Ranked { changed } = outcome else {
-            panic!("a reset campaign is ranked, not {outcome:?}");
-        };
-        let by_statement = snapshot(&copy).await;
-
-        reset(&copy).await;
-        let started = Instant::now();
-        let updated = recalculate_row_by_row(&copy, campaign).await;
-        row_by_row.push(started.elapsed());
-        assert_eq!(changed, updated, "both change the same rows");
-        assert_eq!(
-            snapshot(&copy).await,
-            by_statement,
-            "both give the same positions"
-        );
+            .expect("rank in full");
+        full.push(started.elapsed());
+        assert!(changed > 0, "a reset campaign changes");
     }
-    // The positions are right (row by row); record the ranking as the worker would have.
     assert_eq!(
-        forget_ranking_and_recalculate(&copy, &waitlist, campaign).await,
-        Recalculation::Ranked { changed: 0 }
+        snapshot(&copy).await,
+        expected(&copy).await,
+        "the full ranking gives the application's positions"
     );
-    // A replay: nothing counted since the last recalculation.
+
     let started = Instant::now();
     let replayed = waitlist
         .recalculate_positions(campaign)
@@ -100,132 +85,89 @@ async fn main() {
         .expect("recalculate");
     let replay = started.elapsed();
     assert_eq!(replayed, Recalculation::UpToDate);
-    // The same replay recalculated in full (as before the skip): nothing to write either.
-    let started = Instant::now();
-    let forced = forget_ranking_and_recalculate(&copy, &waitlist, campaign).await;
-    let replay_in_full = started.elapsed();
-    assert_eq!(forced, Recalculation::Ranked { changed: 0 });
 
-    // The burst, from the same state both times.
-    let before = snapshot(&copy).await;
-    verify_burst(&copy, campaign).await;
-    let started = Instant::now();
-    let mut ranked = 0;
-    for _ in 0..BURST {
+    let mut moves = Vec::new();
+    let mut shifted = 0;
+    for i in 0..MOVES {
+        // Spread over the campaign, late signups (long moves) included.
+        let original = 1 + i * (PARTICIPANTS - 1) / (MOVES - 1);
+        verify_one(&copy, campaign, original).await;
+        let started = Instant::now();
         let outcome = waitlist
             .recalculate_positions(campaign)
             .await
             .expect("recalculate");
-        ranked += usize::from(outcome != Recalculation::UpToDate);
+        moves.push(started.elapsed());
+        let Recalculation::Moved {
+            participants: 1,
+            changed,
+        } = outcome
+        else {
+            panic!("one verification moves one participant, not {outcome:?}");
+        };
+        shifted += changed;
     }
-    let burst = started.elapsed();
-    assert_eq!(ranked, 1, "the first event covers the burst");
-    let after_burst = snapshot(&copy).await;
-    assert_ne!(after_burst, before, "the burst moved people");
-    copy.client()
-        .batch_execute(
-            "UPDATE participants SET position = original_position;
-             UPDATE participants SET verified_referral_count = verified_referral_count - 1
-             WHERE original_position % 2000 = 1;
-             DELETE FROM campaign_rankings",
-        )
-        .await
-        .expect("undo the burst");
-    forget_ranking_and_recalculate(&copy, &waitlist, campaign).await;
     assert_eq!(
         snapshot(&copy).await,
-        before,
-        "back to the state before the burst"
-    );
-    verify_burst(&copy, campaign).await;
-    let started = Instant::now();
-    for _ in 0..BURST {
-        forget_ranking_and_recalculate(&copy, &waitlist, campaign).await;
-    }
-    let burst_in_full = started.elapsed();
-    assert_eq!(
-        snapshot(&copy).await,
-        after_burst,
-        "both end with the same positions"
+        expected(&copy).await,
+        "the moves give the application's positions"
     );
 
-    let best = |times: &[Duration]| times.iter().min().copied().unwrap_or_default();
-    let (s, r) = (best(&statement), best(&row_by_row));
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let full = median(&full).expect("runs");
+    let one = median(&moves).expect("moves");
     println!(
-        "position recalculation: {PARTICIPANTS} participants, 1 in 5 with verified referrals, best of {RUNS}"
+        "waitlist positions: {PARTICIPANTS} participants, 1 in 5 with verified referrals, {POINTS} points each"
     );
     println!(
-        "   one SQL statement under the advisory lock   {:>8.0} ms",
-        s.as_secs_f64() * 1e3
+        "   full ranking, median of {RUNS}            {:>9.1} ms",
+        ms(full)
     );
     println!(
-        "   row by row from the application (baseline)  {:>8.0} ms",
-        r.as_secs_f64() * 1e3
-    );
-    println!("   speed-up: {:.1}x", r.as_secs_f64() / s.as_secs_f64());
-    println!("replayed event, nothing to change");
-    println!(
-        "   skipped: verified total unchanged           {:>8.1} ms",
-        replay.as_secs_f64() * 1e3
+        "   one verified referral, median of {MOVES}     {:>9.2} ms  ({shifted} rows written by the {MOVES} moves)",
+        ms(one)
     );
     println!(
-        "   recalculated in full (baseline)             {:>8.1} ms",
-        replay_in_full.as_secs_f64() * 1e3
+        "   a replayed event, nothing to move        {:>9.2} ms",
+        ms(replay)
     );
-    println!(
-        "   speed-up: {:.1}x",
-        replay_in_full.as_secs_f64() / replay.as_secs_f64()
-    );
-    println!("burst: {BURST} verifications committed, then their {BURST} events");
-    println!(
-        "   first ranks, the rest skip                  {:>8.0} ms",
-        burst.as_secs_f64() * 1e3
-    );
-    println!(
-        "   a full recalculation per event (baseline)   {:>8.0} ms",
-        burst_in_full.as_secs_f64() * 1e3
-    );
-    println!(
-        "   speed-up: {:.1}x",
-        burst_in_full.as_secs_f64() / burst.as_secs_f64()
-    );
+    let speedup = full.as_secs_f64() / one.as_secs_f64();
+    bench::record(&bench::spec(10).row(
+        format!("{:.2} ms", ms(one)),
+        format!("{:.0} ms (full ranking)", ms(full)),
+        Some(speedup),
+        ms(one) <= 20.0 && speedup >= 50.0,
+        format!(
+            "median of {MOVES} single verifications spread over the campaign, each moved by the position-worker's update; the ratio is the speed-up over a full ranking"
+        ),
+    ));
+    bench::record(&bench::spec(11).row(
+        format!("{:.0} ms", ms(full)),
+        "—".into(),
+        None,
+        ms(full) <= 300.0,
+        format!("from positions reset to the signup order, median of {RUNS} runs"),
+    ));
 }
 
-/// One more verified referral for each of `BURST` participants spread over the campaign.
-async fn verify_burst(copy: &CopyClient, campaign: Uuid) {
+/// One more verified referral for the participant who signed up `original`-th, as a
+/// verification writes it.
+async fn verify_one(copy: &CopyClient, campaign: Uuid, original: i64) {
     let verified = copy
         .client()
         .execute(
             "UPDATE participants SET verified_referral_count = verified_referral_count + 1
-             WHERE campaign_id = $1::text::uuid AND original_position % 2000 = 1",
-            &[&campaign.to_string()],
+             WHERE campaign_id = $1::text::uuid AND original_position = $2",
+            &[&campaign.to_string(), &original],
         )
         .await
-        .expect("verify the burst");
-    assert_eq!(verified as usize, BURST);
-}
-
-/// A recalculation as the worker did before it skipped covered events: the record of the last
-/// ranking removed first.
-async fn forget_ranking_and_recalculate(
-    copy: &CopyClient,
-    waitlist: &Waitlist,
-    campaign: Uuid,
-) -> Recalculation {
-    copy.client()
-        .batch_execute("DELETE FROM campaign_rankings")
-        .await
-        .expect("forget the ranking");
-    waitlist
-        .recalculate_positions(campaign)
-        .await
-        .expect("recalculate")
+        .expect("verify one");
+    assert_eq!(verified, 1);
 }
 
 async fn reset(copy: &CopyClient) {
     for statement in [
-        "UPDATE participants SET position = original_position",
-        "DELETE FROM campaign_rankings",
+        "UPDATE participants SET position = original_position, ranked_referral_count = 0",
         "VACUUM ANALYZE participants",
     ] {
         copy.client()
@@ -235,6 +177,7 @@ async fn reset(copy: &CopyClient) {
     }
 }
 
+/// `(original position, position)` of every participant, in signup order.
 async fn snapshot(copy: &CopyClient) -> Vec<(i64, i64)> {
     copy.client()
         .query(
@@ -248,48 +191,27 @@ async fn snapshot(copy: &CopyClient) -> Vec<(i64, i64)> {
         .collect()
 }
 
-/// The baseline: what a worker without set-based SQL would do.
-async fn recalculate_row_by_row(copy: &CopyClient, campaign: Uuid) -> usize {
-    let client = copy.client();
-    client.batch_execute("BEGIN").await.expect("begin");
-    client
-        .execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            &[&campaign.to_string()],
-        )
-        .await
-        .expect("lock");
-    let rows = client
+/// The positions the application computes from the stored counts, as `snapshot` lists them.
+async fn expected(copy: &CopyClient) -> Vec<(i64, i64)> {
+    let rows = copy
+        .client()
         .query(
-            "SELECT p.id::text, p.original_position, p.verified_referral_count, p.position
-             FROM participants p WHERE p.campaign_id = $1::text::uuid",
-            &[&campaign.to_string()],
+            "SELECT original_position, verified_referral_count FROM participants
+             ORDER BY original_position",
+            &[],
         )
         .await
-        .expect("read participants");
+        .expect("counts");
     let standings: Vec<Standing> = rows
         .iter()
         .map(|row| Standing {
-            original_position: row.get(1),
-            verified_referrals: i64::from(row.get::<_, i32>(2)),
+            original_position: row.get(0),
+            verified_referrals: i64::from(row.get::<_, i32>(1)),
         })
         .collect();
-    let ranked = positions(&standings, POINTS);
-    let update = client
-        .prepare("UPDATE participants SET position = $1 WHERE id = $2::text::uuid")
-        .await
-        .expect("prepare");
-    let mut updated = 0;
-    for (row, position) in rows.iter().zip(ranked) {
-        if row.get::<_, i64>(3) != position {
-            let id: String = row.get(0);
-            client
-                .execute(&update, &[&position, &id])
-                .await
-                .expect("update");
-            updated += 1;
-        }
-    }
-    client.batch_execute("COMMIT").await.expect("commit");
-    updated
+    standings
+        .iter()
+        .map(|s| s.original_position)
+        .zip(positions(&standings, POINTS))
+        .collect()
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod activity;
+pub mod bench;
 mod kafka_cluster;
 mod otlp;
 mod waitlist;
